@@ -1,0 +1,14 @@
+"""Every notebook in nbs/ as one pytest test, run the way `nbdev_test` runs it (cells flagged notest/slow skipped)."""
+import pytest
+from pathlib import Path
+from nbdev.test import test_nb as run_notebook
+from nbdev.config import get_config
+
+NBS = sorted(p for p in (Path(__file__).resolve().parents[1] / "nbs").glob("*.ipynb") if not p.name.startswith("_"))
+
+
+@pytest.mark.parametrize("nb", NBS, ids=[p.stem for p in NBS])
+def test_notebook(nb, monkeypatch):
+    monkeypatch.chdir(nb.parent)
+    ok, secs = run_notebook(nb, skip_flags=get_config().tst_flags.split(), do_print=False)
+    assert ok, f"{nb.name} failed (run `nbdev_test --path nbs/{nb.name}` to see the failing cell)"

@@ -1,0 +1,19 @@
+"""Execute notebooks in place so that their stored outputs (figures, tables) are current, then clean them.
+
+    python tools/run_nbs.py                 # every notebook in nbs/
+    python tools/run_nbs.py nbs/00_scalar.ipynb
+"""
+import os, sys, subprocess
+from pathlib import Path
+from execnb.shell import CaptureShell
+
+ROOT = Path(__file__).resolve().parents[1]
+
+if __name__ == '__main__':
+    os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    paths = [Path(p).resolve() for p in sys.argv[1:]] or sorted((ROOT / 'nbs').glob('*.ipynb'))
+    for p in paths:
+        os.chdir(p.parent)
+        print('executing', p.name, flush=True)
+        CaptureShell().execute(p, p, exc_stop=True)
+    subprocess.run([Path(sys.executable).parent / 'nbdev_clean'], cwd=ROOT, check=True)
