@@ -8,7 +8,7 @@ __all__ = ['Grid', 'make_grid', 'bound', 'quantize', 'check_levels', 'code_entro
            'fsq_forward', 'basis', 'index_dtype', 'levels_for', 'level_indices_to_indices', 'indices_to_level_indices',
            'codes_to_indices', 'indices_to_codes', 'implicit_codebook', 'PAPER_LEVELS', 'FSQ']
 
-# %% ../nbs/index.ipynb #50e3d341
+# %% ../nbs/index.ipynb #31b938ce
 from .scalar import Grid, make_grid, bound, quantize, check_levels, code_entropy
 from .ste import round_ste, quantize_ste, FSQFunction, fsq_forward
 from .indices import (basis, index_dtype, levels_for, level_indices_to_indices, indices_to_level_indices,
