@@ -6,14 +6,17 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = ['Grid', 'make_grid', 'bound', 'quantize', 'check_levels', 'code_entropy', 'round_ste', 'quantize_ste', 'FSQFunction',
            'fsq_forward', 'basis', 'index_dtype', 'levels_for', 'level_indices_to_indices', 'indices_to_level_indices',
-           'codes_to_indices', 'indices_to_codes', 'implicit_codebook', 'PAPER_LEVELS', 'FSQ']
+           'codes_to_indices', 'indices_to_codes', 'implicit_codebook', 'PAPER_LEVELS', 'FSQ', 'listing_quantize',
+           'listing_codes_to_indices']
 
-# %% ../nbs/index.ipynb #31b938ce
-from .scalar import Grid, make_grid, bound, quantize, check_levels, code_entropy
+# %% ../nbs/index.ipynb #e495bd9b
+from .scalar import Grid, make_grid, bound, quantize, check_levels, code_entropy, listing_quantize
 from .ste import round_ste, quantize_ste, FSQFunction, fsq_forward
 from .indices import (basis, index_dtype, levels_for, level_indices_to_indices, indices_to_level_indices,
-                             codes_to_indices, indices_to_codes, implicit_codebook, PAPER_LEVELS)
+                             codes_to_indices, indices_to_codes, implicit_codebook, PAPER_LEVELS,
+                             listing_codes_to_indices)
 from .fsq import FSQ
 _all_ = ["Grid", "make_grid", "bound", "quantize", "check_levels", "code_entropy", "round_ste", "quantize_ste",
           "FSQFunction", "fsq_forward", "basis", "index_dtype", "levels_for", "level_indices_to_indices",
-          "indices_to_level_indices", "codes_to_indices", "indices_to_codes", "implicit_codebook", "PAPER_LEVELS", "FSQ"]
+          "indices_to_level_indices", "codes_to_indices", "indices_to_codes", "implicit_codebook", "PAPER_LEVELS", "FSQ",
+          "listing_quantize", "listing_codes_to_indices"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st, HealthCheck
 from fsq_lit.indices import APPENDIX_LEVELS
-from fsq_lit import (FSQ, make_grid, quantize, bound, PAPER_LEVELS, levels_for, indices_to_codes, codes_to_indices,
+from fsq_lit import (FSQ, listing_quantize, listing_codes_to_indices, make_grid, quantize, bound, PAPER_LEVELS, levels_for, indices_to_codes, codes_to_indices,
                      level_indices_to_indices, indices_to_level_indices, implicit_codebook)
 
 levels_st = st.lists(st.integers(2, 16), min_size=1, max_size=5)
@@ -192,23 +192,10 @@ def test_device_move_and_state_dict():
     assert c.dtype == torch.float64 and torch.equal(i, q2(z)[1])
 
 
-def listing_fsq(z, levels, eps=1e-3):
-    "The published listing (Appendix A.1), transcribed: quantize, then codes_to_indices via its float sum."
-    import numpy as np
-    lv = np.asarray(levels)
-    half_l = torch.tensor((lv - 1) * (1 - eps) / 2, dtype=torch.float32)
-    offset = torch.where(torch.tensor(lv % 2 == 1), 0.0, 0.5)
-    shift = torch.tan(offset / half_l)
-    half_width = torch.tensor(lv // 2)
-    codes = torch.round(torch.tanh(z + shift) * half_l - offset) / half_width
-    basis = torch.tensor(np.concatenate(([1], np.cumprod(lv[:-1]))), dtype=torch.float32)
-    idx = ((codes * half_width + half_width) * basis).sum(-1).round().to(torch.int32)   # exact in fp32 below 2^24
-    return codes, idx
-
-
 @pytest.mark.parametrize("levels", list(PAPER_LEVELS.values()) + [[2, 3, 4], [16, 9]], ids=lambda l: "x".join(map(str, l)))
 def test_paper_exact_module_is_the_listing_bit_for_bit(levels):
     z = rand((20_000, len(levels)), 7)
     codes, idx = FSQ(levels, paper_exact=True)(z)
-    ref_codes, ref_idx = listing_fsq(z, levels)
+    ref_codes = listing_quantize(z, levels)
+    ref_idx = listing_codes_to_indices(ref_codes, levels)          # the listing's float sum: exact in fp32 here
     assert torch.equal(codes, ref_codes) and torch.equal(idx, ref_idx)
