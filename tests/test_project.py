@@ -14,7 +14,7 @@ def test_library_matches_notebooks(tmp_path):
     for nb in sorted((ROOT / "nbs").glob("*.ipynb")): nb_export(nb, lib)
     norm = lambda text: re.sub(r'(\.\./)+\S*?nbs/', 'nbs/', re.sub(r'^__version__ = .*\n', '', text))  # paths differ
     exported = sorted(lib.glob("*.py"))
-    assert {f.name for f in exported} >= {"__init__.py", "scalar.py", "ste.py", "indices.py", "fsq.py"}
+    assert {f.name for f in exported} >= {"__init__.py", "scalar.py", "ste.py", "indices.py", "fsq.py", "data.py", "train.py", "tokenizer.py"}
     for f in exported:
         assert norm(f.read_text()) == norm((ROOT / "fsq_lit" / f.name).read_text()), \
             f"fsq_lit/{f.name} differs from its notebook: run nbdev_export"
@@ -59,3 +59,19 @@ def test_benchmark_runs(tmp_path):
     assert "speed-up over the peer" in out
     res = json.loads((tmp_path / "b.json").read_text())
     assert res["ratios"]["forward"] > 0 and res["tokens"] == 4096
+
+
+def test_tokenizer_console_script_smoke(tmp_path):
+    "The README's main job, at smoke size: every promised file is written and the summary is sane."
+    env = {**os.environ, "FSQ_LIT_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "run"
+    res = subprocess.run([_script("fsq-tokenizer"), "--preset", "smoke", "--out", str(out), "--no_progress"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for f in ["recon.png", "metrics.jsonl", "metrics.png", "summary.json", "tokenizer/config.json", "tokenizer/model.safetensors"]:
+        assert (out / f).is_file(), f"fsq-tokenizer did not write {f}"
+    s = json.loads((out / "summary.json").read_text())
+    assert s["steps"] == 10 and 0 < s["usage"] <= 1 and s["psnr"] > 0 and s["config"]["quantizer"] == "fsq"
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert lines and all("step" in json.loads(l) for l in lines)
+    assert "psnr=" in res.stdout

@@ -1,9 +1,10 @@
 """Execute notebooks in place so that their stored outputs (figures, tables) are current, then clean them.
+Cells marked `#| eval: false` are skipped, as nbdev_test skips them.
 
     python tools/run_nbs.py                 # every notebook in nbs/
     python tools/run_nbs.py nbs/00_scalar.ipynb
 """
-import os, sys, subprocess
+import os, re, sys, subprocess
 from pathlib import Path
 from execnb.shell import CaptureShell
 
@@ -15,5 +16,7 @@ if __name__ == '__main__':
     for p in paths:
         os.chdir(p.parent)
         print('executing', p.name, flush=True)
-        CaptureShell().execute(p, p, exc_stop=True)
+        # like nbdev_test, skip cells marked `#| eval: false` (their stored outputs, if any, are kept)
+        skip = lambda cell: cell.cell_type == 'code' and re.search(r'^#\|\s*eval:\s*false', cell.source, re.M) is not None
+        CaptureShell().execute(p, p, exc_stop=True, preproc=skip)
     subprocess.run([Path(sys.executable).parent / 'nbdev_clean'], cwd=ROOT, check=True)
