@@ -13,7 +13,7 @@ from .ste import FSQFunction, fsq_forward
 from .indices import index_dtype, _horner, codes_to_indices, indices_to_codes, implicit_codebook, basis
 
 # %% auto #0
-__all__ = ['FSQ', 'run_demo', 'main']
+__all__ = ['FSQ', 'code_stats', 'run_demo', 'main']
 
 # %% ../nbs/03_fsq.ipynb #875fc5fe
 _TILE = 16  # the constants are stored tiled this many times (see above)
@@ -165,6 +165,18 @@ class FSQ(nn.Module):
         return implicit_codebook(self.grid, device=self._scale.device)
 
 # %% ../nbs/03_fsq.ipynb #799cef65
+def code_stats(indices: torch.Tensor, codebook_size: int) -> dict:
+    "Codebook usage (fraction of codes that occur), perplexity exp(H) and entropy H in bits per token of `indices`."
+    if indices.dtype.is_floating_point or indices.dtype == torch.bool:
+        raise TypeError(f"indices must be an integer tensor, got {indices.dtype}")
+    flat = indices.reshape(-1).long()
+    if flat.numel() and (flat.min() < 0 or flat.max() >= codebook_size):
+        raise IndexError(f"indices must lie in [0, {codebook_size}), got [{flat.min().item()}, {flat.max().item()}]")
+    counts = torch.bincount(flat, minlength=codebook_size).double()
+    p = counts[counts > 0] / counts.sum().clamp_min(1)
+    h = -(p * p.log()).sum().item()
+    return {"usage": (counts > 0).double().mean().item(), "perplexity": math.exp(h), "bits": h / math.log(2)}
+
 def run_demo(levels=(8, 5, 5, 5), tokens: int = 65536, seed: int = 0, scale: float = 1.0) -> dict:
     "Quantize `tokens` random vectors N(0, scale^2), decode them, and return (and print) usage statistics."
     q = FSQ(levels)
@@ -174,12 +186,10 @@ def run_demo(levels=(8, 5, 5, 5), tokens: int = 65536, seed: int = 0, scale: flo
     with torch.no_grad(): quantized, indices = q(z)
     seconds = time.perf_counter() - t0
     decoded = q.indices_to_codes(indices)
-    counts = torch.bincount(indices.long().flatten(), minlength=q.codebook_size).double()
-    p = counts[counts > 0] / counts.sum()
     stats = dict(levels=q.levels, codebook_size=q.codebook_size, tokens=tokens, index_dtype=str(q.index_dtype),
                  quantize_ms=seconds * 1e3, round_trip_exact=bool(torch.equal(decoded, quantized)),
                  bf16_indices_exact=bool(torch.equal(q(z.bfloat16())[1], q(z.bfloat16().float())[1])),
-                 usage=float((counts > 0).double().mean()), perplexity=float(torch.exp(-(p * p.log()).sum())))
+                 **code_stats(indices, q.codebook_size))
     print(f"FSQ levels {stats['levels']}: {stats['codebook_size']} codes, {stats['index_dtype']} indices")
     print(f"quantized {tokens} vectors in {stats['quantize_ms']:.2f} ms; decode(indices) == quantized: {stats['round_trip_exact']}; "
           f"bf16 indices exact: {stats['bf16_indices_exact']}")

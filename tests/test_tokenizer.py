@@ -3,7 +3,8 @@ import copy, math
 import pytest, torch
 from torch import nn
 from fsq_lit.tokenizer import (TokenizerConfig, Tokenizer, TokenizerLoss, evaluate_tokenizer, scene_images,
-                               train_tokenizer, save_tokenizer, load_tokenizer, code_stats)
+                               train_tokenizer, save_tokenizer, load_tokenizer)
+from fsq_lit.fsq import code_stats
 from fsq_lit.train import TrainConfig
 
 
