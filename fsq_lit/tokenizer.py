@@ -267,11 +267,13 @@ def scene_images(n: int, size: int, seed: int = 0, test: int = 0, progress: bool
 def show_reconstructions(tokenizer: Tokenizer, images: torch.Tensor, n: int = 8, path=None):
     "Figure: `n` images (top row) over their reconstructions (bottom row); saved to `path` if given."
     import matplotlib.pyplot as plt
+    was_training = tokenizer.training
     tokenizer.eval()
     dev = next(tokenizer.parameters()).device
     with torch.no_grad():
         x = as_images(images[:n]).to(dev)
         y = tokenizer(x)[0].float().clamp(0, 1)
+    tokenizer.train(was_training)   # as evaluate_tokenizer: safe to call in the middle of training
     fig, axs = plt.subplots(2, len(x), figsize=(1.2 * len(x), 2.6), squeeze=False)
     for j in range(len(x)):
         for i, im in enumerate((x[j], y[j])):
