@@ -221,11 +221,12 @@ def _nested(a: np.ndarray):
     for dim in a.shape[:0:-1]: v = pa.ListArray.from_arrays(pa.array(np.arange(0, len(v) + 1, dim, dtype=np.int32)), v)
     return v
 
-def _to_dataset(arrays, size):
+def _to_dataset(arrays, size, fingerprint=None):
+    "Arrays → `datasets.Dataset`. A given `fingerprint` (the cache key) spares datasets from hashing the whole table."
     f = _features(size)
     cols = {k: pa.ExtensionArray.from_storage(f[k](), _nested(arrays[k])) for k in ("image", "depth", "semantic", "instance")}
     cols["label"] = pa.array(arrays["label"].astype(np.int64))
-    return datasets.Dataset(pa.table(cols), info=datasets.DatasetInfo(features=f))
+    return datasets.Dataset(pa.table(cols), info=datasets.DatasetInfo(features=f), fingerprint=fingerprint)
 
 def _render_chunk(args):
     start, stop, size, seed = args
@@ -263,7 +264,8 @@ def make_scenes(n: int, size: int = 64, seed: int = 0, test: int = 0, cache_dir=
     path = scenes_cache_path(n, size, seed, test, cache_dir)
     if path.exists(): return datasets.load_from_disk(str(path))
     splits = {"train": (0, n)} if test == 0 else {"train": (0, n), "test": (n, n + test)}
-    out = datasets.DatasetDict({name: _to_dataset(_render_range(a, b, size, seed, num_proc, progress, f"scenes {name}"), size)
+    out = datasets.DatasetDict({name: _to_dataset(_render_range(a, b, size, seed, num_proc, progress, f"scenes {name}"), size,
+                                                      f"{path.name}_{name}")
                                 for name, (a, b) in splits.items()})
     ds = out["train"] if test == 0 else out
     tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")

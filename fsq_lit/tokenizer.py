@@ -44,7 +44,11 @@ class FSQQuantizer(nn.Module):
         "Indices (B, h, w) → quantized latents (B, dim, h, w)."
         return self.fsq.indices_to_codes(indices)
 
-QUANTIZERS = {'fsq': lambda cfg: FSQQuantizer(cfg.levels)}
+def _vq(cfg):
+    from fsq_lit.vq import VQ   # defined in the next chapter, which builds on this one
+    return VQ(cfg.codebook_size, cfg.vq_dim, **cfg.vq)
+
+QUANTIZERS = {'fsq': lambda cfg: FSQQuantizer(cfg.levels), 'vq': _vq}
 
 # %% ../nbs/06_tokenizer.ipynb #79ed9abc
 def _norm(c: int) -> nn.GroupNorm:
@@ -94,6 +98,9 @@ class TokenizerConfig:
     num_res_blocks: int = 1
     quantizer: str = 'fsq'         # a key of QUANTIZERS
     levels: tuple = (8, 5, 5, 5)   # FSQ levels (Table 1: 2^10 codes)
+    codebook_size: int = 1024      # VQ: number of codes
+    vq_dim: int = 32               # VQ: code dimension (the encoder's output channels)
+    vq: dict = field(default_factory=dict)   # VQ: more keyword arguments of `fsq_lit.vq.VQ` (ema, restart, ...)
     rec_loss: str = 'l1'           # 'l1' or 'l2'
     gan_weight: float = 0.0        # hinge-GAN generator weight; 0 turns the discriminator off
     disc_channels: int = 64

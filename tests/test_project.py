@@ -14,7 +14,7 @@ def test_library_matches_notebooks(tmp_path):
     for nb in sorted((ROOT / "nbs").glob("*.ipynb")): nb_export(nb, lib)
     norm = lambda text: re.sub(r'(\.\./)+\S*?nbs/', 'nbs/', re.sub(r'^__version__ = .*\n', '', text))  # paths differ
     exported = sorted(lib.glob("*.py"))
-    assert {f.name for f in exported} >= {"__init__.py", "scalar.py", "ste.py", "indices.py", "fsq.py", "data.py", "train.py", "tokenizer.py"}
+    assert {f.name for f in exported} >= {"__init__.py", "scalar.py", "ste.py", "indices.py", "fsq.py", "data.py", "train.py", "tokenizer.py", "vq.py", "compare.py"}
     for f in exported:
         assert norm(f.read_text()) == norm((ROOT / "fsq_lit" / f.name).read_text()), \
             f"fsq_lit/{f.name} differs from its notebook: run nbdev_export"
