@@ -105,7 +105,7 @@ def hardware(device) -> str:
 
 def _record(cfg: CompareConfig, quantizer, variant, size, tok, summary) -> dict:
     return dict(quantizer=quantizer, variant=variant, target_size=size, codebook_size=summary['codebook_size'],
-                levels=list(cfg.tokenizer_config(quantizer, variant, size).levels) if quantizer == 'fsq' else None,
+                levels=levels_for(size) if quantizer == 'fsq' else None,
                 study=('sweep' if (quantizer == 'fsq' or variant in cfg.sweep_variants) and size in cfg.sizes else 'ablation'),
                 **{k: summary[k] for k in ('usage', 'perplexity', 'bits', 'psnr', 'ssim', 'mse')},
                 quantizer_params=sum(p.numel() for p in tok.quantizer.parameters()) + sum(

@@ -31,16 +31,13 @@ def get_rank_world() -> tuple[int, int]:
 def pick_device(cfg=None) -> torch.device:
     "The device to train on: `cfg.device` (or a device string) unless it is `'auto'`, then `cuda:LOCAL_RANK` if CUDA is available, else CPU."
     dev = cfg if isinstance(cfg, (str, torch.device)) else getattr(cfg, "device", "auto") if cfg is not None else "auto"
-    if str(dev) != "auto":
-        d = torch.device(dev)
-        if d.type == "cuda":
-            if not torch.cuda.is_available(): raise ValueError(f"device {str(dev)!r} was asked for, but CUDA is not available here")
-            if d.index is None:   # plain "cuda": this process's GPU (torchrun's LOCAL_RANK), as for "auto"
-                d = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-        return d
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-    return torch.device("cpu")
+    if str(dev) == "auto": dev = "cuda" if torch.cuda.is_available() else "cpu"
+    d = torch.device(dev)
+    if d.type == "cuda":
+        if not torch.cuda.is_available(): raise ValueError(f"device {str(dev)!r} was asked for, but CUDA is not available here")
+        if d.index is None:   # plain "cuda" (and "auto"): this process's GPU, torchrun's LOCAL_RANK
+            d = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    return d
 
 # %% ../nbs/05_train.ipynb #34558b65
 def _check(ok: bool, msg: str, exc=ValueError):
