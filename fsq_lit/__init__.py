@@ -6,10 +6,10 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = ['Grid', 'make_grid', 'bound', 'quantize', 'check_levels', 'code_entropy', 'round_ste', 'quantize_ste', 'FSQFunction',
            'fsq_forward', 'basis', 'index_dtype', 'levels_for', 'level_indices_to_indices', 'indices_to_level_indices',
-           'codes_to_indices', 'indices_to_codes', 'implicit_codebook', 'PAPER_LEVELS', 'FSQ', 'listing_quantize',
-           'listing_codes_to_indices']
+           'codes_to_indices', 'indices_to_codes', 'implicit_codebook', 'PAPER_LEVELS', 'FSQ',
+           'listing_codes_to_indices', 'listing_quantize']
 
-# %% ../nbs/index.ipynb #e495bd9b
+# %% ../nbs/index.ipynb #587c42c2
 from .scalar import Grid, make_grid, bound, quantize, check_levels, code_entropy, listing_quantize
 from .ste import round_ste, quantize_ste, FSQFunction, fsq_forward
 from .indices import (basis, index_dtype, levels_for, level_indices_to_indices, indices_to_level_indices,
@@ -19,4 +19,4 @@ from .fsq import FSQ
 _all_ = ["Grid", "make_grid", "bound", "quantize", "check_levels", "code_entropy", "round_ste", "quantize_ste",
           "FSQFunction", "fsq_forward", "basis", "index_dtype", "levels_for", "level_indices_to_indices",
           "indices_to_level_indices", "codes_to_indices", "indices_to_codes", "implicit_codebook", "PAPER_LEVELS", "FSQ",
-          "listing_quantize", "listing_codes_to_indices"]
+          "listing_codes_to_indices", "listing_quantize"]

@@ -23,7 +23,9 @@ def test_library_matches_notebooks(tmp_path):
 def test_readme_generated_from_index():
     sys.path.insert(0, str(ROOT / "tools"))
     import make_readme
-    assert (ROOT / "README.md").read_text() == make_readme.render(), "run python tools/make_readme.py"
+    text, figures = make_readme.render()
+    assert (ROOT / "README.md").read_text() == text, "run python tools/make_readme.py"
+    assert figures and all((ROOT / p).read_bytes() == png and p in text for p, png in figures.items())
 
 
 def test_ci_runs_the_readme_test_command():

@@ -1,16 +1,19 @@
 """Write README.md from nbs/index.ipynb (nbdev's own `nbdev_readme` needs Quarto, which these machines lack).
 
-Markdown cells are copied (links to chapters are made relative to the repository root), code cells become
-python blocks with their stored text outputs, and cells marked `#| hide` or exported with `#| export` are left out.
+Markdown cells are copied (relative links and images are made relative to the repository root), code cells become
+python blocks with their stored text outputs, stored figures are written to `nbs/images/readme_N.png` and shown,
+and cells marked `#| hide` or exported with `#| export` are left out.
 
     python tools/make_readme.py           # write README.md
     python tools/make_readme.py --check   # exit 1 if README.md is out of date
 """
-import json, re, sys
+import base64, json, re, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN = re.compile(r'^#\|\s*(hide|export|exporti|default_exp)\b', re.M)
+RELATIVE = re.compile(r'\]\((?!https?://|mailto:|#|/)([^)\s]+)\)')      # ](00_scalar.ipynb), ](results/x.png)
+FIGURES = 'nbs/images/readme_{}.png'
 
 
 def cell_text(cell):
@@ -27,24 +30,32 @@ def outputs_text(cell):
 
 
 def render(nb_path=ROOT / 'nbs' / 'index.ipynb'):
+    "README text and the figures it shows ({path: png bytes})."
     nb = json.loads(Path(nb_path).read_text())
-    parts = []
+    parts, figures = [], {}
     for cell in nb['cells']:
         src = cell_text(cell)
         if cell['cell_type'] == 'markdown':
-            parts.append(re.sub(r'\]\((\d\d_[^)]+\.ipynb)\)', r'](nbs/\1)', src))
+            parts.append(RELATIVE.sub(r'](nbs/\1)', src))
         elif cell['cell_type'] == 'code' and not HIDDEN.search(src):
             code = '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip('\n')
             block = f"```python\n{code}\n```"
             out = outputs_text(cell)
             if out: block += f"\n\n```\n{out}\n```"
+            for o in cell.get('outputs', []):
+                if 'image/png' in o.get('data', {}):
+                    path = FIGURES.format(len(figures) + 1)
+                    figures[path] = base64.b64decode(''.join(o['data']['image/png']))
+                    block += f"\n\n![figure {len(figures)}]({path})"
             parts.append(block)
-    return '\n\n'.join(parts).rstrip() + '\n'
+    return '\n\n'.join(parts).rstrip() + '\n', figures
 
 
 if __name__ == '__main__':
-    text, readme = render(), ROOT / 'README.md'
+    (text, figures), readme = render(), ROOT / 'README.md'
     if '--check' in sys.argv:
-        if readme.read_text() != text: sys.exit('README.md is out of date: run python tools/make_readme.py')
+        stale = [p for p, png in figures.items() if not (ROOT / p).is_file() or (ROOT / p).read_bytes() != png]
+        if readme.read_text() != text or stale: sys.exit('README.md is out of date: run python tools/make_readme.py')
     else:
         readme.write_text(text)
+        for p, png in figures.items(): (ROOT / p).write_bytes(png)

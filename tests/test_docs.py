@@ -1,0 +1,200 @@
+"""The documentation site: `python tools/build_docs.py` builds it, and headless Chromium reads it.
+
+The static checks run everywhere. The browser checks need Debian's `chromium` and `chromium-driver`
+(`.ci/run` installs them); without them they are skipped, unless FSQ_LIT_BROWSER_TESTS=require (set by CI), in
+which case a missing browser is a failure. Screenshots go to `_screenshots/` (or $FSQ_LIT_SCREENSHOTS).
+"""
+import functools, html, http.server, json, os, re, shutil, subprocess, sys, threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'tools'))
+import build_docs  # noqa: E402
+
+CHROMIUM, CHROMEDRIVER = shutil.which('chromium') or shutil.which('chromium-browser'), shutil.which('chromedriver')
+DIRECTIVE = re.compile(r'#\|\s*[a-z][\w-]*')          # `#| export`, `#| hide`, `#| echo: false` (not a progress bar's `#|`)
+SHOTS = Path(os.environ.get('FSQ_LIT_SCREENSHOTS', ROOT / '_screenshots'))
+
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp('site')
+    subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), '--out', str(out), '--quiet'], check=True, cwd=ROOT)
+    return out
+
+
+@pytest.fixture(scope='module')
+def pages(site):
+    return {nb: Path(md).with_suffix('.html').name for nb, md in build_docs.page_names().items()}
+
+
+def visible_text(page: Path) -> str:
+    "The text a reader sees: tags, scripts and styles removed."
+    s = page.read_text()
+    s = re.sub(r'<(script|style)\b.*?</\1>', ' ', s, flags=re.S)
+    return html.unescape(re.sub(r'<[^>]+>', ' ', s))
+
+
+# ---- the site as files -------------------------------------------------------------------------------------------
+def test_every_chapter_has_a_page(site, pages):
+    nbs = sorted(p.name for p in (ROOT / 'nbs').glob('*.ipynb'))
+    assert sorted(pages) == nbs                               # the sidebar lists every notebook
+    assert pages['index.ipynb'] == 'index.html' and pages['03_fsq.ipynb'] == 'fsq.html'
+    for page in list(pages.values()) + ['api.html', 'search/search_index.json']:
+        assert (site / page).is_file(), page
+
+
+def test_no_directives_or_raw_latex(site, pages):
+    for page in list(pages.values()) + ['api.html']:
+        text = visible_text(site / page)
+        assert not DIRECTIVE.search(text), f"a raw nbdev directive shows on {page}: {DIRECTIVE.search(text).group(0)}"
+        for raw in ('$$', '\\frac', '\\lfloor', '\\(', '\\['):
+            assert raw not in text, f"unconverted LaTeX {raw!r} on {page}"
+    assert (site / 'scalar.html').read_text().count('<math') > 20
+
+
+def test_outputs_and_figures_are_stored(site, pages):
+    fsq = (site / 'fsq.html').read_text()
+    assert 'id="fsq"' in fsq and 'codebook usage' in fsq      # show_doc entry and a stored text output
+    for page in pages.values():
+        for src in re.findall(r'<img[^>]+src="([^"]+)"', (site / page).read_text()):
+            assert (site / src).is_file(), f"{page} links a missing image {src}"
+    n_figs = sum(len(re.findall(r'class="nb-figure"', (site / p).read_text())) for p in pages.values())
+    assert n_figs >= 15
+    assert 'results/compare-gpu/recon.png' in (site / 'compare.html').read_text()
+
+
+def test_api_reference(site):
+    api = (site / 'api.html').read_text()
+    for name in ('fsq', 'levels_for', 'quantize_ste', 'tokenizer', 'vq', 'run_study', 'fsqindices_to_codes'):
+        assert f'id="{name}"' in api, name
+    assert 'blob/main/fsq_lit/fsq.py#L' in api and '#LNone' not in api
+
+
+def test_links_between_pages_resolve(site, pages):
+    for page in list(pages.values()) + ['api.html']:
+        for href in re.findall(r'href="([^"#:?]+\.html)(?:#[^"]*)?"', (site / page).read_text()):
+            assert (site / page).parent.joinpath(href).resolve().is_file(), f"{page} links a missing page {href}"
+        assert '.ipynb"' not in (site / page).read_text(), f"{page} links a notebook instead of its page"
+
+
+def test_quarto_configuration_is_valid():
+    "nbdev_docs still works where Quarto exists: its configuration is complete and consistent."
+    top, nbs_q = yaml.safe_load((ROOT / '_quarto.yml').read_text()), yaml.safe_load((ROOT / 'nbs' / '_quarto.yml').read_text())
+    assert top == nbs_q and nbs_q['project']['type'] == 'website'
+    assert set(nbs_q['metadata-files']) == {'nbdev.yml', 'sidebar.yml'}
+    assert yaml.safe_load((ROOT / 'nbs' / 'nbdev.yml').read_text())['project']['output-dir'] == '_docs'
+    flow = yaml.safe_load((ROOT / '.github' / 'workflows' / 'deploy.yaml').read_text())
+    assert 'fastai/workflows/quarto-ghp' in json.dumps(flow)
+
+
+# ---- the site in a browser ---------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def server(site):
+    handler = functools.partial(type('Quiet', (http.server.SimpleHTTPRequestHandler,), {'log_message': lambda *a: None}),
+                                directory=str(site))
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+@pytest.fixture(scope='module')
+def browser(tmp_path_factory):
+    if not (CHROMIUM and CHROMEDRIVER):
+        if os.environ.get('FSQ_LIT_BROWSER_TESTS') == 'require': pytest.fail("chromium and chromedriver are required but not installed")
+        pytest.skip("Debian's chromium and chromium-driver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-dev-shm-usage',
+              '--disable-background-networking', '--disable-component-update', '--disable-sync', '--window-size=1280,1000',
+              f'--user-data-dir={tmp_path_factory.mktemp("chromium")}'):
+        opts.add_argument(a)
+    drv = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    drv.set_page_load_timeout(60)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield drv
+    drv.quit()
+
+
+PAGE_STATE = """
+const maths = [...document.querySelectorAll('article math')];
+const imgs = [...document.querySelectorAll('article img')];
+const box = e => e.getBoundingClientRect();
+return {
+  title: document.title,
+  text: document.querySelector('article').innerText,
+  maths: maths.length,
+  mathml: maths.every(m => m instanceof MathMLElement),
+  math_boxes: maths.filter(m => box(m).width > 0 && box(m).height > 0).length,
+  frac_taller: [...document.querySelectorAll('article math mfrac')].every(f => box(f).height > 1.3 * box(f.firstElementChild).height),
+  imgs: imgs.length,
+  loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+  broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
+  nav: [...document.querySelectorAll('.md-nav--primary .md-nav__link')].map(a => a.innerText.trim()).filter(t => t),
+};
+"""
+
+
+def open_page(driver, url):
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver.get(url)
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == 'complete')
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+        "return [...document.images].every(i => i.complete)"))
+    return driver.execute_script(PAGE_STATE)
+
+
+def shoot(driver, name, css=None, nth=0):
+    "Screenshot of the viewport, scrolled to the `nth` element matching `css` (-1: the last)."
+    if css: driver.execute_script("const e = [...document.querySelectorAll(arguments[0])].at(arguments[1]);"
+                                  "e.scrollIntoView({block: 'center'})", css, nth)
+    driver.save_screenshot(str(SHOTS / name))
+
+
+def check_page(state, min_maths, min_imgs):
+    assert state['maths'] >= min_maths and state['mathml'] and state['math_boxes'] == state['maths'], state['maths']
+    assert state['frac_taller'], "fractions are not laid out: MathML did not render"
+    assert state['imgs'] >= min_imgs and not state['broken'], state['broken']
+    assert not DIRECTIVE.search(state['text']) and '$$' not in state['text'] and '\\frac' not in state['text']
+
+
+def test_tutorial_in_browser(browser, server):
+    s = open_page(browser, f"{server}/index.html")
+    check_page(s, min_maths=3, min_imgs=2)
+    assert 'Tutorial' in s['nav'] and 'API reference' in s['nav'] and len(s['nav']) >= 11, s['nav']
+    assert 'FSQ in five minutes' in s['text']
+    shoot(browser, 'tutorial-top.png')
+    shoot(browser, 'tutorial-grid-figure.png', 'article img.nb-figure')
+    shoot(browser, 'tutorial-usage-figure.png', 'article img.nb-figure', -1)
+
+
+def test_chapters_in_browser(browser, server):
+    s = open_page(browser, f"{server}/scalar.html")              # chapter 00: maths and figures
+    check_page(s, min_maths=20, min_imgs=3)
+    shoot(browser, 'chapter-scalar-top.png')
+    shoot(browser, 'chapter-scalar-figure.png', 'article img.nb-figure')
+    s = open_page(browser, f"{server}/fsq.html")                 # chapter 03: the FSQ module and its show_doc entry
+    check_page(s, min_maths=5, min_imgs=0)
+    assert browser.execute_script("return document.querySelector('article h3#fsq') !== null")
+    assert 'levels per channel' in s['text']
+    shoot(browser, 'chapter-fsq-api-entry.png', 'article h3#fsq')
+
+
+def test_api_and_search_in_browser(browser, server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    s = open_page(browser, f"{server}/api.html#fsq")
+    assert 'FSQ' in s['text'] and 'levels per channel' in s['text']
+    shoot(browser, 'api-fsq.png', 'article h3#fsq')
+    box = browser.find_element(By.CSS_SELECTOR, 'input.md-search__input')
+    box.click()
+    box.send_keys('straight-through')
+    hits = WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, '.md-search-result__item'))
+    assert hits and any('straight-through' in h.text.lower() for h in hits)
+    shoot(browser, 'search.png')

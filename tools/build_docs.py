@@ -1,0 +1,261 @@
+"""Build the documentation site into `_docs/` without Quarto: `python tools/build_docs.py [--out DIR]`.
+
+nbdev renders fsq_lit's site with Quarto (`nbdev_docs`, configured by `_quarto.yml` and `nbs/sidebar.yml`), but
+Quarto cannot be installed on every machine. This script builds the same site from the registries' tools:
+
+1. nbdev processes the notebooks exactly as `nbdev_docs` would before calling Quarto (`_proc/`): `show_doc`
+   cells rendered (including the automatic ones for exported code), `#| hide` / exported cells removed, and
+   the title and description turned into front matter.
+2. Each processed notebook becomes a Markdown page named like its Quarto page (`03_fsq.ipynb` → `fsq.md`,
+   page `fsq.html`): prose, code, stored outputs (text, tables, figures saved as PNG files); directives
+   (`#| ...`) are dropped, `echo: false` hides a cell's source, links between notebooks and to the site's
+   own symbols point at the local pages.
+3. An API reference page (`api.html`) renders `show_doc` for every name each module exports.
+4. Material for MkDocs builds the site (navigation in the sidebar's order, offline search), in strict mode so
+   a broken link between pages fails the build.
+5. Maths (`$...$`, `$$...$$`) is converted to MathML with latex2mathml, which browsers render natively: the
+   site needs no JavaScript maths library and no network.
+"""
+import argparse, base64, html, importlib, inspect, json, os, re, shutil, subprocess, sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = ROOT / 'nbs'
+ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
+DIRECTIVE = re.compile(r'^#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
+IMAGE_TYPES = ('.png', '.jpg', '.jpeg', '.gif', '.svg')
+CSS = """
+.nb-output { background: var(--md-code-bg-color); border-left: 3px solid var(--md-accent-fg-color--transparent, #ccc);
+             padding: .5em .8em; overflow-x: auto; font-size: .75rem; }
+.nb-output-html { overflow-x: auto; }
+.md-typeset img.nb-figure { display: block; max-width: 100%; margin: .5em 0; }
+.md-typeset .lead { font-size: 1.05rem; color: var(--md-default-fg-color--light); }
+.md-typeset math[display="block"] { margin: .8em 0; padding: .3em 0; overflow-x: auto; overflow-y: hidden; }
+"""
+
+
+def notebooks():
+    "The notebooks in the order of nbdev's sidebar (nbs/sidebar.yml), which both sites use."
+    side = yaml.safe_load((NBS / 'sidebar.yml').read_text())
+    return [c if isinstance(c, str) else c['href'] for c in side['website']['sidebar']['contents']]
+
+
+def process_notebooks():
+    "nbdev's own processing for Quarto (`nbdev_proc_nbs` without the Quarto check): writes `_proc/`."
+    from nbdev.serve import proc_nbs
+    proc_nbs(path=str(NBS), force=True, n_workers=0)
+    return ROOT / '_proc'
+
+
+def front_matter(nb) -> dict:
+    for c in nb['cells']:
+        s = ''.join(c['source'])
+        if c['cell_type'] == 'raw' and s.startswith('---'): return yaml.safe_load(s.strip().strip('-')) or {}
+    return {}
+
+
+def page_names() -> dict:
+    "Notebook name → Markdown page name, following nbdev's `output-file` (e.g. 03_fsq.ipynb → fsq.md)."
+    names = {}
+    for nb in notebooks():
+        fm = front_matter(json.loads((ROOT / '_proc' / nb).read_text()))
+        names[nb] = Path(fm.get('output-file', Path(nb).stem + '.html')).with_suffix('.md').name
+    return names
+
+
+CODE_LINK = re.compile(r'\[(`[^\]`]+`)\]\((?:https?://[^)\s]+|[\w.-]+\.(?:ipynb|html|md)(?:#[^)\s]*)?)\)')   # [`name`](url)
+
+
+def fix_links(md: str, pages: dict, site_url: str) -> str:
+    "Links to notebooks and to the published site's pages point at this site's Markdown pages; in code blocks (show_doc's signatures) a link is only its text."
+    md = re.sub(r'^```python\n.*?^```$', lambda m: CODE_LINK.sub(r'\1', m.group(0)), md, flags=re.S | re.M)
+    md = re.sub(r'\]\(([\w.-]+\.ipynb)(#[^)]*)?\)', lambda m: f"]({pages.get(m.group(1), m.group(1))}{m.group(2) or ''})", md)
+    if site_url:
+        md = re.sub(re.escape(site_url.rstrip('/')) + r'/([\w.-]+)\.html', r'\1.md', md)
+    return md
+
+
+def fence(text: str, lang: str = '') -> str:
+    ticks = '`' * max(3, 1 + max((len(t) for t in re.findall(r'`+', text)), default=0))
+    return f"{ticks}{lang}\n{text}\n{ticks}"
+
+
+def clean_stream(text: str) -> str:
+    "Strip ANSI colours and keep what a terminal would show of lines rewritten with carriage returns."
+    return '\n'.join(line.split('\r')[-1] for line in ANSI.sub('', text).split('\n'))
+
+
+def pre(text: str) -> str:
+    return f'<pre class="nb-output"><code>{html.escape(text.rstrip())}</code></pre>'
+
+
+def render_outputs(outputs, stem: str, assets: Path, counter: list) -> list:
+    "A code cell's stored outputs as Markdown/HTML blocks; figures are written to `assets/` (counter numbers them per page)."
+    parts, stream = [], []
+    def flush():
+        if stream: parts.append(pre(''.join(stream))); stream.clear()
+    for o in outputs:
+        kind = o['output_type']
+        if kind == 'stream':
+            stream.append(clean_stream(''.join(o['text']))); continue
+        flush()
+        if kind == 'error':
+            parts.append(pre(clean_stream('\n'.join(o['traceback'])))); continue
+        data = o.get('data', {})
+        if 'text/markdown' in data: parts.append(''.join(data['text/markdown']))
+        elif 'image/png' in data or 'image/svg+xml' in data:
+            counter[0] += 1
+            if 'image/png' in data:
+                name = f"{stem}_{counter[0]}.png"; (assets / name).write_bytes(base64.b64decode(''.join(data['image/png'])))
+            else:
+                name = f"{stem}_{counter[0]}.svg"; (assets / name).write_text(''.join(data['image/svg+xml']))
+            parts.append(f'<img class="nb-figure" src="assets/{name}" alt="figure {counter[0]} of {stem}">')
+        elif 'text/html' in data: parts.append(f'<div class="nb-output-html" markdown="0">\n{"".join(data["text/html"])}\n</div>')
+        elif 'text/plain' in data: parts.append(pre(clean_stream(''.join(data['text/plain']))))
+    flush()
+    return parts
+
+
+def notebook_page(nb_path: Path, pages: dict, site_url: str, assets: Path) -> str:
+    "One processed notebook as a Markdown page."
+    nb = json.loads(nb_path.read_text())
+    fm = front_matter(nb)
+    stem = Path(pages[nb_path.name]).stem
+    parts = [f"# {fm.get('title', stem)}"]
+    if fm.get('description'): parts.append(f'<p class="lead" markdown="1">{fm["description"]}</p>')
+    counter = [0]
+    for c in nb['cells']:
+        src = ''.join(c['source'])
+        if c['cell_type'] == 'markdown':
+            if src.startswith('<!-- WARNING: THIS FILE WAS AUTOGENERATED'): continue
+            parts.append(src)
+        elif c['cell_type'] == 'code':
+            lines = src.split('\n')
+            opts = {m.group(1): m.group(2) for m in map(DIRECTIVE.match, lines) if m}
+            code = '\n'.join(l for l in lines if not DIRECTIVE.match(l)).strip('\n')
+            if code and opts.get('echo', 'true').lower() != 'false': parts.append(fence(code, 'python'))
+            parts += render_outputs(c.get('outputs', []), stem, assets, counter)
+    return fix_links('\n\n'.join(parts) + '\n', pages, site_url)
+
+
+def api_page(pages: dict, site_url: str) -> str:
+    "Every exported name of every module, rendered by nbdev's `show_doc`, in chapter order."
+    from nbdev.showdoc import show_doc
+    from nbdev.doclinks import NbdevLookup
+    linkify = NbdevLookup().linkify
+    parts = ["# API reference",
+             "Every name `fsq_lit` exports, module by module, in the order of the chapters that define and explain them. "
+             "`from fsq_lit import FSQ, levels_for` imports the quantizer and its levels table from the package top level."]
+    for nb in notebooks():
+        text = (NBS / nb).read_text()
+        m = re.search(r'#\|\s*default_exp\s+([\w.]+)', text)
+        if not m or m.group(1) == '__init__': continue
+        mod = importlib.import_module(f"fsq_lit.{m.group(1)}")
+        parts.append(f"## fsq_lit.{m.group(1)}\n\nExplained in [{nb[:-6]}]({pages[nb]}).")
+        for name in getattr(mod, '__all__', []):
+            obj = getattr(mod, name)
+            if not (inspect.isclass(obj) or inspect.isfunction(obj) or callable(obj)) or inspect.ismodule(obj): continue
+            members = [obj] + ([v for k, v in vars(obj).items() if inspect.isfunction(v) and not k.startswith('_') and v.__doc__]
+                               if inspect.isclass(obj) else [])
+            for o in members:
+                md = show_doc(o)._repr_markdown_()
+                try: line = inspect.getsourcelines(o)[1]
+                except (OSError, TypeError): line = None
+                md = md.replace('#LNone', f'#L{line}' if line else '')
+                parts.append(linkify(md))
+    return fix_links('\n\n'.join(parts) + '\n', pages, site_url)
+
+
+def mkdocs_config(src: Path, out: Path, nav: list, site: dict) -> dict:
+    return {
+        'site_name': site.get('title', 'fsq_lit'), 'site_description': site.get('description', ''),
+        'repo_url': site.get('repo-url'), 'edit_uri': '', 'docs_dir': str(src), 'site_dir': str(out),
+        'use_directory_urls': False, 'strict': True, 'nav': nav,
+        'theme': {'name': 'material', 'font': False, 'features': ['navigation.top', 'navigation.footer', 'toc.follow',
+                                                                  'search.highlight', 'content.code.copy'],
+                  'palette': {'primary': 'indigo', 'accent': 'indigo'}},
+        'plugins': ['search'],
+        'extra_css': ['assets/extra.css'],
+        'markdown_extensions': ['tables', 'attr_list', 'md_in_html', 'admonition', 'footnotes', {'toc': {'permalink': True}},
+                                {'pymdownx.arithmatex': {'generic': True}}, 'pymdownx.superfences',
+                                {'pymdownx.highlight': {'use_pygments': True}}],
+        'validation': {'links': {'not_found': 'warn', 'anchors': 'info', 'unrecognized_links': 'warn'}},
+    }
+
+
+MATH = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.S)     # what pymdownx.arithmatex leaves
+NAV_TEXT = re.compile(r'(<span class="md-ellipsis">)(.*?)(</span>)', re.S)     # table-of-contents entries (plain text)
+NAV_MATH = re.compile(r'\\\((.+?)\\\)')
+
+
+# latex2mathml leaves these as text after a size command (`\\Big\\lfloor`); their Unicode characters work everywhere
+DELIMITERS = {'\\lfloor': '⌊', '\\rfloor': '⌋', '\\lceil': '⌈', '\\rceil': '⌉', '\\langle': '⟨', '\\rangle': '⟩',
+              '\\arg': '\\operatorname{arg}'}   # and \arg, which it does not know
+LEFTOVER = re.compile(r'>[^<]*\\[A-Za-z]+[^<]*<')
+
+
+def tex_to_mathml(tex: str) -> str:
+    "`\\(...\\)` (inline) or `\\[...\\]` (display) LaTeX as a MathML element; a command it cannot convert is an error."
+    from latex2mathml.converter import convert
+    tex = tex.strip()
+    block = tex.startswith('\\[')
+    if tex[:2] in ('\\(', '\\['): tex = tex[2:-2]
+    for cmd, char in DELIMITERS.items(): tex = re.sub(re.escape(cmd) + r'(?![A-Za-z])', lambda _: char, tex)
+    out = convert(tex, display='block' if block else 'inline')
+    if LEFTOVER.search(out): raise ValueError(f"latex2mathml left LaTeX unconverted in {tex!r}: {LEFTOVER.search(out).group(0)}")
+    return out
+
+
+def mathml(site: Path) -> int:
+    "Replace arithmatex's LaTeX in every page (and in headings' table-of-contents entries) by MathML; returns the number of formulas."
+    n = 0
+    for p in site.rglob('*.html'):
+        text = p.read_text()
+        new, k = MATH.subn(lambda m: tex_to_mathml(html.unescape(m.group(2))), text)
+        new = NAV_TEXT.sub(lambda m: m.group(1) + NAV_MATH.sub(lambda t: tex_to_mathml(html.unescape(t.group(0))), m.group(2))
+                           + m.group(3), new)
+        if new != text: p.write_text(new); n += k
+    return n
+
+
+def build(out: Path = ROOT / '_docs', quiet: bool = False) -> Path:
+    out = Path(out).resolve()
+    proc = process_notebooks()
+    pages = page_names()
+    site = yaml.safe_load((NBS / 'nbdev.yml').read_text()).get('website', {})
+    site_url = site.get('site-url', '')
+    work = ROOT / '_docs_src'          # mkdocs.yml and docs/ (the Markdown pages), rebuilt every time
+    shutil.rmtree(work, ignore_errors=True)
+    src = work / 'docs'
+    assets = src / 'assets'; assets.mkdir(parents=True)
+    (assets / 'extra.css').write_text(CSS)
+    for f in NBS.rglob('*'):     # images the notebooks link to (nbs/images, nbs/results/...)
+        rel = f.relative_to(NBS)
+        if f.suffix.lower() in IMAGE_TYPES and not any(p.startswith(('_', '.')) for p in rel.parts):
+            (src / rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, src / rel)
+    nav = []
+    for nb in notebooks():
+        page = notebook_page(proc / nb, pages, site_url, assets)
+        (src / pages[nb]).write_text(page)
+        title = front_matter(json.loads((proc / nb).read_text())).get('title', nb)
+        nav.append({('Tutorial' if nb == 'index.ipynb' else f"{nb[:2]} · {title}"): pages[nb]})
+    (src / 'api.md').write_text(api_page(pages, site_url))
+    nav.append({'API reference': 'api.md'})
+    cfg = work / 'mkdocs.yml'
+    cfg.write_text(yaml.safe_dump(mkdocs_config(src, out, nav, site), sort_keys=False, allow_unicode=True))
+    shutil.rmtree(out, ignore_errors=True)
+    subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '-f', str(cfg)] + (['-q'] if quiet else []), check=True, cwd=ROOT,
+                   env={**os.environ, 'NO_MKDOCS_2_WARNING': '1'})
+    n = mathml(out)
+    if not quiet: print(f"wrote {out} ({len(nav)} pages, {n} formulas as MathML)")
+    return out
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--out', default=str(ROOT / '_docs'), help='site directory (default: _docs)')
+    ap.add_argument('--quiet', action='store_true')
+    a = ap.parse_args()
+    build(Path(a.out), a.quiet)
