@@ -195,6 +195,8 @@ def test_api_and_search_in_browser(browser, server):
     box = browser.find_element(By.CSS_SELECTOR, 'input.md-search__input')
     box.click()
     box.send_keys('straight-through')
-    hits = WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, '.md-search-result__item'))
-    assert hits and any('straight-through' in h.text.lower() for h in hits)
+    # the result list re-renders as the query is typed: read it in one script call, and wait until it has the hits
+    results = lambda d: d.execute_script("return [...document.querySelectorAll('.md-search-result__item')].map(e => e.innerText)")
+    hits = WebDriverWait(browser, 30).until(lambda d: [h for h in results(d) if 'straight-through' in h.lower()])
+    assert any('The straight-through estimator' in h for h in hits), hits
     shoot(browser, 'search.png')

@@ -153,7 +153,8 @@ def api_page(pages: dict, site_url: str) -> str:
         m = re.search(r'#\|\s*default_exp\s+([\w.]+)', text)
         if not m or m.group(1) == '__init__': continue
         mod = importlib.import_module(f"fsq_lit.{m.group(1)}")
-        parts.append(f"## fsq_lit.{m.group(1)}\n\nExplained in [{nb[:-6]}]({pages[nb]}).")
+        title = front_matter(json.loads((ROOT / '_proc' / nb).read_text())).get('title', nb)
+        parts.append(f"## fsq_lit.{m.group(1)}\n\nExplained in chapter [{nb[:2]} · {title}]({pages[nb]}).")
         for name in getattr(mod, '__all__', []):
             obj = getattr(mod, name)
             if not (inspect.isclass(obj) or inspect.isfunction(obj) or callable(obj)) or inspect.ismodule(obj): continue
