@@ -4,7 +4,7 @@ The static checks run everywhere. The browser checks need Debian's `chromium` an
 (`.ci/run` installs them); without them they are skipped, unless FSQ_LIT_BROWSER_TESTS=require (set by CI), in
 which case a missing browser is a failure. Screenshots go to `_screenshots/` (or $FSQ_LIT_SCREENSHOTS).
 """
-import functools, html, http.server, json, os, re, shutil, subprocess, sys, threading
+import functools, html, http.server, json, os, re, shutil, subprocess, sys, threading, time
 from pathlib import Path
 
 import pytest
@@ -154,6 +154,7 @@ def shoot(driver, name, css=None, nth=0):
     "Screenshot of the viewport, scrolled to the `nth` element matching `css` (-1: the last)."
     if css: driver.execute_script("const e = [...document.querySelectorAll(arguments[0])].at(arguments[1]);"
                                   "e.scrollIntoView({block: 'center'})", css, nth)
+        time.sleep(0.5)          # let the header's title finish its cross-fade (cosmetic; nothing is asserted on it)
     driver.save_screenshot(str(SHOTS / name))
 
 
