@@ -152,8 +152,9 @@ def open_page(driver, url):
 
 def shoot(driver, name, css=None, nth=0):
     "Screenshot of the viewport, scrolled to the `nth` element matching `css` (-1: the last)."
-    if css: driver.execute_script("const e = [...document.querySelectorAll(arguments[0])].at(arguments[1]);"
-                                  "e.scrollIntoView({block: 'center'})", css, nth)
+    if css:
+        driver.execute_script("[...document.querySelectorAll(arguments[0])].at(arguments[1]).scrollIntoView({block: 'center'})",
+                              css, nth)
         time.sleep(0.5)          # let the header's title finish its cross-fade (cosmetic; nothing is asserted on it)
     driver.save_screenshot(str(SHOTS / name))
 
