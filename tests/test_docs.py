@@ -28,7 +28,7 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def pages(site):
-    return {nb: Path(md).with_suffix('.html').name for nb, md in build_docs.page_names().items()}
+    return {nb: Path(md).with_suffix('.html').name for nb, (md, _) in build_docs.chapters().items()}
 
 
 def visible_text(page: Path) -> str:

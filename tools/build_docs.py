@@ -56,13 +56,15 @@ def front_matter(nb) -> dict:
     return {}
 
 
-def page_names() -> dict:
-    "Notebook name → Markdown page name, following nbdev's `output-file` (e.g. 03_fsq.ipynb → fsq.md)."
-    names = {}
+def chapters() -> dict:
+    """Notebook → (Markdown page, navigation label) in the sidebar's order, read from the processed notebooks' front
+    matter; the page follows nbdev's `output-file` (03_fsq.ipynb → fsq.md, label '03 · The FSQ module')."""
+    out = {}
     for nb in notebooks():
         fm = front_matter(json.loads((ROOT / '_proc' / nb).read_text()))
-        names[nb] = Path(fm.get('output-file', Path(nb).stem + '.html')).with_suffix('.md').name
-    return names
+        page = Path(fm.get('output-file', Path(nb).stem + '.html')).with_suffix('.md').name
+        out[nb] = (page, 'Tutorial' if nb == 'index.ipynb' else f"{nb[:2]} · {fm.get('title', nb)}")
+    return out
 
 
 CODE_LINK = re.compile(r'\[(`[^\]`]+`)\]\((?:https?://[^)\s]+|[\w.-]+\.(?:ipynb|html|md)(?:#[^)\s]*)?)\)')   # [`name`](url)
@@ -140,7 +142,7 @@ def notebook_page(nb_path: Path, pages: dict, site_url: str, assets: Path) -> st
     return fix_links('\n\n'.join(parts) + '\n', pages, site_url)
 
 
-def api_page(pages: dict, site_url: str) -> str:
+def api_page(chs: dict, site_url: str) -> str:
     "Every exported name of every module, rendered by nbdev's `show_doc`, in chapter order."
     from nbdev.showdoc import show_doc
     from nbdev.doclinks import NbdevLookup
@@ -148,16 +150,14 @@ def api_page(pages: dict, site_url: str) -> str:
     parts = ["# API reference",
              "Every name `fsq_lit` exports, module by module, in the order of the chapters that define and explain them. "
              "`from fsq_lit import FSQ, levels_for` imports the quantizer and its levels table from the package top level."]
-    for nb in notebooks():
-        text = (NBS / nb).read_text()
-        m = re.search(r'#\|\s*default_exp\s+([\w.]+)', text)
+    for nb, (page, label) in chs.items():
+        m = re.search(r'#\|\s*default_exp\s+([\w.]+)', (NBS / nb).read_text())
         if not m or m.group(1) == '__init__': continue
         mod = importlib.import_module(f"fsq_lit.{m.group(1)}")
-        title = front_matter(json.loads((ROOT / '_proc' / nb).read_text())).get('title', nb)
-        parts.append(f"## fsq_lit.{m.group(1)}\n\nExplained in chapter [{nb[:2]} · {title}]({pages[nb]}).")
+        parts.append(f"## fsq_lit.{m.group(1)}\n\nExplained in chapter [{label}]({page}).")
         for name in getattr(mod, '__all__', []):
             obj = getattr(mod, name)
-            if not (inspect.isclass(obj) or inspect.isfunction(obj) or callable(obj)) or inspect.ismodule(obj): continue
+            if not callable(obj): continue          # constants (PAPER_LEVELS, PRESETS, ...) are described in their chapters
             members = [obj] + ([v for k, v in vars(obj).items() if inspect.isfunction(v) and not k.startswith('_') and v.__doc__]
                                if inspect.isclass(obj) else [])
             for o in members:
@@ -166,7 +166,7 @@ def api_page(pages: dict, site_url: str) -> str:
                 except (OSError, TypeError): line = None
                 md = md.replace('#LNone', f'#L{line}' if line else '')
                 parts.append(linkify(md))
-    return fix_links('\n\n'.join(parts) + '\n', pages, site_url)
+    return fix_links('\n\n'.join(parts) + '\n', {nb: page for nb, (page, _) in chs.items()}, site_url)
 
 
 def mkdocs_config(src: Path, out: Path, nav: list, site: dict) -> dict:
@@ -223,8 +223,11 @@ def mathml(site: Path) -> int:
 
 def build(out: Path = ROOT / '_docs', quiet: bool = False) -> Path:
     out = Path(out).resolve()
+    if out.is_dir() and any(out.iterdir()) and not (out / 'index.html').is_file():
+        raise ValueError(f"{out} is not empty and holds no site: refusing to replace it (choose an empty or new --out)")
     proc = process_notebooks()
-    pages = page_names()
+    chs = chapters()
+    pages = {nb: page for nb, (page, _) in chs.items()}
     site = yaml.safe_load((NBS / 'nbdev.yml').read_text()).get('website', {})
     site_url = site.get('site-url', '')
     work = ROOT / '_docs_src'          # mkdocs.yml and docs/ (the Markdown pages), rebuilt every time
@@ -237,12 +240,10 @@ def build(out: Path = ROOT / '_docs', quiet: bool = False) -> Path:
         if f.suffix.lower() in IMAGE_TYPES and not any(p.startswith(('_', '.')) for p in rel.parts):
             (src / rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, src / rel)
     nav = []
-    for nb in notebooks():
-        page = notebook_page(proc / nb, pages, site_url, assets)
-        (src / pages[nb]).write_text(page)
-        title = front_matter(json.loads((proc / nb).read_text())).get('title', nb)
-        nav.append({('Tutorial' if nb == 'index.ipynb' else f"{nb[:2]} · {title}"): pages[nb]})
-    (src / 'api.md').write_text(api_page(pages, site_url))
+    for nb, (page, label) in chs.items():
+        (src / page).write_text(notebook_page(proc / nb, pages, site_url, assets))
+        nav.append({label: page})
+    (src / 'api.md').write_text(api_page(chs, site_url))
     nav.append({'API reference': 'api.md'})
     cfg = work / 'mkdocs.yml'
     cfg.write_text(yaml.safe_dump(mkdocs_config(src, out, nav, site), sort_keys=False, allow_unicode=True))
