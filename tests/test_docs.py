@@ -201,4 +201,5 @@ def test_api_and_search_in_browser(browser, server):
     results = lambda d: d.execute_script("return [...document.querySelectorAll('.md-search-result__item')].map(e => e.innerText)")
     hits = WebDriverWait(browser, 30).until(lambda d: [h for h in results(d) if 'straight-through' in h.lower()])
     assert any('The straight-through estimator' in h for h in hits), hits
+    assert not any('\\(' in h or '\\operatorname' in h for h in results(browser))        # previews show MathML, not LaTeX
     shoot(browser, 'search.png')

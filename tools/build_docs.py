@@ -209,8 +209,19 @@ def tex_to_mathml(tex: str) -> str:
     return out
 
 
+SEARCH_MATH = re.compile(r'\\\((.+?)\\\)|\\\[(.+?)\\\]', re.S)
+CODE_SPANS = re.compile(r'(<pre>.*?</pre>|<code>.*?</code>)', re.S)
+
+
+def search_mathml(text: str) -> str:
+    "The LaTeX left in a search-index entry (outside code) as inline MathML, so result previews show formulas."
+    inline = lambda m: tex_to_mathml('\\(' + html.unescape(m.group(1) or m.group(2)) + '\\)')
+    return ''.join(part if i % 2 else SEARCH_MATH.sub(inline, part) for i, part in enumerate(CODE_SPANS.split(text)))
+
+
 def mathml(site: Path) -> int:
-    "Replace arithmatex's LaTeX in every page (and in headings' table-of-contents entries) by MathML; returns the number of formulas."
+    """Replace arithmatex's LaTeX by MathML in every page, in headings' table-of-contents entries and in the search
+    index; returns the number of formulas on the pages."""
     n = 0
     for p in site.rglob('*.html'):
         text = p.read_text()
@@ -218,6 +229,11 @@ def mathml(site: Path) -> int:
         new = NAV_TEXT.sub(lambda m: m.group(1) + NAV_MATH.sub(lambda t: tex_to_mathml(html.unescape(t.group(0))), m.group(2))
                            + m.group(3), new)
         if new != text: p.write_text(new); n += k
+    index = site / 'search' / 'search_index.json'
+    if index.is_file():
+        data = json.loads(index.read_text())
+        for doc in data['docs']: doc['title'], doc['text'] = search_mathml(doc['title']), search_mathml(doc['text'])
+        index.write_text(json.dumps(data, ensure_ascii=False))
     return n
 
 
