@@ -188,35 +188,37 @@ def mkdocs_config(src: Path, out: Path, nav: list, site: dict) -> dict:
 
 MATH = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.S)     # what pymdownx.arithmatex leaves
 NAV_TEXT = re.compile(r'(<span class="md-ellipsis">)(.*?)(</span>)', re.S)     # table-of-contents entries (plain text)
-NAV_MATH = re.compile(r'\\\((.+?)\\\)')
 
 
-# latex2mathml leaves these as text after a size command (`\\Big\\lfloor`); their Unicode characters work everywhere
+# latex2mathml leaves these as text after a size command (`\Big\lfloor`); their Unicode characters work everywhere
 DELIMITERS = {'\\lfloor': '⌊', '\\rfloor': '⌋', '\\lceil': '⌈', '\\rceil': '⌉', '\\langle': '⟨', '\\rangle': '⟩',
               '\\arg': '\\operatorname{arg}'}   # and \arg, which it does not know
 LEFTOVER = re.compile(r'>[^<]*\\[A-Za-z]+[^<]*<')
 
 
-def tex_to_mathml(tex: str) -> str:
-    "`\\(...\\)` (inline) or `\\[...\\]` (display) LaTeX as a MathML element; a command it cannot convert is an error."
+def tex_to_mathml(tex: str, block: bool = False) -> str:
+    "LaTeX (without delimiters) as an inline or display MathML element; a command it cannot convert is an error."
     from latex2mathml.converter import convert
-    tex = tex.strip()
-    block = tex.startswith('\\[')
-    if tex[:2] in ('\\(', '\\['): tex = tex[2:-2]
     for cmd, char in DELIMITERS.items(): tex = re.sub(re.escape(cmd) + r'(?![A-Za-z])', lambda _: char, tex)
     out = convert(tex, display='block' if block else 'inline')
     if LEFTOVER.search(out): raise ValueError(f"latex2mathml left LaTeX unconverted in {tex!r}: {LEFTOVER.search(out).group(0)}")
     return out
 
 
-SEARCH_MATH = re.compile(r'\\\((.+?)\\\)|\\\[(.+?)\\\]', re.S)
+PLAIN_MATH = re.compile(r'\\\((.+?)\\\)|\\\[(.+?)\\\]', re.S)
 CODE_SPANS = re.compile(r'(<pre>.*?</pre>|<code>.*?</code>)', re.S)
 
 
-def search_mathml(text: str) -> str:
-    "The LaTeX left in a search-index entry (outside code) as inline MathML, so result previews show formulas."
-    inline = lambda m: tex_to_mathml('\\(' + html.unescape(m.group(1) or m.group(2)) + '\\)')
-    return ''.join(part if i % 2 else SEARCH_MATH.sub(inline, part) for i, part in enumerate(CODE_SPANS.split(text)))
+def plain_mathml(text: str) -> str:
+    """`\\(...\\)` / `\\[...\\]` left as plain text (outside code), where tags were stripped: table-of-contents entries
+    and the search index; converted to inline MathML, so they show formulas."""
+    inline = lambda m: tex_to_mathml(html.unescape(m.group(1) or m.group(2)))
+    return ''.join(part if i % 2 else PLAIN_MATH.sub(inline, part) for i, part in enumerate(CODE_SPANS.split(text)))
+
+
+def arithmatex_mathml(m) -> str:
+    tex = html.unescape(m.group(2)).strip()          # \(...\) inline or \[...\] display
+    return tex_to_mathml(tex[2:-2], block=tex.startswith('\\['))
 
 
 def mathml(site: Path) -> int:
@@ -225,14 +227,13 @@ def mathml(site: Path) -> int:
     n = 0
     for p in site.rglob('*.html'):
         text = p.read_text()
-        new, k = MATH.subn(lambda m: tex_to_mathml(html.unescape(m.group(2))), text)
-        new = NAV_TEXT.sub(lambda m: m.group(1) + NAV_MATH.sub(lambda t: tex_to_mathml(html.unescape(t.group(0))), m.group(2))
-                           + m.group(3), new)
+        new, k = MATH.subn(arithmatex_mathml, text)
+        new = NAV_TEXT.sub(lambda m: m.group(1) + plain_mathml(m.group(2)) + m.group(3), new)
         if new != text: p.write_text(new); n += k
     index = site / 'search' / 'search_index.json'
     if index.is_file():
         data = json.loads(index.read_text())
-        for doc in data['docs']: doc['title'], doc['text'] = search_mathml(doc['title']), search_mathml(doc['text'])
+        for doc in data['docs']: doc['title'], doc['text'] = plain_mathml(doc['title']), plain_mathml(doc['text'])
         index.write_text(json.dumps(data, ensure_ascii=False))
     return n
 
