@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #f23588e9
 from __future__ import annotations
-import contextlib, copy, dataclasses, functools, json, math, os, random, sys, tempfile, time, warnings
+import contextlib, copy, dataclasses, functools, json, math, os, random, sys, time, warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -14,13 +14,17 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import default_collate
+from fastcore.basics import patch, store_attr
 from tqdm import tqdm
+from .scalar import check_int
+from .runs import (RunDir, RunError, atomic_write, save_checkpoint, load_checkpoint, rng_state, set_rng_state,
+                          flatten_config, check_definition)
 
 # %% auto #0
-__all__ = ['PEAK_BF16_FLOPS', 'get_rank_world', 'pick_device', 'TrainConfig', 'lr_factor', 'make_optimizer', 'make_schedule',
-           'unwrap', 'EMA', 'SampleStream', 'data_len', 'gather_batch', 'to_device', 'save_checkpoint',
-           'load_checkpoint', 'rng_state', 'set_rng_state', 'peak_flops', 'transformer_flops_per_sample',
-           'read_metrics', 'plot_metrics', 'NonFiniteLossError', 'TrainResult', 'fit']
+__all__ = ['PEAK_BF16_FLOPS', 'RESUME_IGNORE', 'RESUME_MAY_CHANGE', 'get_rank_world', 'pick_device', 'TrainConfig', 'lr_factor',
+           'make_optimizer', 'make_schedule', 'unwrap', 'EMA', 'SampleStream', 'data_len', 'gather_batch', 'to_device',
+           'peak_flops', 'transformer_flops_per_sample', 'read_metrics', 'plot_metrics', 'NonFiniteLossError',
+           'TrainResult', 'trainable_state', 'load_trainable_state', 'Trainer', 'fit']
 
 # %% ../nbs/05_train.ipynb #00c97020
 def get_rank_world() -> tuple[int, int]:
@@ -69,20 +73,16 @@ class TrainConfig:
     flops_per_sample: float | None = None   # for MFU (transformers); MFU reported on CUDA where peak flops is known
     peak_flops: float | None = None         # override the per-device peak used for MFU (FLOP/s)
     find_unused_parameters: bool = False    # passed to DistributedDataParallel
+    allow_changes: tuple = ()    # settings that may differ from the checkpoint's when resuming (see `RESUME_MAY_CHANGE`)
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "grad_accum", "warmup", "ckpt_every", "log_every", "seed"):
-            v = getattr(self, name)
-            _check(isinstance(v, int) and not isinstance(v, bool), f"TrainConfig.{name} must be an int, got {v!r}", TypeError)
-        for name in ("steps", "batch_size", "grad_accum", "log_every"):
-            _check(getattr(self, name) >= 1, f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup", "ckpt_every", "seed"):
-            _check(getattr(self, name) >= 0, f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name, lo in (("steps", 1), ("batch_size", 1), ("grad_accum", 1), ("log_every", 1), ("warmup", 0), ("ckpt_every", 0), ("seed", 0)):
+            setattr(self, name, check_int(getattr(self, name), f"TrainConfig.{name}", lo=lo))
         _check(self.batch_size % self.grad_accum == 0,
                f"TrainConfig.batch_size ({self.batch_size}) must be divisible by grad_accum ({self.grad_accum})")
         _check(math.isfinite(self.lr) and self.lr > 0, f"TrainConfig.lr must be a positive number, got {self.lr}")
         _check(self.weight_decay >= 0, f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
-        self.betas = tuple(self.betas)
+        self.betas, self.allow_changes = tuple(self.betas), tuple(self.allow_changes)
         _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas}")
         _check(0 <= self.min_lr_ratio <= 1, f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         _check(self.clip is None or self.clip > 0, f"TrainConfig.clip must be > 0 or None, got {self.clip}")
@@ -223,51 +223,6 @@ def to_device(batch, device: torch.device):
     if isinstance(batch, (tuple, list)): return type(batch)(to_device(v, device) for v in batch)
     return batch
 
-# %% ../nbs/05_train.ipynb #2214d2e1
-def save_checkpoint(path, obj) -> Path:
-    "Atomically write `obj` with `torch.save` to `path`: temp file in the same dir, flush + fsync, `os.replace`, fsync of the dir."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError): os.unlink(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):
-        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try: os.fsync(dfd)
-        finally: os.close(dfd)
-    return path
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    "Load a checkpoint written by `save_checkpoint` (tensors and plain Python values only: `weights_only=True`)."
-    path = Path(path)
-    _check(path.is_file(), f"no checkpoint at {path}", FileNotFoundError)
-    return torch.load(path, map_location=map_location, weights_only=True)
-
-def rng_state() -> dict:
-    "This process's RNG states: torch CPU, all CUDA devices, Python `random`, NumPy."
-    np_state = np.random.get_state()
-    return dict(torch=torch.get_rng_state(),
-                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                python=random.getstate(),
-                numpy=dict(kind=np_state[0], keys=torch.from_numpy(np_state[1].astype(np.int64)), pos=int(np_state[2]),
-                           has_gauss=int(np_state[3]), cached_gaussian=float(np_state[4])))
-
-def set_rng_state(state: dict):
-    "Restore RNG states saved by `rng_state`."
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    v, internal, gauss = state["python"]
-    random.setstate((v, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-
 # %% ../nbs/05_train.ipynb #68a28684
 PEAK_BF16_FLOPS = {          # dense bf16 tensor-core peak per device (FLOP/s), matched against torch.cuda.get_device_name()
     "GH200": 989e12, "H200": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12,  # H100 = SXM
@@ -289,11 +244,18 @@ def transformer_flops_per_sample(n_params: int, tokens: int, n_layer: int = 0, d
 
 # %% ../nbs/05_train.ipynb #78a2dc3d
 def read_metrics(path) -> list[dict]:
-    "The records of a JSONL metrics log (`out/metrics.jsonl`, or the run dir), one dict per line."
+    "The records of a JSONL metrics log (`out/metrics.jsonl`, or the run dir); a torn last line (a killed write) is dropped."
     path = Path(path)
     if path.is_dir(): path = path / "metrics.jsonl"
     _check(path.is_file(), f"no metrics log at {path}", FileNotFoundError)
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    lines = [l for l in path.read_text().splitlines() if l.strip()]
+    out = []
+    for i, l in enumerate(lines):
+        try: out.append(json.loads(l))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1: raise RunError(f"{path}: line {i + 1} is not JSON; the log is damaged (delete it to start the run afresh)") from None
+            warnings.warn(f"{path}: dropped a torn last line (a write that was interrupted)")
+    return out
 
 def plot_metrics(records, keys=None, ncols: int = 3):
     "A matplotlib Figure with one panel per metric against step; `records` is a list of dicts, a JSONL path or a run dir."
@@ -315,9 +277,6 @@ def plot_metrics(records, keys=None, ncols: int = 3):
         ax.set_title(k); ax.set_xlabel("step"); ax.grid(alpha=0.3)
     for ax in axes[len(keys):]: ax.set_visible(False)
     return fig
-
-def _write_metrics(path: Path, rec: dict):
-    with open(path, "a") as f: f.write(json.dumps(rec) + "\n")
 
 # %% ../nbs/05_train.ipynb #9c89f5e7
 class NonFiniteLossError(FloatingPointError):
@@ -347,150 +306,261 @@ def _mean_over_ranks(values: list, device, world: int) -> list[float]:
         dist.all_reduce(t); t /= world
     return t.tolist()
 
+# %% ../nbs/05_train.ipynb #25b07521
+class _Objective(nn.Module):
+    "Model and loss as one module (for DDP and torch.compile): `forward(batch)` is `loss_fn(model, batch)`."
+    def __init__(self, model: nn.Module, loss_fn):
+        super().__init__()
+        self.model = model
+        if isinstance(loss_fn, nn.Module): self.loss = loss_fn     # a submodule: its trainable parameters train
+        else: self.loss_fn = loss_fn                               # a plain function
+    def forward(self, batch): return (self.loss if hasattr(self, "loss") else self.loss_fn)(self.model, batch)
+
+def trainable_state(module: nn.Module) -> dict:
+    "The entries of `module.state_dict()` that training changes: trainable parameters and the buffers of submodules that hold one."
+    keep = set()
+    for name, m in module.named_modules():
+        if not any(p.requires_grad for p in m.parameters()): continue      # frozen (sub)module: left out
+        pre = f"{name}." if name else ""
+        keep.update(pre + k for k, p in m.named_parameters(recurse=False) if p.requires_grad)
+        keep.update(pre + k for k, _ in m.named_buffers(recurse=False))
+    return {k: v for k, v in module.state_dict().items() if k in keep}
+
+def load_trainable_state(module: nn.Module, state: dict):
+    "Load what `trainable_state` saved; `RunError` if it does not fit `module` exactly."
+    try: missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as e: raise RunError(f"the checkpoint's loss state does not fit this loss: {str(e).splitlines()[0]}") from None
+    frozen = set(module.state_dict()) - set(trainable_state(module))
+    if unexpected or set(missing) - frozen:
+        raise RunError(f"the checkpoint's loss state does not fit this loss (missing {sorted(set(missing) - frozen)}, unexpected {sorted(unexpected)})")
+
+# %% ../nbs/05_train.ipynb #7c1b4d1d
+class Trainer:
+    "One training run: `Trainer(model, data, loss_fn, cfg).run()` is `fit`; each step of the run is a method below."
+    def __init__(self, model: nn.Module, data, loss_fn, cfg: TrainConfig | None = None, eval_fn=None, eval_every: int = 0):
+        cfg = TrainConfig() if cfg is None else cfg
+        _check(isinstance(cfg, TrainConfig), f"cfg must be a TrainConfig, got {type(cfg).__name__}", TypeError)
+        _check(isinstance(model, nn.Module), f"model must be an nn.Module, got {type(model).__name__}", TypeError)
+        _check(callable(loss_fn), "loss_fn must be callable as loss_fn(model, batch)", TypeError)
+        _check(eval_every >= 0 and (eval_fn is not None or eval_every == 0), "eval_every > 0 needs an eval_fn (and must be >= 0)")
+        store_attr("data,loss_fn,cfg,eval_fn,eval_every")
+        self.model, self.n_data = unwrap(model), data_len(data)
+        self.rank, self.world = get_rank_world()
+        self.micro, self.main = cfg.micro_batch(self.world), self.rank == 0
+        self.out = Path(cfg.out) if cfg.out else None
+        self.ckpt_path = self.out / "ckpt.pt" if self.out else None
+        self.step, self.pos, self.history, self.keys = 0, 0, [], None
+        self.created_group, self.in_step, self.pbar, self.run_dir, self.ddp = False, True, None, None, None
+        self.was_deterministic = torch.are_deterministic_algorithms_enabled()
+        self.sums, self.n_win, self.t_win, self.train_time = {}, 0, time.perf_counter(), 0.0
+
+def fit(model: nn.Module, data, loss_fn, cfg: TrainConfig | None = None, *, eval_fn=None, eval_every: int = 0) -> TrainResult:
+    "Train `model` on `data` with `loss_fn(model, batch) -> loss | (loss, metrics)` for `cfg.steps` optimizer steps (resuming from `cfg.out` if a checkpoint is there)."
+    return Trainer(model, data, loss_fn, cfg, eval_fn=eval_fn, eval_every=eval_every).run()
+
+# %% ../nbs/05_train.ipynb #080a3433
+@patch
+def setup(self: Trainer):
+    "Device, process group, determinism, model + loss on the device, optimizer, schedule, EMA, data stream; locks `cfg.out`."
+    cfg = self.cfg
+    self.device = pick_device(cfg)
+    if self.device.type == "cuda": torch.cuda.set_device(self.device)
+    if self.world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo"); self.created_group = True
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True); torch.backends.cudnn.benchmark = False
+    if self.out and self.main:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.run_dir = RunDir(self.out, "fit", {}); self.run_dir.lock()
+    self.objective = _Objective(self.model, self.loss_fn).to(self.device).train()
+    self.optimizer, self.params = make_optimizer(self.objective, cfg), [p for p in self.objective.parameters() if p.requires_grad]
+    self.scheduler = make_schedule(self.optimizer, cfg)
+    self.ema = EMA(self.model, cfg.ema) if cfg.ema is not None else None
+    self.stream, self.peak = SampleStream(self.n_data, cfg.seed), cfg.peak_flops or peak_flops(self.device)
+    bf16 = cfg.bf16 and self.device.type == "cuda"
+    self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+
+# %% ../nbs/05_train.ipynb #a94c53db
+RESUME_IGNORE = {"progress", "log_every", "out", "resume", "ckpt_every", "allow_changes"}   # cannot change a result
+RESUME_MAY_CHANGE = {"steps", "device", "compile", "bf16", "find_unused_parameters", "flops_per_sample", "peak_flops"}
+
+def _seed(seed: int):
+    torch.manual_seed(seed); random.seed(seed); np.random.seed(seed % 2**32)
+
+@patch
+def resume(self: Trainer) -> bool:
+    "Continue from `cfg.out/ckpt.pt` if there is one, after checking it was written with the same settings; else seed the RNGs. True if resumed."
+    cfg = self.cfg
+    if not (self.ckpt_path and cfg.resume and self.ckpt_path.is_file()):
+        _seed(cfg.seed + self.rank)
+        if self.out and self.main: atomic_write(self.out / "metrics.jsonl", "", mode="w")
+        return False
+    ck = load_checkpoint(self.ckpt_path)
+    check_definition(flatten_config(ck["config"]), flatten_config(cfg), self.ckpt_path, "training run", RESUME_MAY_CHANGE,
+                     RESUME_IGNORE, set(cfg.allow_changes))
+    self._load_state(ck)
+    self.step, self.pos, self.history = ck["step"], ck["data_position"], list(ck["history"])
+    if len(ck["rng"]) == self.world: set_rng_state(ck["rng"][self.rank])
+    else:
+        warnings.warn(f"checkpoint written by {len(ck['rng'])} ranks, resuming on {self.world}: RNG streams reseeded")
+        _seed(cfg.seed + self.rank + 7919 * self.step)
+    if self.main and (self.out / "metrics.jsonl").exists():   # drop lines written after the checkpoint (and a torn one)
+        keep = [r for r in read_metrics(self.out) if r.get("step", 0) <= self.step]
+        atomic_write(self.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in keep), mode="w")
+    return True
+
+@patch
+def _load_state(self: Trainer, ck: dict):
+    try: self.model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise RunError(f"{self.ckpt_path} holds the weights of another model ({str(e).splitlines()[0]}): use a new output directory") from None
+    if hasattr(self.objective, "loss"): load_trainable_state(self.objective.loss, ck.get("loss") or {})
+    self.optimizer.load_state_dict(ck["optimizer"]); self.scheduler.load_state_dict(ck["scheduler"])
+    if self.ema is not None and ck.get("ema") is not None: self.ema.load_state_dict(ck["ema"])
+
+# %% ../nbs/05_train.ipynb #d2722839
+@patch
+def wrap(self: Trainer):
+    "Wrap model + loss in `DistributedDataParallel` (several ranks; after `resume`, so rank 0's weights are broadcast) and `torch.compile` (`cfg.compile`)."
+    net = self.objective
+    if self.world > 1:
+        net = self.ddp = DDP(net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                             find_unused_parameters=self.cfg.find_unused_parameters)
+    self.net = torch.compile(net) if self.cfg.compile else net
+
+# %% ../nbs/05_train.ipynb #f385bed2
+@patch
+def _micro_steps(self: Trainer):
+    "Forward and backward over this rank's micro-batches of the step; sums of the loss and of the metrics."
+    cfg, loss_sum, sums = self.cfg, 0.0, {}
+    for k in range(cfg.grad_accum):
+        idx = self.stream.indices(self.pos + (k * self.world + self.rank) * self.micro, self.micro)
+        batch = to_device(gather_batch(self.data, idx), self.device)
+        sync = self.ddp.no_sync() if self.ddp is not None and k < cfg.grad_accum - 1 else contextlib.nullcontext()
+        with sync:
+            with self.autocast(): loss, metrics = _split_loss(self.net(batch))
+            (loss.float() / cfg.grad_accum).backward()
+        loss_sum = loss_sum + loss.detach().float()
+        for mk, mv in metrics.items(): sums[mk] = sums.get(mk, 0.0) + (mv.detach().float() if isinstance(mv, torch.Tensor) else float(mv))
+    return loss_sum, sums
+
+@patch
+def _stop_if_nonfinite(self: Trainer, cur: dict):
+    if math.isfinite(cur["loss"]) and math.isfinite(cur["grad_norm"]): return
+    what = "loss" if not math.isfinite(cur["loss"]) else "grad_norm"
+    cfg, step = self.cfg, self.step + 1
+    msg = (f"non-finite {'loss' if what == 'loss' else 'gradient norm'} {cur[what]} at step {step} (loss {cur['loss']}, "
+           f"grad_norm {cur['grad_norm']}, lr {self.lr:.3g}, samples {self.pos - cfg.batch_size}..{self.pos - 1}); "
+           f"the weights are those after step {self.step}" + (f", last checkpoint in {self.ckpt_path}" if self.ckpt_path else ""))
+    self._record(dict(step=step, epoch=self.pos / self.n_data, lr=self.lr, **cur, nonfinite=True))
+    self.in_step = False
+    raise NonFiniteLossError(msg)
+
+@patch
+def train_step(self: Trainer) -> dict:
+    "One optimizer step; returns its loss, gradient norm and metrics (means over micro-steps and ranks)."
+    cfg = self.cfg
+    self.lr = self.optimizer.param_groups[0]["lr"]
+    loss_sum, sums = self._micro_steps()
+    self.pos += cfg.batch_size
+    if cfg.clip is not None: gnorm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
+    else: gnorm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+    if self.keys is None: self.keys = ["loss", "grad_norm", *sorted(sums)]
+    vals = [loss_sum / cfg.grad_accum, gnorm, *[sums[k] / cfg.grad_accum for k in self.keys[2:]]]
+    cur = dict(zip(self.keys, _mean_over_ranks(vals, self.device, self.world)))
+    self._stop_if_nonfinite(cur)
+    self.optimizer.step(); self.optimizer.zero_grad(set_to_none=True); self.scheduler.step()
+    if self.ema is not None: self.ema.update(self.model)
+    self.step += 1
+    return cur
+
+# %% ../nbs/05_train.ipynb #fc444d2a
+@patch
 @torch.no_grad()
-def _evaluate(eval_fn, model, ema, autocast, device, world) -> dict:
+def evaluate(self: Trainer) -> dict:
+    "`eval_fn` on the model (`eval_*`) and the EMA model (`ema_eval_*`), in eval mode under autocast, averaged over ranks."
     out = {}
-    for prefix, m in (("eval_", model), ("ema_eval_", ema.module if ema else None)):
+    for prefix, m in (("eval_", self.model), ("ema_eval_", self.ema.module if self.ema else None)):
         if m is None: continue
         was_training = m.training; m.eval()
-        with autocast(): res = eval_fn(m)
+        with self.autocast(): res = self.eval_fn(m)
         m.train(was_training)
         _check(isinstance(res, Mapping), f"eval_fn must return a dict, got {type(res).__name__}", TypeError)
         keys = sorted(res)
-        out.update({prefix + k: v for k, v in zip(keys, _mean_over_ranks([res[k] for k in keys], device, world))})
+        out.update({prefix + k: v for k, v in zip(keys, _mean_over_ranks([res[k] for k in keys], self.device, self.world))})
     return out
 
-# %% ../nbs/05_train.ipynb #8b22b514
-def fit(model: nn.Module, data, loss_fn, cfg: TrainConfig | None = None, *, eval_fn=None, eval_every: int = 0) -> TrainResult:
-    "Train `model` on `data` with `loss_fn(model, batch) -> loss | (loss, metrics)` for `cfg.steps` optimizer steps (resuming from `cfg.out` if a checkpoint is there)."
-    cfg = TrainConfig() if cfg is None else cfg
-    _check(isinstance(cfg, TrainConfig), f"cfg must be a TrainConfig, got {type(cfg).__name__}", TypeError)
-    _check(isinstance(model, nn.Module), f"model must be an nn.Module, got {type(model).__name__}", TypeError)
-    _check(callable(loss_fn), "loss_fn must be callable as loss_fn(model, batch)", TypeError)
-    _check(eval_every >= 0 and (eval_fn is not None or eval_every == 0), "eval_every > 0 needs an eval_fn (and must be >= 0)")
-    n_data = data_len(data)
-    rank, world = get_rank_world()
-    micro = cfg.micro_batch(world)
-    device = pick_device(cfg)
-    if device.type == "cuda": torch.cuda.set_device(device)
-    created_group = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        created_group = True
-    main = rank == 0
-    out = Path(cfg.out) if cfg.out else None
-    ckpt_path = out / "ckpt.pt" if out else None
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    pbar, in_step = None, True   # False once every rank is known to leave together (success, non-finite loss)
+@patch
+def _record(self: Trainer, rec: dict):
+    self.history.append(rec)
+    if self.out and self.main:
+        with open(self.out / "metrics.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
+
+@patch
+def log(self: Trainer, cur: dict) -> dict | None:
+    "Add a step's metrics to the window; on a log or evaluation step (and the last), write and return one record."
+    for k, v in cur.items(): self.sums[k] = self.sums.get(k, 0.0) + v
+    self.n_win += 1
+    cfg, step = self.cfg, self.step
+    is_eval = self.eval_fn is not None and self.eval_every > 0 and (step % self.eval_every == 0 or step == cfg.steps)
+    if not (step % cfg.log_every == 0 or step == cfg.steps or is_eval): return None
+    dt = time.perf_counter() - self.t_win; self.train_time += dt
+    sps = self.n_win * cfg.batch_size / max(dt, 1e-9)
+    rec = dict(step=step, epoch=self.pos / self.n_data, lr=self.lr, **{k: v / self.n_win for k, v in self.sums.items()}, samples_per_s=sps)
+    if cfg.flops_per_sample and self.peak: rec["mfu"] = cfg.flops_per_sample * sps / (self.world * self.peak)
+    if is_eval: rec.update(self.evaluate())
+    rec["time"] = self.train_time
+    self._record(rec)
+    if self.pbar is not None: self.pbar.set_postfix(loss=f"{rec['loss']:.4g}", lr=f"{self.lr:.2e}", sps=f"{sps:.4g}", refresh=False)
+    self.sums, self.n_win = {}, 0
+    return rec
+
+# %% ../nbs/05_train.ipynb #ac2a3d82
+@patch
+def state(self: Trainer, rngs: list) -> dict:
+    "What a checkpoint holds: model, the loss's trainable state, optimizer, schedule, EMA, RNG states, step, data position, config, history."
+    loss = trainable_state(self.objective.loss) if hasattr(self.objective, "loss") else None
+    return dict(model=self.model.state_dict(), loss=loss, optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(), ema=self.ema.state_dict() if self.ema else None, rng=rngs,
+                step=self.step, data_position=self.pos, world_size=self.world, config=asdict(self.cfg), history=self.history)
+
+@patch
+def checkpoint(self: Trainer):
+    "Gather every rank's RNG state; rank 0 writes `state` to `cfg.out/ckpt.pt` (atomic, verified, previous one kept)."
+    rngs = [rng_state()]
+    if self.world > 1:
+        rngs = [None] * self.world; dist.all_gather_object(rngs, rng_state())
+    if self.main: save_checkpoint(self.ckpt_path, self.state(rngs))
+
+# %% ../nbs/05_train.ipynb #50081545
+@patch
+def run(self: Trainer) -> TrainResult:
+    "Set up, resume, wrap, then step, log and checkpoint until `cfg.steps`; save `metrics.png`; always tear down."
+    cfg = self.cfg
     try:
-        if cfg.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
-        raw = unwrap(model).to(device).train()
-        optimizer = make_optimizer(raw, cfg)
-        scheduler = make_schedule(optimizer, cfg)
-        ema = EMA(raw, cfg.ema) if cfg.ema is not None else None
-        step, pos, history = 0, 0, []
-        if out and main:
-            out.mkdir(parents=True, exist_ok=True)
-            for tmp in out.glob(".ckpt.pt.*.tmp"): tmp.unlink(missing_ok=True)   # debris of a save that was killed
-        if ckpt_path and cfg.resume and ckpt_path.is_file():
-            ck = load_checkpoint(ckpt_path)
-            raw.load_state_dict(ck["model"]); optimizer.load_state_dict(ck["optimizer"]); scheduler.load_state_dict(ck["scheduler"])
-            if ema is not None and ck.get("ema") is not None: ema.load_state_dict(ck["ema"])
-            step, pos, history = ck["step"], ck["data_position"], list(ck["history"])
-            rngs = ck["rng"]
-            if len(rngs) == world: set_rng_state(rngs[rank])
-            else:
-                warnings.warn(f"checkpoint written by {len(rngs)} ranks, resuming on {world}: RNG streams reseeded")
-                torch.manual_seed(cfg.seed + rank + 7919 * step); random.seed(cfg.seed + rank + step); np.random.seed((cfg.seed + rank + step) % 2**32)
-            if main and (out / "metrics.jsonl").exists():   # drop lines written after the checkpoint
-                keep = [r for r in read_metrics(out) if r.get("step", 0) <= step]
-                (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in keep))
-        else:
-            torch.manual_seed(cfg.seed + rank); random.seed(cfg.seed + rank); np.random.seed((cfg.seed + rank) % 2**32)
-            if out and main: (out / "metrics.jsonl").write_text("")
-        net = DDP(raw, device_ids=[device.index] if device.type == "cuda" else None,
-                  find_unused_parameters=cfg.find_unused_parameters) if world > 1 else raw
-        ddp = net if world > 1 else None
-        if cfg.compile: net = torch.compile(net)
-        use_bf16 = cfg.bf16 and device.type == "cuda"
-        autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
-        stream = SampleStream(n_data, cfg.seed)
-        params = [p for p in raw.parameters() if p.requires_grad]
-        peak = cfg.peak_flops or peak_flops(device)
-        start_step = step
-        pbar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not (main and cfg.progress),
-                    dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
-        keys, sums, n_win, t_win, train_time = None, {}, 0, time.perf_counter(), 0.0
+        self.setup(); self.resume(); self.wrap()
+        start = self.step
+        self.pbar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not (self.main and cfg.progress),
+                         dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
+        self.t_win = time.perf_counter()
+        while self.step < cfg.steps:
+            self.log(self.train_step()); self.pbar.update(1)
+            if self.out and (self.step == cfg.steps or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0)): self.checkpoint()
+            if self.n_win == 0: self.t_win = time.perf_counter()   # logging, evaluation and saving are not training time
+        if self.out and self.main and self.history:
+            fig = plot_metrics(self.history); atomic_write(self.out / "metrics.png", lambda f: fig.savefig(f, format="png", dpi=100))
+        self.in_step = False
+        return TrainResult(model=self.model, ema=self.ema.module if self.ema else None, history=self.history, step=self.step,
+                           samples_per_s=(self.step - start) * cfg.batch_size / self.train_time if self.train_time > 0 else 0.0)
+    finally: self.teardown()
 
-        def checkpoint():
-            rngs = [rng_state()]
-            if world > 1:
-                rngs = [None] * world; dist.all_gather_object(rngs, rng_state())
-            if main:
-                save_checkpoint(ckpt_path, dict(model=raw.state_dict(), optimizer=optimizer.state_dict(),
-                                                scheduler=scheduler.state_dict(), ema=ema.state_dict() if ema else None,
-                                                rng=rngs, step=step, data_position=pos, world_size=world,
-                                                config=asdict(cfg), history=history))
-
-        while step < cfg.steps:
-            lr = optimizer.param_groups[0]["lr"]
-            loss_sum, msums = 0.0, {}
-            for k in range(cfg.grad_accum):
-                idx = stream.indices(pos + (k * world + rank) * micro, micro)
-                batch = to_device(gather_batch(data, idx), device)
-                sync = ddp.no_sync() if ddp is not None and k < cfg.grad_accum - 1 else contextlib.nullcontext()
-                with sync:
-                    with autocast(): loss, metrics = _split_loss(loss_fn(net, batch))
-                    (loss.float() / cfg.grad_accum).backward()
-                loss_sum = loss_sum + loss.detach().float()
-                for mk, mv in metrics.items():
-                    msums[mk] = msums.get(mk, 0.0) + (mv.detach().float() if isinstance(mv, torch.Tensor) else float(mv))
-            pos += cfg.batch_size
-            if cfg.clip is not None: gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
-            else: gnorm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-            if keys is None: keys = ["loss", "grad_norm", *sorted(msums)]
-            vals = _mean_over_ranks([loss_sum / cfg.grad_accum, gnorm, *[msums[mk] / cfg.grad_accum for mk in keys[2:]]], device, world)
-            cur = dict(zip(keys, vals))
-            if not (math.isfinite(cur["loss"]) and math.isfinite(cur["grad_norm"])):
-                what = "loss" if not math.isfinite(cur["loss"]) else "gradient norm"
-                msg = (f"non-finite {what} {cur[what.replace('gradient norm', 'grad_norm')]} at step {step + 1} "
-                       f"(loss {cur['loss']}, grad_norm {cur['grad_norm']}, lr {lr:.3g}, samples {pos - cfg.batch_size}..{pos - 1}); "
-                       f"the weights are those after step {step}" + (f", last checkpoint in {ckpt_path}" if ckpt_path else ""))
-                rec = dict(step=step + 1, epoch=pos / n_data, lr=lr, **cur, nonfinite=True)
-                history.append(rec)
-                if out and main: _write_metrics(out / "metrics.jsonl", rec)
-                in_step = False
-                raise NonFiniteLossError(msg)
-            optimizer.step(); optimizer.zero_grad(set_to_none=True); scheduler.step()
-            if ema is not None: ema.update(raw)
-            step += 1; n_win += 1
-            for mk, v in cur.items(): sums[mk] = sums.get(mk, 0.0) + v
-            pbar.update(1)
-            is_eval = eval_fn is not None and eval_every > 0 and (step % eval_every == 0 or step == cfg.steps)
-            if step % cfg.log_every == 0 or step == cfg.steps or is_eval:
-                dt = time.perf_counter() - t_win; train_time += dt
-                sps = n_win * cfg.batch_size / max(dt, 1e-9)
-                rec = dict(step=step, epoch=pos / n_data, lr=lr, **{mk: v / n_win for mk, v in sums.items()}, samples_per_s=sps)
-                if cfg.flops_per_sample and peak: rec["mfu"] = cfg.flops_per_sample * sps / (world * peak)
-                if is_eval: rec.update(_evaluate(eval_fn, raw, ema, autocast, device, world))
-                rec["time"] = train_time
-                history.append(rec)
-                if out and main: _write_metrics(out / "metrics.jsonl", rec)
-                pbar.set_postfix(loss=f"{rec['loss']:.4g}", lr=f"{lr:.2e}", sps=f"{sps:.4g}", refresh=False)
-                sums, n_win = {}, 0
-            if out and (step == cfg.steps or (cfg.ckpt_every and step % cfg.ckpt_every == 0)): checkpoint()
-            if n_win == 0: t_win = time.perf_counter()
-        if out and main and history:
-            fig = plot_metrics(history); fig.savefig(out / "metrics.png", dpi=100)
-        done, in_step = (step - start_step) * cfg.batch_size, False
-        return TrainResult(model=raw, ema=ema.module if ema else None, history=history, step=step,
-                           samples_per_s=done / train_time if train_time > 0 else 0.0)
-    finally:
-        if pbar is not None: pbar.close()
-        torch.use_deterministic_algorithms(was_deterministic)
-        if created_group and dist.is_initialized():
-            if not in_step: dist.barrier()   # all ranks here: tear down together (a gloo peer leaving early can abort the other)
-            dist.destroy_process_group()
+@patch
+def teardown(self: Trainer):
+    "Close the progress bar, restore determinism settings, unlock `cfg.out`, and destroy the process group if `fit` created it."
+    if self.pbar is not None: self.pbar.close()
+    torch.use_deterministic_algorithms(self.was_deterministic)
+    if self.run_dir is not None: self.run_dir.close()
+    if self.created_group and dist.is_initialized():
+        if not self.in_step: dist.barrier()   # all ranks here: tear down together (a gloo peer leaving early can abort the other)
+        dist.destroy_process_group()
