@@ -1,12 +1,13 @@
-"""Tests for fsq_lit.data beyond the notebook's asserts: determinism across chunking, caching, splits, errors, offline hub."""
-import os, time
+"""Tests for fsq_lit.scenes and fsq_lit.data beyond the notebooks' asserts: determinism across chunking, caching, splits,
+errors, offline hub, and the cache surviving a killed writer and bit rot seen by a new process (subprocesses)."""
+import os, signal, subprocess, sys, textwrap, time
 import numpy as np
 import pytest
 import torch
 import datasets
 from fsq_lit import data
-from fsq_lit.data import (make_scenes, render_scenes, scene_tensors, load_digits_images, load_lfw, load_hub,
-                          hub_transform, SCENE_LABELS, SEMANTIC_CLASSES, FAR)
+from fsq_lit.data import make_scenes, scene_tensors, load_digits_images, load_lfw, load_hub, hub_transform
+from fsq_lit.scenes import render_scenes, SCENE_LABELS, SEMANTIC_CLASSES, FAR, MAX_OBJECTS
 
 COLS = ("image", "depth", "semantic", "instance", "label")
 
@@ -20,7 +21,7 @@ def test_render_shapes_and_ground_truth():
     assert r["image"].shape == (12, 48, 48, 3) and r["image"].dtype == np.uint8
     assert r["depth"].shape == (12, 48, 48) and r["depth"].dtype == np.float32
     assert np.isfinite(r["depth"]).all() and (r["depth"] > 0).all() and (r["depth"] <= FAR).all()
-    assert r["semantic"].max() < len(SEMANTIC_CLASSES) and r["instance"].max() <= data.MAX_OBJECTS
+    assert r["semantic"].max() < len(SEMANTIC_CLASSES) and r["instance"].max() <= MAX_OBJECTS
     assert ((r["semantic"] == 0) == (r["instance"] == 0)).all()
     assert set(np.unique(r["label"])) <= set(range(len(SCENE_LABELS)))
     # the nearest pixels (bottom row) are ground, at a few metres
@@ -148,3 +149,47 @@ def test_hub_transform_resize_crop():
     assert x.shape == (3, 10, 10) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
     assert abs(x.mean().item() * 255 - 29.5) < 1.5              # the centre crop of the ramp
     assert out["label"][0].item() == 5
+
+
+def _python(code, timeout=120):
+    "Run `code` in a fresh Python process; return the CompletedProcess."
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
+
+
+def test_killed_save_leaves_no_temp_folder(tmp_path):
+    "A writer killed (SIGKILL) in the middle of a save leaves its temporary folder; the next call removes it (issue 11, item 9)."
+    p = _python(f"""
+        import os, signal, datasets
+        from fsq_lit.data import make_scenes
+        save = datasets.Dataset.save_to_disk
+        def save_then_die(self, path, **kw):
+            save(self, path, **kw); os.kill(os.getpid(), signal.SIGKILL)
+        datasets.Dataset.save_to_disk = save_then_die
+        make_scenes(16, size=16, cache_dir={str(tmp_path)!r}, num_proc=1, progress=False)
+    """)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    entry = data.scenes_cache_path(16, 16, cache_dir=tmp_path)
+    left = [q.name for q in tmp_path.iterdir()]
+    assert len(left) == 1 and ".tmp-" in left[0] and not entry.exists()
+    ds = make_scenes(16, size=16, cache_dir=tmp_path, num_proc=1, progress=False)
+    assert [q.name for q in tmp_path.iterdir()] == [entry.name]
+    np.testing.assert_array_equal(scene_tensors(ds, "image", raw=True)["image"].numpy(), render_scenes(range(16), 16)["image"])
+
+
+def test_new_process_finds_bit_rot(tmp_path):
+    "A flipped byte whose file keeps its size and mtime is found by the next process, which warns and renders again (item 7)."
+    make_scenes(16, size=16, cache_dir=tmp_path, num_proc=1, progress=False)
+    entry = data.scenes_cache_path(16, 16, cache_dir=tmp_path)
+    f = next(entry.rglob("*.arrow"))
+    st, b = f.stat(), bytearray(f.read_bytes())
+    b[len(b) // 2] ^= 0x01; f.write_bytes(b); os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    p = _python(f"""
+        import numpy as np
+        from fsq_lit.data import make_scenes, scene_tensors
+        from fsq_lit.scenes import render_scenes
+        ds = make_scenes(16, size=16, cache_dir={str(tmp_path)!r}, num_proc=1, progress=False)
+        got, ref = scene_tensors(ds, ("image", "depth", "semantic", "instance", "label"), raw=True), render_scenes(range(16), 16)
+        assert all(np.array_equal(got[k].numpy(), ref[k]) for k in ref)
+    """)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert f"scenes cache {entry} failed its check" in p.stderr and "SHA-256" in p.stderr
