@@ -10,10 +10,14 @@ from torch import nn
 import torch.nn.functional as F
 import torch.distributed as dist
 from torch.utils.checkpoint import checkpoint
-from .tokenizer import QuantOut
+from fastcore.basics import patch, store_attr
+from .scalar import check_int
+from .indices import check_indices
+from .quantizer import QuantOut, register_quantizer
+from .train import get_rank_world
 
 # %% auto #0
-__all__ = ['RESTARTS', 'nearest', 'kmeans', 'entropy_loss', 'VQ', 'ring', 'fit_codebook']
+__all__ = ['RESTARTS', 'MAX_CODEBOOK_ELEMS', 'nearest', 'kmeans', 'entropy_loss', 'VQ', 'ring', 'fit_codebook']
 
 # %% ../nbs/07_vq.ipynb #b1968999
 def _chunk_rows(n_codes: int, chunk_elems: int | None, device) -> int:
@@ -33,18 +37,7 @@ def nearest(x: torch.Tensor, codebook: torch.Tensor, chunk_elems: int | None = N
         out[i:i + rows] = torch.addmm(c2, x[i:i + rows], codebook.T, alpha=-2).argmin(1)   # ||c||² - 2 x·c
     return out
 
-# %% ../nbs/07_vq.ipynb #ffc05240
-def _ddp_world() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-def _all_reduce(*ts):
-    if _ddp_world() > 1:
-        for t in ts: dist.all_reduce(t)
-
-def _broadcast(*ts):
-    if _ddp_world() > 1:
-        for t in ts: dist.broadcast(t, 0)
-
+# %% ../nbs/07_vq.ipynb #2be5ace7
 def kmeans(x: torch.Tensor, k: int, iters: int = 10, chunk_elems: int | None = None) -> torch.Tensor:
     "Lloyd's k-means: `k` centres for the rows of `x`, seeded with distinct random rows (with replacement if `k` > N)."
     n = len(x)
@@ -58,6 +51,7 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 10, chunk_elems: int | None = N
         c[hit] = sums[hit] / counts[hit, None]   # an empty cluster keeps its centre
     return c
 
+# %% ../nbs/07_vq.ipynb #3a31056c
 def entropy_loss(x: torch.Tensor, codebook: torch.Tensor, temperature: float = 0.01, chunk_elems: int | None = None) -> torch.Tensor:
     "MaskGIT's entropy loss on soft assignments p = softmax(-||x - c||² / T): mean per-token entropy − entropy of the mean p."
     if len(x) == 0: raise ValueError("entropy_loss needs at least one latent vector, got none")
@@ -76,30 +70,50 @@ def entropy_loss(x: torch.Tensor, codebook: torch.Tensor, temperature: float = 0
     avg = psum / len(x)
     return h / len(x) + (avg * (avg + 1e-10).log()).sum()
 
-# %% ../nbs/07_vq.ipynb #7bd383d6
-RESTARTS = (None, 'reseed', 'split')
+# %% ../nbs/07_vq.ipynb #ffc05240
+def _ddp_world() -> int:
+    "World size of the process group; 1 without one (torchrun's variables alone give no group to reduce over)."
+    return get_rank_world()[1] if dist.is_available() and dist.is_initialized() else 1
 
+def _all_reduce(*ts):
+    if _ddp_world() > 1:
+        for t in ts: dist.all_reduce(t)
+
+def _broadcast(*ts):
+    if _ddp_world() > 1:
+        for t in ts: dist.broadcast(t, 0)
+
+# %% ../nbs/07_vq.ipynb #8ea7cefb
+RESTARTS = (None, 'reseed', 'split')
+MAX_CODEBOOK_ELEMS = 2**31   # codebook_size * dim above this is refused as a mistake (8 GiB of float32)
+
+def _check_vq_args(codebook_size, dim, restart, **rates):
+    "Refuse bad `VQ` arguments before anything is allocated."
+    if codebook_size * dim > MAX_CODEBOOK_ELEMS:
+        raise ValueError(f"VQ({codebook_size}, {dim}) needs a codebook of {codebook_size * dim:.3g} floats "
+                         f"({codebook_size * dim * 4 / 2**30:.3g} GiB); more than 2^31 is refused as implausible")
+    for name in ('decay', 'usage_decay'):
+        if not 0 <= rates[name] < 1: raise ValueError(f"{name} must be in [0, 1), got {rates[name]}")
+    for name in ('beta', 'eps', 'dead_threshold', 'split_noise', 'entropy_weight'):
+        if not rates[name] >= 0: raise ValueError(f"{name} must be >= 0, got {rates[name]}")
+    if not rates['entropy_temp'] > 0: raise ValueError(f"entropy_temp must be > 0, got {rates['entropy_temp']}")
+    if restart not in RESTARTS: raise ValueError(f"restart must be one of {RESTARTS}, got {restart!r}")
+
+# %% ../nbs/07_vq.ipynb #7bd383d6
 class VQ(nn.Module):
-    "Vector quantizer with the tricks of the VQ literature, each optional; `QuantOut` interface as `FSQQuantizer`."
+    "Vector quantizer with the tricks of the VQ literature, each optional; the `Quantizer` interface, as `FSQQuantizer`."
     def __init__(self, codebook_size: int, dim: int, beta: float = 0.25, ema: bool = False, decay: float = 0.99,
                  eps: float = 1e-5, kmeans_init: bool = False, kmeans_iters: int = 10, restart: str | None = None,
                  dead_threshold: float = 0.1, usage_decay: float = 0.99, split_noise: float = 0.01,
                  cosine: bool = False, entropy_weight: float = 0.0, entropy_temp: float = 0.01,
-                 chunk_elems: int | None = None, channel_first: bool = True):
+                 chunk_elems: int | None = None, channel_first: bool = True, nan_check: bool = True):
         super().__init__()
-        for name, v in (('codebook_size', codebook_size), ('dim', dim), ('kmeans_iters', kmeans_iters)) + ((('chunk_elems', chunk_elems),) if chunk_elems is not None else ()):
-            if isinstance(v, bool) or not isinstance(v, int): raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-            if v < (2 if name == 'codebook_size' else 1): raise ValueError(f"{name} must be >= {2 if name == 'codebook_size' else 1}, got {v}")
-        for name, v in (('decay', decay), ('usage_decay', usage_decay)):
-            if not 0 <= v < 1: raise ValueError(f"{name} must be in [0, 1), got {v}")
-        for name, v in (('beta', beta), ('eps', eps), ('dead_threshold', dead_threshold), ('split_noise', split_noise), ('entropy_weight', entropy_weight)):
-            if not v >= 0: raise ValueError(f"{name} must be >= 0, got {v}")
-        if not entropy_temp > 0: raise ValueError(f"entropy_temp must be > 0, got {entropy_temp}")
-        if restart not in RESTARTS: raise ValueError(f"restart must be one of {RESTARTS}, got {restart!r}")
-        self.codebook_size, self.dim, self.beta, self.ema, self.decay, self.eps = codebook_size, dim, beta, ema, decay, eps
-        self.kmeans_init, self.kmeans_iters, self.restart, self.dead_threshold = kmeans_init, kmeans_iters, restart, dead_threshold
-        self.usage_decay, self.split_noise, self.cosine = usage_decay, split_noise, cosine
-        self.entropy_weight, self.entropy_temp, self.chunk_elems, self.channel_first = entropy_weight, entropy_temp, chunk_elems, channel_first
+        codebook_size, dim = check_int(codebook_size, 'codebook_size', 2), check_int(dim, 'dim', 1)
+        kmeans_iters = check_int(kmeans_iters, 'kmeans_iters', 1)
+        if chunk_elems is not None: chunk_elems = check_int(chunk_elems, 'chunk_elems', 1)
+        _check_vq_args(codebook_size, dim, restart, decay=decay, usage_decay=usage_decay, beta=beta, eps=eps,
+                       dead_threshold=dead_threshold, split_noise=split_noise, entropy_weight=entropy_weight, entropy_temp=entropy_temp)
+        store_attr()
         init = torch.empty(codebook_size, dim).uniform_(-1 / codebook_size, 1 / codebook_size)   # VQ-VAE's initialisation
         if cosine: init = F.normalize(init, dim=1)
         if ema:   # updated by averages, not by the optimizer: a buffer
@@ -110,19 +124,6 @@ class VQ(nn.Module):
         self.register_buffer('usage', torch.zeros(codebook_size))           # EMA of tokens per code per step
         self.register_buffer('initted', torch.tensor(not kmeans_init))       # k-means done (or not wanted)
         self.register_buffer('usage_started', torch.tensor(False))
-
-    def codes(self) -> torch.Tensor:
-        "The codebook as used for lookup (unit rows when `cosine`)."
-        return F.normalize(self.codebook, dim=1) if self.cosine else self.codebook
-
-    def _flat(self, z):
-        if not isinstance(z, torch.Tensor) or not z.is_floating_point():
-            raise TypeError(f"VQ expects a float tensor, got {type(z).__name__} {getattr(z, 'dtype', '')}")
-        ch = 1 if self.channel_first else -1
-        if z.ndim < 2 or z.shape[ch] != self.dim:
-            raise ValueError(f"VQ expects {self.dim} channels in dim {ch}, got shape {tuple(z.shape)}")
-        x = z.movedim(1, -1) if self.channel_first else z
-        return x.reshape(-1, self.dim).float(), x.shape[:-1]
 
     def forward(self, z: torch.Tensor) -> QuantOut:
         flat, shape = self._flat(z)
@@ -135,83 +136,140 @@ class VQ(nn.Module):
             if self.cosine: cb = F.normalize(cb, dim=1)
             idx = nearest(flat.detach(), cb.detach(), self.chunk_elems)
             q = cb.index_select(0, idx)   # not cb[idx]: its backward sums in a thread-dependent order on CPU
-            commit = (flat - q.detach()).square().mean()
-            aux, stats = self.beta * commit, {'commit': commit.detach()}
-            if not self.ema:
-                cbl = (q - flat.detach()).square().mean()
-                aux = aux + cbl; stats['codebook'] = cbl.detach()
-            if self.entropy_weight > 0:
-                ent = entropy_loss(flat, cb, self.entropy_temp, self.chunk_elems)
-                aux = aux + self.entropy_weight * ent; stats['entropy'] = ent.detach()
+            aux, stats = self._losses(flat, q, cb)
             if self.training: stats.update(self._update(flat.detach(), idx))
             out = q.detach() + (flat - flat.detach())   # straight through, and exactly the code's value
         out = out.to(z.dtype).reshape(*shape, self.dim)
         if self.channel_first: out = out.movedim(-1, 1)
         return QuantOut(out, idx.reshape(shape), aux, stats)
 
-    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        "Indices (B, h, w) → quantized latents (B, dim, h, w) (or (..., dim) when not `channel_first`)."
-        if indices.dtype.is_floating_point or indices.dtype == torch.bool:
-            raise TypeError(f"indices must be an integer tensor, got {indices.dtype}")
-        if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
-            raise IndexError(f"indices must lie in [0, {self.codebook_size}), got [{indices.min().item()}, {indices.max().item()}]")
-        q = self.codes()[indices.long()]
-        return q.movedim(-1, 1) if self.channel_first else q
+# %% ../nbs/07_vq.ipynb #0f2ff98d
+@patch
+def _flat(self: VQ, z):
+    "Check `z` and return it as float32 rows (N, dim), with the shape of the token grid."
+    if not isinstance(z, torch.Tensor) or not z.is_floating_point():
+        raise TypeError(f"VQ expects a float tensor, got {type(z).__name__} {getattr(z, 'dtype', '')}")
+    ch = 1 if self.channel_first else -1
+    if z.ndim < 2 or z.shape[ch] != self.dim:
+        raise ValueError(f"VQ expects {self.dim} channels in dim {ch}, got shape {tuple(z.shape)}")
+    x = z.movedim(1, -1) if self.channel_first else z
+    flat = x.reshape(-1, self.dim).float()
+    if self.nan_check and flat.numel() and not bool(flat.sum().isfinite()) and not bool(flat.isfinite().all()):
+        raise ValueError(f"VQ input contains NaN or inf ({int((~flat.isfinite()).sum())} of {flat.numel()} values as float32): "
+                         "such a latent has no nearest code and would corrupt the codebook")
+    return flat, x.shape[:-1]
 
-    @torch.no_grad()
-    def _kmeans(self, flat):
-        c = kmeans(flat, self.codebook_size, self.kmeans_iters, self.chunk_elems)
-        if self.cosine: c = F.normalize(c, dim=1)
-        self.codebook.data.copy_(c)
-        if self.ema: self.embed_sum.copy_(c); self.cluster_size.fill_(1.0)
-        _broadcast(*self._state())
-        self.initted.fill_(True)
+# %% ../nbs/07_vq.ipynb #f35b1c5e
+@patch
+def _losses(self: VQ, flat, q, cb):
+    "The auxiliary loss for latents `flat`, their codes `q` and codebook `cb`, and its parts as stats."
+    commit = (flat - q.detach()).square().mean()
+    aux, stats = self.beta * commit, {'commit': commit.detach()}
+    if not self.ema:
+        cbl = (q - flat.detach()).square().mean()
+        aux = aux + cbl; stats['codebook'] = cbl.detach()
+    if self.entropy_weight > 0:
+        ent = entropy_loss(flat, cb, self.entropy_temp, self.chunk_elems)
+        aux = aux + self.entropy_weight * ent; stats['entropy'] = ent.detach()
+    return aux, stats
 
-    def _state(self):
-        return [self.codebook.data, self.usage] + ([self.cluster_size, self.embed_sum] if self.ema else [])
+# %% ../nbs/07_vq.ipynb #9f271d60
+@patch
+@torch.no_grad()
+def _ema_step(self: VQ, counts, sums):
+    "EMA codebook: cluster sizes and sums decay towards this batch's; each code is its smoothed mean."
+    self.cluster_size.lerp_(counts, 1 - self.decay); self.embed_sum.lerp_(sums, 1 - self.decay)
+    n, K = self.cluster_size.sum(), self.codebook_size
+    smoothed = (self.cluster_size + self.eps) / (n + K * self.eps) * n   # Laplace: no division by ~0
+    new = self.embed_sum / smoothed[:, None]
+    self.codebook.copy_(F.normalize(new, dim=1) if self.cosine else new)
 
-    @torch.no_grad()
-    def _update(self, flat, idx) -> dict:
-        "Training-time bookkeeping: usage tracker, EMA codebook, dead-code restarts. Returns stats to log."
-        K = self.codebook_size
-        counts = torch.bincount(idx, minlength=K).float()
-        sums = torch.zeros(K, self.dim, device=flat.device).index_add_(0, idx, flat) if self.ema else None
-        _all_reduce(*([counts] + ([sums] if self.ema else [])))
-        fair = counts.sum() / K
-        if not bool(self.usage_started): self.usage.copy_(fair.expand(K)); self.usage_started.fill_(True)
-        self.usage.lerp_(counts, 1 - self.usage_decay)
-        if self.ema:
-            self.cluster_size.lerp_(counts, 1 - self.decay); self.embed_sum.lerp_(sums, 1 - self.decay)
-            n = self.cluster_size.sum()
-            smoothed = (self.cluster_size + self.eps) / (n + K * self.eps) * n   # Laplace: no division by ~0
-            new = self.embed_sum / smoothed[:, None]
-            self.codebook.copy_(F.normalize(new, dim=1) if self.cosine else new)
-        dead = self.usage < self.dead_threshold * fair
-        stats = {'batch_usage': (counts > 0).float().mean(), 'dead': dead.float().sum()}
-        if self.restart is not None and bool(dead.any()):
-            self._restart(dead, flat, fair)
-            stats['restarted'] = dead.float().sum()
-        return stats
+# %% ../nbs/07_vq.ipynb #71f52d55
+@patch
+@torch.no_grad()
+def _update(self: VQ, flat, idx) -> dict:
+    "Training-time bookkeeping: usage tracker, EMA codebook, dead-code restarts. Returns stats to log."
+    K = self.codebook_size
+    counts = torch.bincount(idx, minlength=K).float()
+    sums = torch.zeros(K, self.dim, device=flat.device).index_add_(0, idx, flat) if self.ema else None
+    _all_reduce(*([counts] + ([sums] if self.ema else [])))
+    fair = counts.sum() / K
+    if not bool(self.usage_started): self.usage.copy_(fair.expand(K)); self.usage_started.fill_(True)
+    self.usage.lerp_(counts, 1 - self.usage_decay)
+    if self.ema: self._ema_step(counts, sums)
+    dead = self.usage < self.dead_threshold * fair
+    stats = {'batch_usage': (counts > 0).float().mean(), 'dead': dead.float().sum()}
+    if self.restart is not None and bool(dead.any()):
+        self._restart(dead, flat, fair)
+        stats['restarted'] = dead.float().sum()
+    return stats
 
-    @torch.no_grad()
-    def _restart(self, dead_mask, flat, fair):
-        cb, dead = self.codebook.data, dead_mask.nonzero().squeeze(1)
-        if self.restart == 'reseed':   # onto random latents of this batch
-            new = flat[torch.randint(len(flat), (len(dead),), device=flat.device)]
-            self.usage[dead] = fair
-        else:                          # split the most-used codes: the copy and the original share the usage
-            order = self.usage.argsort(descending=True)
-            live = order[~dead_mask[order]]
-            if len(live) == 0: live = order[:1]
-            src = live[torch.arange(len(dead), device=cb.device) % len(live)]
-            scale = self.split_noise * cb[live].std().clamp_min(1e-6)
-            new = cb[src] + scale * torch.randn_like(cb[src])
-            share = self.usage[src] / 2
-            self.usage[src] = share; self.usage[dead] = share
-        if self.cosine: new = F.normalize(new, dim=1)
-        cb[dead] = new
-        if self.ema: self.cluster_size[dead] = self.usage[dead].clamp_min(1e-3); self.embed_sum[dead] = new * self.cluster_size[dead, None]
-        _broadcast(*self._state())   # random choices differ per rank: rank 0's win
+# %% ../nbs/07_vq.ipynb #b806b5db
+@patch
+def _reseeded(self: VQ, dead, flat, fair):
+    "New places for the `dead` codes: random latents of this batch, each with a fair share of usage."
+    new = flat[torch.randint(len(flat), (len(dead),), device=flat.device)]
+    self.usage[dead] = fair
+    return new
+
+@patch
+def _split(self: VQ, dead_mask, dead):
+    "New places for the `dead` codes: noisy copies of the most-used live codes, which share their usage with them."
+    cb, order = self.codebook.data, self.usage.argsort(descending=True)
+    live = order[~dead_mask[order]]
+    if len(live) == 0: live = order[:1]
+    src = live[torch.arange(len(dead), device=cb.device) % len(live)]
+    scale = self.split_noise * cb[live].std().clamp_min(1e-6)
+    new = cb[src] + scale * torch.randn_like(cb[src])
+    share = self.usage[src] / 2
+    self.usage[src] = share; self.usage[dead] = share
+    return new
+
+# %% ../nbs/07_vq.ipynb #1650f4e9
+@patch
+def _state(self: VQ):
+    "The tensors every rank must agree on."
+    return [self.codebook.data, self.usage] + ([self.cluster_size, self.embed_sum] if self.ema else [])
+
+@patch
+@torch.no_grad()
+def _restart(self: VQ, dead_mask, flat, fair):
+    "Move the dead codes (reseed or split), keep the EMA state consistent with them, and sync every rank to rank 0."
+    dead = dead_mask.nonzero().squeeze(1)
+    new = self._reseeded(dead, flat, fair) if self.restart == 'reseed' else self._split(dead_mask, dead)
+    if self.cosine: new = F.normalize(new, dim=1)
+    self.codebook.data[dead] = new
+    if self.ema: self.cluster_size[dead] = self.usage[dead].clamp_min(1e-3); self.embed_sum[dead] = new * self.cluster_size[dead, None]
+    _broadcast(*self._state())   # random choices differ per rank: rank 0's win
+
+# %% ../nbs/07_vq.ipynb #5ee68c40
+@patch
+@torch.no_grad()
+def _kmeans(self: VQ, flat):
+    "Start the codebook (and the EMA state) from k-means on the rows `flat`; rank 0's result wins."
+    c = kmeans(flat, self.codebook_size, self.kmeans_iters, self.chunk_elems)
+    if self.cosine: c = F.normalize(c, dim=1)
+    self.codebook.data.copy_(c)
+    if self.ema: self.embed_sum.copy_(c); self.cluster_size.fill_(1.0)
+    _broadcast(*self._state())
+    self.initted.fill_(True)
+
+# %% ../nbs/07_vq.ipynb #2bd1f0ea
+@patch
+def codes(self: VQ) -> torch.Tensor:
+    "The codebook as used for lookup (unit rows when `cosine`)."
+    return F.normalize(self.codebook, dim=1) if self.cosine else self.codebook
+
+# %% ../nbs/07_vq.ipynb #3f4276e5
+@patch
+def decode_indices(self: VQ, indices: torch.Tensor) -> torch.Tensor:
+    "Indices (B, h, w) → quantized latents (B, dim, h, w) (or (..., dim) when not `channel_first`); a 0-d index → one code."
+    check_indices(indices, self.codebook_size)
+    q = self.codes()[indices.long()]
+    return q.movedim(-1, 1) if self.channel_first and q.ndim > 1 else q
+
+# %% ../nbs/07_vq.ipynb #a0356951
+register_quantizer('vq', lambda cfg: VQ(cfg.codebook_size, cfg.vq_dim, **cfg.vq))
 
 # %% ../nbs/07_vq.ipynb #7913220f
 def ring(n: int, generator=None) -> torch.Tensor:
