@@ -84,7 +84,7 @@ def _load(path: Path, map_location):
 def save_checkpoint(path, obj) -> Path:
     "Write `obj` atomically to `path`, verify that it loads, and keep the checkpoint it replaces as `*.prev.pt`."
     path = Path(path)
-    tmp = atomic_write(path.with_name(f".{path.name}.new"), lambda f: torch.save(obj, f))
+    tmp = atomic_write(path.with_name(f"{path.name}.new"), lambda f: torch.save(obj, f))
     try: torch.load(tmp, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e: tmp.unlink(missing_ok=True); raise CheckpointError(f"checkpoint {path} did not verify after writing ({e})") from e
     if path.exists(): os.replace(path, _prev(path))
@@ -128,7 +128,7 @@ def flatten_config(cfg, prefix: str = "") -> dict:
     d = {f.name: getattr(cfg, f.name) for f in fields(cfg)} if is_dataclass(cfg) else dict(cfg)
     out = {}
     for k, v in d.items():
-        if is_dataclass(v) or isinstance(v, dict) and v and all(isinstance(x, str) for x in v) and k != "vq":
+        if is_dataclass(v):
             out.update(flatten_config(v, f"{prefix}{k}."))
         else: out[prefix + k] = json.loads(json.dumps(v))
     return out

@@ -17,14 +17,14 @@ from torch.utils.data import default_collate
 from fastcore.basics import patch, store_attr
 from tqdm import tqdm
 from .scalar import check_int
-from .runs import (RunDir, RunError, atomic_write, save_checkpoint, load_checkpoint, rng_state, set_rng_state,
+from .runs import (RunDir, RunError, atomic_write, remove_stale_tmp, save_checkpoint, load_checkpoint, rng_state, set_rng_state,
                           flatten_config, check_definition)
 
 # %% auto #0
-__all__ = ['PEAK_BF16_FLOPS', 'RESUME_IGNORE', 'RESUME_MAY_CHANGE', 'get_rank_world', 'pick_device', 'TrainConfig', 'lr_factor',
-           'make_optimizer', 'make_schedule', 'unwrap', 'EMA', 'SampleStream', 'data_len', 'gather_batch', 'to_device',
-           'peak_flops', 'transformer_flops_per_sample', 'read_metrics', 'plot_metrics', 'NonFiniteLossError',
-           'TrainResult', 'trainable_state', 'load_trainable_state', 'Trainer', 'fit']
+__all__ = ['PEAK_BF16_FLOPS', 'RESUME_IGNORE', 'RESUME_MAY_CHANGE', 'get_rank_world', 'pick_device', 'hardware', 'TrainConfig',
+           'lr_factor', 'make_optimizer', 'make_schedule', 'unwrap', 'EMA', 'SampleStream', 'data_len', 'gather_batch',
+           'to_device', 'peak_flops', 'transformer_flops_per_sample', 'read_metrics', 'plot_metrics',
+           'NonFiniteLossError', 'TrainResult', 'trainable_state', 'load_trainable_state', 'Trainer', 'fit']
 
 # %% ../nbs/05_train.ipynb #00c97020
 def get_rank_world() -> tuple[int, int]:
@@ -42,6 +42,13 @@ def pick_device(cfg=None) -> torch.device:
         if d.index is None:   # plain "cuda" (and "auto"): this process's GPU, torchrun's LOCAL_RANK
             d = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
     return d
+
+def hardware(device=None) -> str:
+    "A one-line description of the device a run used (GPU name, or CPU model and threads) and the torch version: what result files record."
+    d = pick_device(device)
+    if d.type == "cuda": return f"{torch.cuda.get_device_name(d)}, torch {torch.__version__}"
+    import platform
+    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads), torch {torch.__version__}"
 
 # %% ../nbs/05_train.ipynb #34558b65
 def _check(ok: bool, msg: str, exc=ValueError):
@@ -372,7 +379,7 @@ def setup(self: Trainer):
         torch.use_deterministic_algorithms(True); torch.backends.cudnn.benchmark = False
     if self.out and self.main:
         self.out.mkdir(parents=True, exist_ok=True)
-        self.run_dir = RunDir(self.out, "fit", {}); self.run_dir.lock()
+        self.run_dir = RunDir(self.out, "fit", {}); self.run_dir.lock(); remove_stale_tmp(self.out)   # debris of a killed save
     self.objective = _Objective(self.model, self.loss_fn).to(self.device).train()
     self.optimizer, self.params = make_optimizer(self.objective, cfg), [p for p in self.objective.parameters() if p.requires_grad]
     self.scheduler = make_schedule(self.optimizer, cfg)
