@@ -6,24 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 from fsq_lit.vq import VQ
-from fsq_lit.quantizer import code_stats
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-# ---------------------------------------------------------------------------------------------------- code statistics
-# (a fact of chapter 03a's `code_stats`; kept here until that chapter covers these cases)
-def test_code_stats_values_and_errors():
-    for k, K in [(1, 16), (4, 16), (16, 16), (5, 64)]:
-        s = code_stats(torch.arange(k).repeat(7).reshape(7, k), K)
-        assert math.isclose(s['usage'], k / K) and math.isclose(s['perplexity'], k, rel_tol=1e-9)
-        assert math.isclose(s['bits'], math.log2(k), abs_tol=1e-9)
-    s = code_stats(torch.tensor([0, 0, 0, 3], dtype=torch.int32), 4)
-    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
-    assert math.isclose(s['usage'], 0.5) and math.isclose(s['perplexity'], math.exp(h)) and math.isclose(s['bits'], h / math.log(2))
-    with pytest.raises(TypeError): code_stats(torch.tensor([0., 1.]), 4)
-    with pytest.raises(IndexError): code_stats(torch.tensor([0, 4]), 4)
-    with pytest.raises(IndexError): code_stats(torch.tensor([-1, 2]), 4)
 
 
 # ---------------------------------------------------------------------------------------------------- DDP
