@@ -4,16 +4,16 @@
 
 # %% ../nbs/03_fsq.ipynb #c8c2a934
 from __future__ import annotations
-import math, time, numbers
+import math, warnings
 import torch
 from torch import nn
-from fastcore.script import call_parse
-from .scalar import make_grid
+from fastcore.basics import patch
+from .scalar import make_grid, check_int
 from .ste import FSQFunction, fsq_forward
 from .indices import index_dtype, _horner, codes_to_indices, indices_to_codes, implicit_codebook, basis
 
 # %% auto #0
-__all__ = ['FSQ', 'code_stats', 'run_demo', 'main']
+__all__ = ['FSQ']
 
 # %% ../nbs/03_fsq.ipynb #875fc5fe
 _TILE = 16  # the constants are stored tiled this many times (see above)
@@ -32,10 +32,19 @@ def _compiled_fsq():
     return _compiled
 
 # %% ../nbs/03_fsq.ipynb #95a53d6a
-def _positive_int(v, name):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral): raise TypeError(f"{name} must be an integer, got {v!r}")
-    if v < 1: raise ValueError(f"{name} must be >= 1, got {v}")
-    return int(v)
+def _warn_two_levels(grid, paper_exact: bool):
+    "One `UserWarning` if a channel has L = 2 on an asymmetric grid, where a centred input nearly always gets one code."
+    i = next((i for i, (L, c) in enumerate(zip(grid.levels, grid.center)) if L == 2 and not c), None)
+    if i is None: return
+    b = -grid.shift[i]                                   # the two codes meet where tanh(z + shift) = 0
+    p = 0.5 * math.erfc(-b / math.sqrt(2))               # the share of N(0, 1) below b: the lower code
+    bits = -sum(x * math.log2(x) for x in (p, 1 - p) if x > 0)
+    name, fix = (("the published listing's", "symmetric=True (the published listing has no symmetric grid: leave paper_exact off)")
+                 if paper_exact else ("the default", "symmetric=True"))
+    warnings.warn(f"levels {list(grid.levels)}: L = 2 on {name} grid puts the "
+                  f"boundary between its two codes at z = {b:.2f}, so a centred N(0, 1) input gets the lower code with "
+                  f"probability {p:.2g} and the channel carries {bits:.2f} of its 1 bit (chapter 00). Use {fix}: its two "
+                  f"codes meet at z = 0.", UserWarning, stacklevel=3)
 
 # %% ../nbs/03_fsq.ipynb #7a3a5989
 class FSQ(nn.Module):
@@ -53,11 +62,11 @@ class FSQ(nn.Module):
                  fused: bool = False):        # torch.compile the quantizer into one kernel (GPU)
         super().__init__()
         self.grid = make_grid(levels, eps=eps, paper_exact=paper_exact, symmetric=symmetric)
-        self.levels = list(self.grid.levels)
-        self.codebook_dim = len(self.levels)
-        self.num_codebooks = _positive_int(num_codebooks, "num_codebooks")
+        _warn_two_levels(self.grid, paper_exact)
+        self.levels, self.codebook_dim = list(self.grid.levels), len(self.grid.levels)
+        self.num_codebooks = check_int(num_codebooks, "num_codebooks", lo=1)
         self.effective_dim = self.codebook_dim * self.num_codebooks
-        self.dim = self.effective_dim if dim is None else _positive_int(dim, "dim")
+        self.dim = self.effective_dim if dim is None else check_int(dim, "dim", lo=1)
         self.channel_first, self.nan_check, self.fused = bool(channel_first), bool(nan_check), bool(fused)
         self.codebook_size = self.grid.codebook_size
         self.index_dtype = index_dtype(self.codebook_size)
@@ -70,136 +79,141 @@ class FSQ(nn.Module):
             self.register_buffer('_' + name, None if t is None else t.repeat(tile), persistent=False)
         self._add = sum(h * b for h, b in zip(g.half_width, basis(self.levels)))  # turns centred digits into level indices
         self._views = {}  # constant slices per layout, dtype and device; emptied whenever buffers move
+        self.register_buffer('grid_levels', torch.tensor(self.levels), persistent=True)   # saved: a state_dict names its grid
 
     def _apply(self, fn, *args, **kwargs):
         self._views = {}
         return super()._apply(fn, *args, **kwargs)
-
-    def _constants(self, n: int, channel_first: bool, dtype: torch.dtype):
-        "The five constants sliced to `n` channels (shaped `(n, 1)` for channel-first), cached."
-        key = (n, channel_first, dtype)
-        if key not in self._views:
-            self._views[key] = [None if c is None else (c[:n].unsqueeze(-1) if channel_first else c[:n]).to(dtype)
-                                for c in (self._shift, self._half_l, self._offset, self._center, self._scale)]
-        return self._views[key]
-
-    def extra_repr(self):
-        return (f"levels={self.levels}, dim={self.dim}, num_codebooks={self.num_codebooks}, "
-                f"codebook_size={self.codebook_size}, channel_first={self.channel_first}")
-
-    def _check_input(self, z):
-        if not isinstance(z, torch.Tensor): raise TypeError(f"FSQ expects a torch.Tensor, got {type(z).__name__}")
-        if not z.is_floating_point(): raise TypeError(f"FSQ expects a floating-point tensor, got {z.dtype}")
-        cdim = 1 if self.channel_first else -1
-        if z.ndim < (2 if self.channel_first else 1) or z.shape[cdim] != self.dim:
-            layout = "(B, dim, ...) since channel_first=True" if self.channel_first else "(..., dim)"
-            raise ValueError(f"FSQ expects {self.dim} channels in layout {layout}, got shape {tuple(z.shape)}")
-
-    def _quantize(self, x, channel_first: bool):
-        "Quantize `x` (channels = levels * groups, no projection): returns codes in x's dtype and indices."
-        out_dtype = x.dtype
-        xf = (x if x.dtype in (torch.float32, torch.float64) else x.float()).contiguous()
-        if self.nan_check and xf.numel() and bool(torch.isnan(xf.sum())) and bool(torch.isnan(xf).any()):
-            raise ValueError("FSQ input contains NaN: NaN has no code (infinite values are fine, they saturate)")
-        d, G = self.codebook_dim, self.num_codebooks
-        K = d * G
-        if channel_first:
-            B, S = xf.shape[0], math.prod(xf.shape[2:])
-            xv, n, rshape, dim = xf.view(B, K, S), K, (B, G, d, S), 2
-        else:
-            ntok = xf.numel() // K
-            R = min(_TILE, ntok & -ntok) if ntok else _TILE  # largest power of two <= 16 dividing ntok
-            xv, n, rshape, dim = xf.view(-1, K * R), K * R, (-1, d), -1
-        consts = self._constants(n, channel_first, xf.dtype)
-        if self.fused:
-            codes, idx = _compiled_fsq()(xv, *[0.0 if c is None else c for c in consts], rshape, dim, tuple(self.levels), self._add)
-        else:
-            if torch.is_grad_enabled() and xv.requires_grad: codes, r = FSQFunction.apply(xv, *consts)
-            else: codes, r, _ = fsq_forward(xv, *consts)
-            # r is a scratch buffer: when sizes match, turn it into integers in place (saves an allocation)
-            digits = r.view(self.index_dtype).copy_(r) if r.element_size() == self.index_dtype.itemsize else r
-            idx = _horner(digits.view(rshape), self.grid.levels, self.index_dtype, dim, self._add)
-        codes = codes.view(xf.shape).to(out_dtype)
-        if channel_first:  # idx: (B, G, S) -> (B, *spatial[, G])
-            spatial = tuple(x.shape[2:])
-            idx = idx.view(x.shape[0], *spatial) if G == 1 else idx.movedim(1, -1).reshape(x.shape[0], *spatial, G)
-        else:
-            idx = idx.view(*x.shape[:-1], *((G,) if G > 1 else ()))
-        return codes, idx
 
     def forward(self, z: torch.Tensor):
         "Quantize `z`: returns `(quantized, indices)`; `quantized` has z's shape and dtype."
         self._check_input(z)
         if not self.has_projections: return self._quantize(z, self.channel_first)
         x = z.movedim(1, -1) if self.channel_first else z
-        codes, idx = self._quantize(self.project_in(x), channel_first=False)
+        w = self.project_in.weight                # bf16 / float64 inputs are projected in the weights' dtype
+        codes, idx = self._quantize(self.project_in(x if x.dtype == w.dtype else x.to(w.dtype)), channel_first=False)
         out = self.project_out(codes)
+        if x.dtype != w.dtype: out = out.to(x.dtype)
         return (out.movedim(-1, 1) if self.channel_first else out), idx
 
-    def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
-        "Indices of `codes` (quantizer space: len(levels) * num_codebooks channels, in the module's layout)."
-        if not isinstance(codes, torch.Tensor): raise TypeError(f"codes must be a torch.Tensor, got {type(codes).__name__}")
-        cdim = 1 if self.channel_first else -1
-        if codes.ndim < (2 if self.channel_first else 1) or codes.shape[cdim] != self.effective_dim:
-            raise ValueError(f"codes must have {self.effective_dim} channels (len(levels) * num_codebooks, before any "
-                             f"projection) along dim {cdim}, got shape {tuple(codes.shape)}")
-        x = codes.movedim(1, -1) if self.channel_first else codes
-        idx = codes_to_indices(x.reshape(*x.shape[:-1], self.num_codebooks, self.codebook_dim), self.grid)
-        return idx if self.num_codebooks > 1 else idx.squeeze(-1)
+# %% ../nbs/03_fsq.ipynb #9b151ff1
+_NAN_MSG = "FSQ input contains NaN: NaN has no code (infinite values are fine, they saturate)"
 
-    def indices_to_codes(self, indices: torch.Tensor, project_out: bool = True) -> torch.Tensor:
-        "Codes of `indices` (shaped as forward returns them), projected back to `dim` unless `project_out=False`."
-        if not isinstance(indices, torch.Tensor): raise TypeError(f"indices must be a torch.Tensor, got {type(indices).__name__}")
-        if self.num_codebooks > 1 and (indices.ndim == 0 or indices.shape[-1] != self.num_codebooks):
-            raise ValueError(f"indices must end with a num_codebooks={self.num_codebooks} axis, got shape {tuple(indices.shape)}")
-        if self.channel_first and indices.ndim < (2 if self.num_codebooks > 1 else 1):
-            raise ValueError(f"channel-first indices need a batch axis, got shape {tuple(indices.shape)}")
-        codes = indices_to_codes(indices, self.grid)
-        if self.num_codebooks > 1: codes = codes.reshape(*codes.shape[:-2], self.effective_dim)
-        if project_out and self.has_projections: codes = self.project_out(codes.to(self.project_out.weight.dtype))
-        return codes.movedim(-1, 1) if self.channel_first else codes
+@patch
+def _check_layout(self: FSQ, t, n: int, what: str):
+    "`ValueError` unless tensor `t` has `n` channels along the module's channel dimension; `what` names `t`."
+    if t.ndim < (2 if self.channel_first else 1) or t.shape[1 if self.channel_first else -1] != n:
+        layout = "(B, channels, ...) since channel_first=True" if self.channel_first else "(..., channels)"
+        raise ValueError(f"{what} must have {n} channels in layout {layout}, got shape {tuple(t.shape)}")
 
-    @property
-    def codebook(self) -> torch.Tensor:
-        "The implicit codebook (codebook_size x len(levels)), computed on access."
-        return implicit_codebook(self.grid, device=self._scale.device)
+@patch
+def _check_input(self: FSQ, z):
+    "Refuse what `forward` cannot quantize: a non-tensor, an integer tensor, the wrong channels; and TorchScript tracing."
+    if torch.jit.is_tracing():
+        raise RuntimeError("FSQ does not support torch.jit.trace or torch.jit.script: export the model with "
+                           "torch.export.export, or compile it with torch.compile")
+    if not isinstance(z, torch.Tensor): raise TypeError(f"FSQ expects a torch.Tensor, got {type(z).__name__}")
+    if not z.is_floating_point(): raise TypeError(f"FSQ expects a floating-point tensor, got {z.dtype}")
+    self._check_layout(z, self.dim, "FSQ input")
 
-# %% ../nbs/03_fsq.ipynb #799cef65
-def code_stats(indices: torch.Tensor, codebook_size: int) -> dict:
-    "Codebook usage (fraction of codes that occur), perplexity exp(H) and entropy H in bits per token of `indices`."
-    if indices.dtype.is_floating_point or indices.dtype == torch.bool:
-        raise TypeError(f"indices must be an integer tensor, got {indices.dtype}")
-    flat = indices.reshape(-1).long()
-    if flat.numel() and (flat.min() < 0 or flat.max() >= codebook_size):
-        raise IndexError(f"indices must lie in [0, {codebook_size}), got [{flat.min().item()}, {flat.max().item()}]")
-    counts = torch.bincount(flat, minlength=codebook_size).double()
-    p = counts[counts > 0] / counts.sum().clamp_min(1)
-    h = -(p * p.log()).sum().item()
-    return {"usage": (counts > 0).double().mean().item(), "perplexity": math.exp(h), "bits": h / math.log(2)}
+@patch
+def _check_nan(self: FSQ, xf):
+    "`ValueError` on NaN (one reduction; a second only if the sum is NaN); an assertion in the graph under `torch.export`."
+    if not self.nan_check or not xf.numel(): return
+    if torch.compiler.is_exporting(): torch._assert_async(~torch.isnan(xf).any(), _NAN_MSG)
+    elif bool(torch.isnan(xf.sum())) and bool(torch.isnan(xf).any()): raise ValueError(_NAN_MSG)
 
-def run_demo(levels=(8, 5, 5, 5), tokens: int = 65536, seed: int = 0, scale: float = 1.0) -> dict:
-    "Quantize `tokens` random vectors N(0, scale^2), decode them, and return (and print) usage statistics."
-    q = FSQ(levels)
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(tokens, q.dim, generator=g) * scale
-    t0 = time.perf_counter()
-    with torch.no_grad(): quantized, indices = q(z)
-    seconds = time.perf_counter() - t0
-    decoded = q.indices_to_codes(indices)
-    stats = dict(levels=q.levels, codebook_size=q.codebook_size, tokens=tokens, index_dtype=str(q.index_dtype),
-                 quantize_ms=seconds * 1e3, round_trip_exact=bool(torch.equal(decoded, quantized)),
-                 bf16_indices_exact=bool(torch.equal(q(z.bfloat16())[1], q(z.bfloat16().float())[1])),
-                 **code_stats(indices, q.codebook_size))
-    print(f"FSQ levels {stats['levels']}: {stats['codebook_size']} codes, {stats['index_dtype']} indices")
-    print(f"quantized {tokens} vectors in {stats['quantize_ms']:.2f} ms; decode(indices) == quantized: {stats['round_trip_exact']}; "
-          f"bf16 indices exact: {stats['bf16_indices_exact']}")
-    print(f"codebook usage {stats['usage']:.1%}, perplexity {stats['perplexity']:.1f} of {stats['codebook_size']}")
-    return stats
+# %% ../nbs/03_fsq.ipynb #60cd7399
+@patch
+def _constants(self: FSQ, n: int, channel_first: bool, dtype: torch.dtype):
+    "The five constants sliced to `n` channels (shaped `(n, 1)` for channel-first), cached."
+    key = (n, channel_first, dtype)
+    if key not in self._views:
+        self._views[key] = [None if c is None else (c[:n].unsqueeze(-1) if channel_first else c[:n]).to(dtype)
+                            for c in (self._shift, self._half_l, self._offset, self._center, self._scale)]
+    return self._views[key]
 
-@call_parse
-def main(levels: str = "8,5,5,5",  # comma-separated levels, e.g. 8,5,5,5
-         tokens: int = 65536,       # number of random vectors
-         seed: int = 0,             # random seed
-         scale: float = 1.0):       # standard deviation of the random vectors
-    "fsq-demo: quantize random vectors with FSQ, decode them, print codebook usage."
-    run_demo([int(v) for v in levels.split(',')], tokens, seed, scale)
+@patch
+def _fast_view(self: FSQ, xf, channel_first: bool):
+    "`(view, n, rshape, dim)`: contiguous `xf` in the fast layout, its channel count, the digits' shape and channel dim."
+    K = self.codebook_dim * self.num_codebooks
+    if channel_first:
+        B, S = xf.shape[0], math.prod(xf.shape[2:])
+        return xf.view(B, K, S), K, (B, self.num_codebooks, self.codebook_dim, S), 2
+    ntok = xf.numel() // K
+    if torch.compiler.is_compiling(): R = 1                 # shapes may be symbolic: no tiling
+    else: R = min(_TILE, ntok & -ntok) if ntok else _TILE    # largest power of two <= 16 dividing ntok
+    return xf.view(-1, K * R), K * R, (-1, self.codebook_dim), -1
+
+@patch
+def _eager(self: FSQ, xv, consts, rshape, dim):
+    "Codes (STE gradient only when one is needed) and indices by Horner's rule on the rounded digits."
+    if torch.is_grad_enabled() and xv.requires_grad: codes, r = FSQFunction.apply(xv, *consts)
+    else: codes, r, _ = fsq_forward(xv, *consts)
+    # r is a scratch buffer: when sizes match, turn it into integers in place (saves an allocation)
+    digits = r.view(self.index_dtype).copy_(r) if r.element_size() == self.index_dtype.itemsize else r
+    return codes, _horner(digits.view(rshape), self.grid.levels, self.index_dtype, dim, self._add)
+
+@patch
+def _index_shape(self: FSQ, idx, shape, channel_first: bool):
+    "Indices shaped as the input without its channels: `(B, *spatial[, G])` channel-first, `(...[, G])` channel-last."
+    G = self.num_codebooks
+    if channel_first:  # idx: (B, G, S)
+        return idx.view(shape[0], *shape[2:]) if G == 1 else idx.movedim(1, -1).reshape(shape[0], *shape[2:], G)
+    return idx.view(tuple(shape[:-1]) + ((G,) if G > 1 else ()))
+
+@patch
+def _quantize(self: FSQ, x, channel_first: bool):
+    "Quantize `x` (channels = levels * groups, no projection): returns codes in x's dtype and indices."
+    xf = (x if x.dtype in (torch.float32, torch.float64) else x.float()).contiguous()
+    self._check_nan(xf)
+    xv, n, rshape, dim = self._fast_view(xf, channel_first)
+    consts = self._constants(n, channel_first, xf.dtype)
+    if self.fused:
+        codes, idx = _compiled_fsq()(xv, *[0.0 if c is None else c for c in consts], rshape, dim, tuple(self.levels), self._add)
+    else: codes, idx = self._eager(xv, consts, rshape, dim)
+    return codes.view(xf.shape).to(x.dtype), self._index_shape(idx, x.shape, channel_first)
+
+@patch
+def extra_repr(self: FSQ):
+    return (f"levels={self.levels}, dim={self.dim}, num_codebooks={self.num_codebooks}, "
+            f"codebook_size={self.codebook_size}, channel_first={self.channel_first}")
+
+# %% ../nbs/03_fsq.ipynb #28036c2d
+@patch
+def codes_to_indices(self: FSQ, codes: torch.Tensor) -> torch.Tensor:
+    "Indices of `codes` (quantizer space: len(levels) * num_codebooks channels, in the module's layout)."
+    if not isinstance(codes, torch.Tensor): raise TypeError(f"codes must be a torch.Tensor, got {type(codes).__name__}")
+    self._check_layout(codes, self.effective_dim, "codes (len(levels) * num_codebooks channels, before any projection)")
+    x = codes.movedim(1, -1) if self.channel_first else codes
+    idx = codes_to_indices(x.reshape(*x.shape[:-1], self.num_codebooks, self.codebook_dim), self.grid)
+    return idx if self.num_codebooks > 1 else idx.squeeze(-1)
+
+# %% ../nbs/03_fsq.ipynb #a72efff6
+@patch
+def indices_to_codes(self: FSQ, indices: torch.Tensor, project_out: bool = True) -> torch.Tensor:
+    "Codes of `indices` (shaped as forward returns them), projected back to `dim` unless `project_out=False`."
+    codes = indices_to_codes(indices, self.grid)   # refuses non-integer and out-of-range indices
+    G = self.num_codebooks
+    if G > 1 and (indices.ndim == 0 or indices.shape[-1] != G):
+        raise ValueError(f"indices must end with a num_codebooks={G} axis, got shape {tuple(indices.shape)}")
+    if self.channel_first and indices.ndim < (2 if G > 1 else 1):
+        raise ValueError(f"channel-first indices need a batch axis, got shape {tuple(indices.shape)}")
+    if G > 1: codes = codes.reshape(*codes.shape[:-2], self.effective_dim)
+    if project_out and self.has_projections: codes = self.project_out(codes.to(self.project_out.weight.dtype))
+    return codes.movedim(-1, 1) if self.channel_first else codes
+
+# %% ../nbs/03_fsq.ipynb #edba2617
+@patch(as_prop=True)
+def codebook(self: FSQ) -> torch.Tensor:
+    "The implicit codebook (codebook_size x len(levels)), computed on access."
+    return implicit_codebook(self.grid, device=self._scale.device)
+
+# %% ../nbs/03_fsq.ipynb #22de29dd
+@patch
+def _load_from_state_dict(self: FSQ, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    saved = state_dict.get(prefix + 'grid_levels')
+    if saved is not None and saved.tolist() != self.levels:
+        error_msgs.append(f"FSQ levels differ: the state_dict was saved for levels {saved.tolist()}, this FSQ has levels {self.levels}")
+        state_dict = {k: v for k, v in state_dict.items() if k != prefix + 'grid_levels'}
+    super(FSQ, self)._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)

@@ -4,14 +4,14 @@
 
 # %% ../nbs/02_indices.ipynb #9bb6a7be
 from __future__ import annotations
-import math, itertools, numbers
+import math, itertools
 import torch
-from .scalar import Grid, check_levels, make_grid
+from .scalar import Grid, check_int, check_levels, make_grid
 
 # %% auto #0
-__all__ = ['PAPER_LEVELS', 'APPENDIX_LEVELS', 'basis', 'index_dtype', 'level_indices_to_indices', 'indices_to_level_indices',
-           'codes_to_level_indices', 'codes_to_indices', 'indices_to_codes', 'implicit_codebook',
-           'listing_codes_to_indices', 'levels_for']
+__all__ = ['PAPER_LEVELS', 'APPENDIX_LEVELS', 'basis', 'index_dtype', 'level_indices_to_indices', 'check_indices',
+           'indices_to_level_indices', 'codes_to_level_indices', 'codes_to_indices', 'indices_to_codes',
+           'implicit_codebook', 'listing_codes_to_indices', 'levels_for']
 
 # %% ../nbs/02_indices.ipynb #955e9235
 def basis(levels) -> tuple[int, ...]:
@@ -44,7 +44,8 @@ def level_indices_to_indices(level_idx: torch.Tensor, levels, dim: int = -1, add
     _check_channels(level_idx, len(levels), dim, "level indices")
     return _horner(level_idx, levels, index_dtype(math.prod(levels)), dim, add)
 
-def _check_indices(indices: torch.Tensor, codebook_size: int):
+def check_indices(indices: torch.Tensor, codebook_size: int):
+    "`TypeError` unless `indices` is an integer tensor, `IndexError` unless every index lies in `[0, codebook_size)`: the one range check of every decoder in the book."
     if not isinstance(indices, torch.Tensor): raise TypeError(f"indices must be a torch.Tensor, got {type(indices).__name__}")
     if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
         raise TypeError(f"indices must be an integer tensor, got {indices.dtype}")
@@ -56,7 +57,7 @@ def _check_indices(indices: torch.Tensor, codebook_size: int):
 def indices_to_level_indices(indices: torch.Tensor, levels, dim: int = -1) -> torch.Tensor:
     "Per-channel level indices `(index // b_i) % L_i`, stacked along a new channel dimension `dim`."
     levels = check_levels(levels)
-    _check_indices(indices, math.prod(levels))
+    check_indices(indices, math.prod(levels))
     indices = indices.to(index_dtype(math.prod(levels)))
     return torch.stack([torch.div(indices, b, rounding_mode='floor') % L for b, L in zip(basis(levels), levels)], dim=dim)
 
@@ -124,15 +125,14 @@ def _closest_levels(n: int, lo: int, hi: int = 8) -> tuple[int, ...]:
             if best_key is None or key < best_key: best, best_key = combo, key
     return best
 
-def levels_for(codebook_size: int) -> list[int]:
-    "FSQ levels for about `codebook_size` codes: the paper's table where it has an entry, else the documented rule."
-    if isinstance(codebook_size, bool) or not isinstance(codebook_size, numbers.Integral):
-        raise TypeError(f"codebook_size must be an integer, got {type(codebook_size).__name__}")
-    n = int(codebook_size)
-    if n < 2: raise ValueError(f"codebook_size must be >= 2, got {n}")
-    if n > 2**63: raise ValueError(f"codebook_size {n} is beyond int64 indices")
+def levels_for(codebook_size: int, symmetric: bool = False) -> list[int]:
+    "FSQ levels for about `codebook_size` codes: the paper's table where it has an entry, else the documented rule (L = 2 only if `symmetric`)."
+    n = check_int(codebook_size, "codebook_size", 2, 2**63)   # 2^63: the largest codebook int64 indices can number
+    if n == 2 and not symmetric:
+        raise ValueError("2 codes need one level L = 2, whose default grid sends a centred input to one code (chapter 00): "
+                         "use levels_for(2, symmetric=True) and FSQ([2], symmetric=True)")
     if n in PAPER_LEVELS: return list(PAPER_LEVELS[n])
     if n in APPENDIX_LEVELS: return list(APPENDIX_LEVELS[n])
     levels = _closest_levels(n, 5)
-    if abs(math.log(math.prod(levels) / n)) >= math.log(1.25) - 1e-12: levels = _closest_levels(n, 2)
+    if abs(math.log(math.prod(levels) / n)) >= math.log(1.25) - 1e-12: levels = _closest_levels(n, 2 if symmetric else 3)
     return list(levels)

@@ -10,9 +10,18 @@ from collections.abc import Iterable
 import torch
 
 # %% auto #0
-__all__ = ['check_levels', 'Grid', 'make_grid', 'bound', 'quantize', 'listing_quantize', 'code_entropy']
+__all__ = ['MAX_LEVEL', 'check_int', 'check_levels', 'Grid', 'make_grid', 'bound', 'quantize', 'listing_quantize', 'entropy_bits',
+           'code_entropy']
 
 # %% ../nbs/00_scalar.ipynb #181e5c2d
+def check_int(v, name: str, lo: int | None = None, hi: int | None = None) -> int:
+    "`v` as an `int` if it is an integer in `[lo, hi]` (either bound optional); else `TypeError` / `ValueError` naming `name`. The book's one integer validator."
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral): raise TypeError(f"{name} must be an integer, got {v!r}")
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {v}" if hi is not None and lo is not None
+                         else f"{name} must be <= {hi}, got {v}" if lo is None else f"{name} must be >= {lo}, got {v}")
+    return int(v)
+
 def check_levels(levels) -> tuple[int, ...]:
     "Validate `levels` (a non-empty sequence of integers >= 2) and return it as a tuple of ints."
     if isinstance(levels, torch.Tensor): levels = levels.tolist()
@@ -20,11 +29,7 @@ def check_levels(levels) -> tuple[int, ...]:
         raise TypeError(f"levels must be a sequence of integers such as [8, 5, 5, 5], got {type(levels).__name__}")
     levels = list(levels)
     if not levels: raise ValueError("levels is empty: give one integer >= 2 per channel, e.g. [8, 5, 5, 5]")
-    for L in levels:
-        if isinstance(L, bool) or not isinstance(L, numbers.Integral):
-            raise TypeError(f"levels must be integers, got {L!r} ({type(L).__name__}) in {levels}")
-        if L < 2: raise ValueError(f"every level must be >= 2 (a channel with {L} value(s) carries no information), got {levels}")
-    return tuple(int(L) for L in levels)
+    return tuple(check_int(L, f"every level of {levels}", lo=2) for L in levels)
 
 # %% ../nbs/00_scalar.ipynb #d3901d11
 @dataclass(frozen=True)
@@ -49,10 +54,23 @@ class Grid:
 # %% ../nbs/00_scalar.ipynb #b573b202
 def _f32(x): return torch.tensor(x, dtype=torch.float32)
 
+MAX_LEVEL = 2**24   # float32, in which the grid is computed, holds every integer up to 2^24 exactly
+
+def _check_float32_bound(levels, half_l, offset, eps):
+    "`ValueError` if, in float32, the bound at tanh = +-1 rounds past the first or last level (an eps close to its limit)."
+    for L, h, o in zip(levels, half_l, offset):
+        top, bottom = (float(torch.round(_f32(s * h) - _f32(o))) for s in (1.0, -1.0))
+        if top > L - 1 - L // 2 or bottom < -(L // 2):
+            raise ValueError(f"eps={eps} is too large for level L={L} in float32: the bound rounds past the last level; "
+                             f"use eps <= {0.25 / (L - 1):.3g}")
+
 def make_grid(levels, eps: float = 1e-3, paper_exact: bool = False, symmetric: bool = False) -> Grid:
     "The FSQ grid for `levels`: the paper's bound (atanh shift, 1 + eps), the published listing (`paper_exact`), or the symmetric grid."
     levels = check_levels(levels)
     if paper_exact and symmetric: raise ValueError("paper_exact and symmetric exclude each other: the published listing has no symmetric grid")
+    if max(levels) > MAX_LEVEL:
+        raise ValueError(f"level {max(levels)} is above MAX_LEVEL = 2^24: float32, in which FSQ computes, cannot represent "
+                         f"its integer grid exactly; use more channels with smaller levels (levels_for)")
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real): raise TypeError(f"eps must be a float, got {type(eps).__name__}")
     if not 0 < eps < 1: raise ValueError(f"eps must lie in (0, 1), got {eps}")
     if not paper_exact and (max(levels) - 1) * eps >= 1:
@@ -66,6 +84,7 @@ def make_grid(levels, eps: float = 1e-3, paper_exact: bool = False, symmetric: b
     else: shift = [float(torch.atanh(_f32(o) / _f32(h))) for o, h in zip(offset, half_l)]
     center = [0.5 if (symmetric and e) else 0.0 for e in even]
     scale = [((L - 1) / 2 if (symmetric and e) else float(L // 2)) for L, e in zip(levels, even)]
+    _check_float32_bound(levels, half_l, offset, eps)
     return Grid(levels, tuple(shift), tuple(half_l), tuple(offset), tuple(center), tuple(scale))
 
 # %% ../nbs/00_scalar.ipynb #873afec7
@@ -92,8 +111,13 @@ def listing_quantize(z: torch.Tensor, levels, eps: float = 1e-3) -> torch.Tensor
     return torch.round(bounded) / half_width
 
 # %% ../nbs/00_scalar.ipynb #fcf359bc
+def entropy_bits(counts: torch.Tensor) -> float:
+    "Entropy in bits of the distribution given by non-negative `counts` (zeros allowed): the book's one entropy."
+    c = counts.double()
+    p = c[c > 0] / c.sum().clamp_min(1)
+    return float(-(p * p.log2()).sum())
+
 def code_entropy(codes: torch.Tensor) -> float:
     "Entropy in bits of the empirical distribution of the values in `codes`."
-    _, counts = codes.flatten().unique(return_counts=True)
-    p = counts.double() / counts.sum()
-    return float(-(p * p.log2()).sum())
+    return entropy_bits(codes.flatten().unique(return_counts=True)[1])
+
