@@ -189,7 +189,7 @@ def test_non_contiguous_and_float64_inputs():
 def test_device_move_and_state_dict():
     q = FSQ([8, 5, 5, 5], dim=16)
     sd = q.state_dict()
-    assert set(sd) == {"project_in.weight", "project_in.bias", "project_out.weight", "project_out.bias"}
+    assert set(sd) == {"grid_levels", "project_in.weight", "project_in.bias", "project_out.weight", "project_out.bias"}
     q2 = FSQ([8, 5, 5, 5], dim=16); q2.load_state_dict(sd)
     z = rand((5, 16), 1)
     assert torch.equal(q(z)[0], q2(z)[0])
