@@ -4,21 +4,26 @@
 
 # %% ../nbs/08_compare.ipynb #0b948e38
 from __future__ import annotations
-import json, math, platform, statistics, time
+import math, statistics, time
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 import torch
 from fastcore.script import call_parse
 from .fsq import FSQ
 from .indices import levels_for
-from .train import TrainConfig, pick_device
-from .tokenizer import TokenizerConfig, train_tokenizer, scene_images, as_images
+from .data import as_images
+from .runs import RunDir, flatten_config, atomic_write, write_json, read_json, usage_errors
+from .runs import preset_config as _preset_config
+from .train import TrainConfig, pick_device, hardware
+from .tokenizer import TokenizerConfig, train_tokenizer, scene_images
 from .vq import VQ
 
+
 # %% auto #0
-__all__ = ['VQ_VARIANTS', 'PRESETS', 'CompareConfig', 'preset_config', 'hardware', 'run_study', 'load_study', 'plot_study',
+__all__ = ['VQ_VARIANTS', 'PRESETS', 'N_RECON', 'CompareConfig', 'preset_config', 'study_dir', 'load_study', 'run_key',
+           'recon_path', 'kept_records', 'measure_run', 'run_study', 'save_figure', 'load_recons', 'plot_study',
            'time_quantizers', 'plot_tradeoff', 'plot_ablation', 'plot_timing', 'plot_reconstructions', 'check_claims',
-           'results_table', 'main']
+           'results_table', 'verdict_lines', 'main']
 
 # %% ../nbs/08_compare.ipynb #a6b9d080
 VQ_VARIANTS = {
@@ -89,19 +94,36 @@ PRESETS = {
 }
 
 def preset_config(name: str, **overrides) -> CompareConfig:
-    "The named preset, with `overrides` (None values ignored) applied."
-    if name not in PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    known = {f.name for f in fields(CompareConfig)}
-    bad = [k for k, v in overrides.items() if v is not None and k not in known]
-    if bad: raise ValueError(f"unknown setting(s) {bad}")
-    return CompareConfig(**{**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}})
+    "The named preset of `PRESETS`, with `overrides` (None values ignored) applied: `fsq_lit.runs.preset_config`."
+    return _preset_config(PRESETS, name, CompareConfig, **overrides)
 
 # %% ../nbs/08_compare.ipynb #da1b5ebc
-def hardware(device) -> str:
-    "A one-line description of where the study ran."
-    device = torch.device(device)
-    if device.type == 'cuda': return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads), torch {torch.__version__}"
+def study_dir(cfg: CompareConfig, out) -> RunDir:
+    "The study's run directory (not yet opened): it records `cfg`, all but `progress`, which cannot change a result."
+    return RunDir(out, 'fsq-compare', flatten_config(cfg), ignore=('progress',))
+
+def load_study(out) -> dict:
+    "Read back what `run_study` wrote: records, timing and meta (missing files give empty entries)."
+    out = Path(out)
+    read = lambda name, empty: read_json(out / name) if (out / name).exists() else empty
+    return dict(records=read('results.json', []), timing=read('timing.json', []), meta=read('study.json', {}))
+
+def run_key(r: dict) -> tuple:
+    "(quantizer, variant, target size) of a record, as in `CompareConfig.runs`."
+    return r['quantizer'], r['variant'], r['target_size']
+
+def recon_path(out, run: tuple) -> Path:
+    "Where `run_study` keeps the reconstructions of `run` = (quantizer, variant, size)."
+    q, v, s = run
+    return Path(out) / 'recon' / (f"fsq-{s}.pt" if q == 'fsq' else f"vq-{v}-{s}.pt")
+
+def kept_records(cfg: CompareConfig, out) -> dict:
+    "{run: record} of the runs of `cfg` that `out` has measured (record and reconstructions): a resumed study skips them."
+    runs = set(cfg.runs())
+    return {run_key(r): r for r in load_study(out)['records'] if run_key(r) in runs and recon_path(out, run_key(r)).exists()}
+
+# %% ../nbs/08_compare.ipynb #dd7a1f0f
+N_RECON = 6   # held-out scenes in the reconstruction figure
 
 def _record(cfg: CompareConfig, quantizer, variant, size, tok, summary) -> dict:
     return dict(quantizer=quantizer, variant=variant, target_size=size, codebook_size=summary['codebook_size'],
@@ -113,51 +135,86 @@ def _record(cfg: CompareConfig, quantizer, variant, size, tok, summary) -> dict:
                 steps=summary['steps'], train_s=summary['train_s'], images_per_s=summary['train_images_per_s'],
                 tokens_per_image=summary['tokens_per_image'], eval_tokens=summary['tokens_per_image'] * cfg.n_test)
 
-def run_study(cfg: CompareConfig, out, data=None) -> dict:
-    "Train and measure every run of `cfg` on procedural scenes (or `data=(train, test)` uint8 image tensors); write `out/results.json`, `out/timing.json`, `out/study.json` and the figures."
+def measure_run(cfg: CompareConfig, run: tuple, data, out) -> dict:
+    "Train the tokenizer of `run` on `data` = (train, test), store its reconstructions in `out/recon/`, return its record."
+    q, v, s = run
+    tok, summary = train_tokenizer(cfg.tokenizer_config(q, v, s), data=data)
+    with torch.no_grad():
+        y = tok(as_images(data[1][:N_RECON]).to(next(tok.parameters()).device))[0].float().clamp(0, 1).cpu()
+    atomic_write(recon_path(out, run), lambda f: torch.save(y.mul(255).round().to(torch.uint8), f))
+    return _record(cfg, q, v, s, tok, summary)
+
+def _study_meta(cfg: CompareConfig, out, data_s: float) -> dict:
+    "study.json as `out` holds it so far, for `cfg`: where, when and in how many seconds its runs were measured."
+    old = load_study(out)['meta']
+    return dict(config=asdict(cfg), hardware=old.get('hardware'), date=old.get('date'), data_s=data_s,
+                total_s=old.get('total_s', 0.0))
+
+def _stamp(meta: dict, device, total_s: float) -> dict:
+    "Record in `meta` that a run was just measured on `device` (naming both machines if an earlier session used another)."
+    hw, old = hardware(device), meta['hardware']
+    if old is not None and hw not in old: hw = f"{old}, then {hw}"
+    meta.update(hardware=hw, date=time.strftime('%Y-%m-%d', time.gmtime()), total_s=round(total_s, 1))
+    return meta
+
+def _study_timing(cfg: CompareConfig, out, device) -> list[dict]:
+    "timing.json: kept when it covers `cfg.sizes`, else measured (it takes seconds) and written."
+    kept = load_study(out)['timing']
+    if [t['target_size'] for t in kept] == list(cfg.sizes): return kept
+    timing = time_quantizers(cfg.sizes, cfg.vq_dim, cfg.timing_tokens, device)
+    write_json(Path(out) / 'timing.json', timing)
+    return timing
+
+# %% ../nbs/08_compare.ipynb #7ffc6a6b
+def _train_missing(cfg: CompareConfig, out, data, meta: dict, device, t0: float) -> list[dict]:
+    "Train the runs of `cfg` that `out` does not hold yet; rewrite results.json and study.json after each."
     from tqdm.auto import tqdm
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    train_x, test_x = data if data is not None else scene_images(cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test,
-                                                                 progress=cfg.progress)
-    device = pick_device(cfg.tokenizer_config('fsq', 'fsq', cfg.sizes[0]).train)
-    meta = dict(config=asdict(cfg), hardware=hardware(device), data_s=round(time.perf_counter() - t0, 1))
-    (out / 'study.json').write_text(json.dumps(meta, indent=1))
-    timing = time_quantizers(cfg.sizes, cfg.vq_dim, cfg.timing_tokens, device)   # first: it is quick
-    (out / 'timing.json').write_text(json.dumps(timing, indent=1))
-    records, recons, runs = [], {}, cfg.runs()
-    for i, (q, v, s) in enumerate(tqdm(runs, desc='tokenizers', disable=not cfg.progress)):
-        tok, summary = train_tokenizer(cfg.tokenizer_config(q, v, s), data=(train_x, test_x))
-        records.append(_record(cfg, q, v, s, tok, summary))
-        with torch.no_grad():
-            recons[(q, v, s)] = tok(as_images(test_x[:6]).to(device))[0].float().clamp(0, 1).cpu()
-        (out / 'results.json').write_text(json.dumps(records, indent=1))
-        r = records[-1]
-        print(f"[{i + 1}/{len(runs)}] {q} {v} {r['codebook_size']}: usage {r['usage']:.1%}  PSNR {r['psnr']:.2f} dB  "
-              f"bits {r['bits']:.2f}  ({r['train_s']:.0f} s)", flush=True)
-        del tok
-    meta['total_s'] = round(time.perf_counter() - t0, 1)
-    (out / 'study.json').write_text(json.dumps(meta, indent=1))
-    import matplotlib.pyplot as plt
-    plt.close(plot_reconstructions(test_x[:6], recons, cfg, out / 'recon.png'))
-    plot_study(out)
+    out, runs, base = Path(out), cfg.runs(), meta['total_s']
+    done = kept_records(cfg, out)
+    todo = [r for r in runs if r not in done]
+    if done: print(f"resuming {out}: {len(done)} of {len(runs)} runs already measured, {len(todo)} to train", flush=True)
+    for run in tqdm(todo, desc='tokenizers', disable=not cfg.progress):
+        r = done[run] = measure_run(cfg, run, data, out)
+        write_json(out / 'results.json', [done[k] for k in runs if k in done])
+        write_json(out / 'study.json', _stamp(meta, device, base + time.perf_counter() - t0))
+        print(f"[{len(done)}/{len(runs)}] {run[0]} {run[1]} {r['codebook_size']}: usage {r['usage']:.1%}  "
+              f"PSNR {r['psnr']:.2f} dB  bits {r['bits']:.2f}  ({r['train_s']:.0f} s)", flush=True)
+    return [done[k] for k in runs]
+
+def run_study(cfg: CompareConfig, out, data=None) -> dict:
+    "Train and measure every run of `cfg` that `out` lacks, on procedural scenes (or `data=(train, test)` uint8 image tensors); write `out/results.json`, `out/timing.json`, `out/study.json` and the figures."
+    with study_dir(cfg, out):
+        t0 = time.perf_counter()
+        data = data if data is not None else scene_images(cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test,
+                                                          progress=cfg.progress)
+        device = pick_device(cfg.tokenizer_config('fsq', 'fsq', cfg.sizes[0]).train)
+        meta = _study_meta(cfg, out, round(time.perf_counter() - t0, 1))
+        write_json(Path(out) / 'study.json', meta)
+        timing = _study_timing(cfg, out, device)
+        records = _train_missing(cfg, out, data, meta, device, t0)
+        plot_study(out, images=data[1][:N_RECON])
     return dict(records=records, timing=timing, meta=meta)
 
-def load_study(out) -> dict:
-    "Read back what `run_study` wrote: records, timing and meta (missing files give empty entries)."
-    out = Path(out)
-    read = lambda name, empty: json.loads((out / name).read_text()) if (out / name).exists() else empty
-    return dict(records=read('results.json', []), timing=read('timing.json', []), meta=read('study.json', {}))
+# %% ../nbs/08_compare.ipynb #816ed2ea
+def save_figure(fig, path, dpi: int = 110) -> Path:
+    "Save `fig` as PNG to `path` atomically (through `atomic_write`)."
+    return atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=dpi))
 
-def plot_study(out, save: bool = True) -> list:
-    "Draw tradeoff.png, ablation.png and timing.png from the JSON files in `out` (also for a study that was cut short)."
+def load_recons(out, records) -> dict:
+    "{run: float images (N, 3, H, W)} of the records whose reconstructions `out/recon/` holds."
+    runs = [run_key(r) for r in records if recon_path(out, run_key(r)).exists()]
+    return {k: torch.load(recon_path(out, k), weights_only=True).float() / 255 for k in runs}
+
+def plot_study(out, save: bool = True, images=None) -> list:
+    "Draw tradeoff.png, ablation.png and timing.png from the JSON files in `out` (also for a study cut short); with the held-out `images` the reconstructions were made of, recon.png too."
     import matplotlib.pyplot as plt
     st = load_study(out); out = Path(out)
-    size = st['meta'].get('config', {}).get('ablation_size', CompareConfig.ablation_size)
-    figs = [(plot_tradeoff(st['records']), 'tradeoff.png'), (plot_ablation(st['records'], size), 'ablation.png'),
+    cfg = CompareConfig(**st['meta']['config']) if 'config' in st['meta'] else CompareConfig()
+    figs = [(plot_tradeoff(st['records']), 'tradeoff.png'), (plot_ablation(st['records'], cfg.ablation_size), 'ablation.png'),
             (plot_timing(st['timing']), 'timing.png')]
+    if images is not None: figs.append((plot_reconstructions(images, load_recons(out, st['records']), cfg), 'recon.png'))
     if save:
-        for f, name in figs: f.savefig(out / name, dpi=110); plt.close(f)
+        for f, name in figs: save_figure(f, out / name); plt.close(f)
     return [f for f, _ in figs]
 
 # %% ../nbs/08_compare.ipynb #84b4c9fe
@@ -184,6 +241,7 @@ def time_quantizers(sizes, vq_dim: int = 16, tokens: int = 2**14, device='cpu', 
 
 # %% ../nbs/08_compare.ipynb #921029af
 def _label(r): return 'FSQ' if r['quantizer'] == 'fsq' else f"VQ {r['variant']}"
+def _codes(quantizer, size): return math.prod(levels_for(size)) if quantizer == 'fsq' else size   # the real codebook size
 
 def plot_tradeoff(records, path=None):
     "Usage, PSNR and bits per token against codebook size for the sweep's runs (the paper's Figure 3, small scale)."
@@ -202,7 +260,7 @@ def plot_tradeoff(records, path=None):
         ax.set_xscale('log', base=2); ax.set_xlabel('codebook size'); ax.set_title(t, fontsize=10); ax.grid(alpha=0.3)
     axs[0].legend(fontsize=8); axs[2].legend(fontsize=8)
     fig.tight_layout()
-    if path is not None: fig.savefig(path, dpi=110)
+    if path is not None: save_figure(fig, path)
     return fig
 
 def plot_ablation(records, size: int, path=None):
@@ -216,7 +274,7 @@ def plot_ablation(records, size: int, path=None):
         ax.set_title(f"{t}, {size} target codes", fontsize=10)
         if k == 'psnr' and rs: ax.set_ylim(min(r[k] for r in rs) - 1, max(r[k] for r in rs) + 0.5)
     fig.tight_layout()
-    if path is not None: fig.savefig(path, dpi=110)
+    if path is not None: save_figure(fig, path)
     return fig
 
 def plot_timing(timing, path=None):
@@ -228,11 +286,11 @@ def plot_timing(timing, path=None):
     ax.set_xscale('log', base=2); ax.set_yscale('log'); ax.set_xlabel('codebook size'); ax.set_ylabel('ms per call')
     if timing: ax.set_title(f"quantizing {timing[0]['tokens']:,} tokens ({timing[0]['device']})", fontsize=10)
     ax.legend(); ax.grid(alpha=0.3, which='both'); fig.tight_layout()
-    if path is not None: fig.savefig(path, dpi=110)
+    if path is not None: save_figure(fig, path)
     return fig
 
 def plot_reconstructions(images, recons: dict, cfg: CompareConfig, path=None):
-    "Held-out scenes (top row) and their reconstructions by each sweep tokenizer at the smallest, ablation and largest sizes."
+    "Held-out scenes (top row) and their reconstructions by each sweep tokenizer at the ablation size and the largest size."
     import matplotlib.pyplot as plt
     sizes = list(dict.fromkeys(s for s in (cfg.ablation_size, max(cfg.sizes)) if s in cfg.sizes)) or [cfg.sizes[-1]]
     keys = [k for s in sizes for k in recons if k[2] == s and (k[0] == 'fsq' or k[1] in cfg.sweep_variants)]
@@ -241,10 +299,10 @@ def plot_reconstructions(images, recons: dict, cfg: CompareConfig, path=None):
     for j in range(len(x)):
         for i, im in enumerate([x[j]] + [recons[k][j] for k in keys]):
             axs[i, j].imshow(im.permute(1, 2, 0).numpy()); axs[i, j].set_xticks([]); axs[i, j].set_yticks([])
-    for i, name in enumerate(['input'] + [f"{'FSQ' if q == 'fsq' else 'VQ ' + v}\n{s}" for q, v, s in keys]):
+    for i, name in enumerate(['input'] + [f"{'FSQ' if q == 'fsq' else 'VQ ' + v}\n{_codes(q, s)} codes" for q, v, s in keys]):
         axs[i, 0].set_ylabel(name, fontsize=7, rotation=0, ha='right', va='center')
     fig.tight_layout()
-    if path is not None: fig.savefig(path, dpi=110)
+    if path is not None: save_figure(fig, path)
     return fig
 
 # %% ../nbs/08_compare.ipynb #b11488a2
@@ -282,20 +340,32 @@ def results_table(records) -> str:
             f"| {r['mse']:.5f} | {r['train_s']:.0f} |" for r in records]
     return head + '\n'.join(rows)
 
+def verdict_lines(records, plumbing: bool = False) -> list[str]:
+    "A heading and one line per claim of `check_claims`; `plumbing=True` (the smoke preset) marks them as checks of the code, not evidence."
+    head = ("PLUMBING CHECK, NOT EVIDENCE: the smoke preset trains for a few steps on a few scenes, so these verdicts "
+            "only show that the study runs end to end; they say nothing about the paper's claims." if plumbing
+            else "The paper's claims, on these measurements:")
+    word = lambda v: 'held' if v else 'not measurable' if v is None else 'DID NOT HOLD'
+    return [head] + [f"{'[plumbing] ' if plumbing else ''}{word(v)}: {k}" for k, v in check_claims(records).items()]
+
 # %% ../nbs/08_compare.ipynb #00b79360
 @call_parse
 def main(preset: str = 'cpu-small',      # smoke, cpu-small or gpu
-         out: str = 'runs/compare',      # output directory
+         out: str = 'runs/compare',      # output directory (a study there with the same settings resumes)
          steps: int = None,              # override the preset's optimizer steps per tokenizer
          batch_size: int = None,         # override the batch size
          n_train: int = None,            # override the number of training scenes
          device: str = None,             # auto, cpu, cuda, ...
          no_progress: bool = False):     # no progress bars
     "Train FSQ and VQ tokenizers across codebook sizes; write results.json, timing.json, study.json and figures to `out`."
-    cfg = preset_config(preset, steps=steps, batch_size=batch_size, n_train=n_train, device=device,
-                        progress=False if no_progress else None)
-    res = run_study(cfg, out)
-    print(results_table(res['records']))
-    for claim, held in check_claims(res['records']).items(): print(f"{'held' if held else 'not measurable' if held is None else 'DID NOT HOLD'}: {claim}")
+    with usage_errors('fsq-compare'):   # bad settings and an unusable --out: one line, exit 2, before any work
+        cfg = preset_config(preset, steps=steps, batch_size=batch_size, n_train=n_train, device=device,
+                            progress=False if no_progress else None)
+        rd = study_dir(cfg, out).open()
+    with rd:
+        res = run_study(cfg, out)
+        lines = verdict_lines(res['records'], plumbing=preset == 'smoke')
+        write_json(Path(out) / 'study.json', {**res['meta'], 'verdicts': lines})
+    print(results_table(res['records']), *lines, sep='\n')
     print(f"{res['meta']['hardware']}; {res['meta']['total_s']:.0f} s in all; wrote {out}/results.json, timing.json, study.json, "
           "tradeoff.png, ablation.png, timing.png, recon.png")

@@ -1,10 +1,12 @@
-"""The FSQ-versus-VQ study (nbs/08_compare.ipynb): the console script on the smoke preset, the committed results
-the chapter shows, and the claim checks."""
-import json, shutil, subprocess, sys
+"""The FSQ-versus-VQ study (nbs/08_compare.ipynb): the console script on the smoke preset (and its usage errors),
+an interrupted study that resumes, the committed results the chapter shows, and the claim checks."""
+import json, os, shutil, subprocess, sys
 from dataclasses import asdict
 from pathlib import Path
 import pytest
-from fsq_lit.compare import preset_config, check_claims, load_study, CompareConfig, PRESETS
+import torch
+import fsq_lit.compare as compare
+from fsq_lit.compare import preset_config, check_claims, load_study, load_recons, run_study, CompareConfig, PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "nbs" / "results"
@@ -17,10 +19,14 @@ def _script(name):
     return str(exe) if exe.exists() else shutil.which(name)
 
 
+def _env(tmp_path):
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "FSQ_LIT_CACHE": str(tmp_path / "cache")}
+
+
 def test_cli_smoke(tmp_path):
-    "fsq-compare --preset smoke writes results.json (every run, the required fields), timing.json, study.json and the figures."
+    "fsq-compare --preset smoke writes results.json (every run, the required fields), timing.json, study.json and the figures; its verdicts are headed as plumbing checks (issue 11 item 20)."
     out = tmp_path / "cmp"
-    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "FSQ_LIT_CACHE": str(tmp_path / "cache")}
+    env = _env(tmp_path)
     p = subprocess.run([_script("fsq-compare"), "--preset", "smoke", "--out", str(out), "--no_progress"],
                        capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -33,6 +39,69 @@ def test_cli_smoke(tmp_path):
         assert 0 < r["usage"] <= 1 and r["psnr"] > 0 and r["mse"] > 0
     assert [t["target_size"] for t in st["timing"]] == list(cfg.sizes)
     assert FIGURES <= {f.name for f in out.iterdir()}
+    claims = check_claims(st["records"])
+    verdicts = [l for l in p.stdout.splitlines() if any(l.endswith(": " + k) for k in claims)]
+    assert len(verdicts) == len(claims) and all(l.startswith("[plumbing] ") for l in verdicts), verdicts
+    assert "PLUMBING CHECK, NOT EVIDENCE" in p.stdout
+    assert st["meta"]["verdicts"][0].startswith("PLUMBING CHECK, NOT EVIDENCE") and st["meta"]["verdicts"][1:] == verdicts
+
+
+def _main(tmp_path, *args):
+    "Run fsq-compare's `main` as its console script does (`python -c` would skip fastcore's argument parsing)."
+    script = tmp_path / "fsq_compare.py"
+    script.write_text("import sys\nfrom fsq_lit.compare import main\nsys.exit(main())\n")
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=_env(tmp_path),
+                          timeout=120, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--preset", "smoke", "--steps", "0"], "steps must be >= 1"),
+    (["--preset", "smoke", "--out", "FILE"], "is a file"),
+    (["--preset", "smoke", "--out", "OTHER"], "is not empty and is not a fsq-compare run")])
+def test_cli_usage_errors(tmp_path, args, message):
+    "Issue 11 item 14: a bad argument or an unusable --out gives one line `fsq-compare: error: ...`, exit 2, before any scene is rendered."
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "OTHER").mkdir(); (tmp_path / "OTHER" / "notes.txt").write_text("mine")
+    p = _main(tmp_path, *args, "--no_progress")
+    assert p.returncode == 2, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    assert p.stderr.startswith("fsq-compare: error: ") and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "cache").exists()   # no data was rendered
+    assert (tmp_path / "FILE").read_text() == "x" and sorted(os.listdir(tmp_path / "OTHER")) == ["notes.txt"]
+
+
+TIMES = {"train_s", "images_per_s"}   # wall-clock fields: the only ones that differ between two identical runs
+
+
+def _small_data(size=16):
+    g = torch.Generator().manual_seed(0)
+    return (torch.randint(0, 256, (16, size, size, 3), dtype=torch.uint8, generator=g),
+            torch.randint(0, 256, (8, size, size, 3), dtype=torch.uint8, generator=g))
+
+
+def test_interrupted_study_resumes(tmp_path, monkeypatch):
+    "Issue 11 item 2: a study interrupted in its 3rd run keeps its first two records; the rerun trains only the missing runs and ends with an uninterrupted study's results."
+    cfg = preset_config("smoke", progress=False, image_size=16, steps=2, batch_size=4, warmup=1, ablation_variants=("plain",))
+    data = _small_data(cfg.image_size)
+    full = run_study(cfg, tmp_path / "full", data=data)["records"]
+    real, calls = compare.train_tokenizer, []
+    def interrupted(tcfg, **kw):
+        calls.append(tcfg)
+        if len(calls) == 3: raise KeyboardInterrupt   # as Ctrl-C in the middle of the 3rd tokenizer
+        return real(tcfg, **kw)
+    monkeypatch.setattr(compare, "train_tokenizer", interrupted)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt): run_study(cfg, out, data=data)
+    drop = lambda rs: [{k: v for k, v in r.items() if k not in TIMES} for r in rs]
+    assert drop(load_study(out)["records"]) == drop(full[:2])
+    calls.clear()
+    monkeypatch.setattr(compare, "train_tokenizer", lambda tcfg, **kw: (calls.append(tcfg), real(tcfg, **kw))[1])
+    res = run_study(cfg, out, data=data)
+    assert len(calls) == len(cfg.runs()) - 2                       # the first two were not trained again
+    assert drop(res["records"]) == drop(load_study(out)["records"]) == drop(full)
+    a, b = load_recons(tmp_path / "full", full), load_recons(out, full)
+    assert a.keys() == b.keys() == set(cfg.runs()) and all(torch.equal(a[k], b[k]) for k in a)
+    assert FIGURES <= {f.name for f in out.iterdir()} and not list(out.glob(".*.tmp"))
 
 
 @pytest.mark.parametrize("name", ["gpu", "cpu-small"])
