@@ -209,7 +209,7 @@ def codebook(self: FSQ) -> torch.Tensor:
     "The implicit codebook (codebook_size x len(levels)), computed on access."
     return implicit_codebook(self.grid, device=self._scale.device)
 
-# %% ../nbs/03_fsq.ipynb #22de29dd
+# %% ../nbs/03_fsq.ipynb #2716e261
 @patch
 def _load_from_state_dict(self: FSQ, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
     saved = state_dict.get(prefix + 'grid_levels')

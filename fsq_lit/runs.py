@@ -98,7 +98,8 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try: return _load(path, map_location)
     except CheckpointError as e:
         if not _prev(path).is_file(): raise
-        ck = _load(_prev(path), map_location)
+        try: ck = _load(_prev(path), map_location)
+        except CheckpointError as e2: raise CheckpointError(f"{e} The previous checkpoint is unreadable too: {e2}") from None
         warnings.warn(f"{e} Resuming from the previous checkpoint {_prev(path)} (step {ck.get('step', '?')}).")
         return ck
 

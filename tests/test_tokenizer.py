@@ -52,3 +52,33 @@ def test_same_seed_same_tokenizer():
     a, b, c = run(0), run(0), run(1)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def _cli(*args, cache):
+    import os, subprocess, sys
+    from pathlib import Path
+    env = {**os.environ, "FSQ_LIT_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([str(Path(sys.executable).parent / "fsq-tokenizer"), "--preset", "smoke", "--no_progress", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_run_directory_promises(tmp_path):
+    "fsq-tokenizer's --out: checkpoints by default, refuses other settings (naming them), extends only when allowed, names a broken checkpoint."
+    import json
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    r = _cli("--out", str(out), cache=cache)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "ckpt.pt").exists() and (out / "ckpt.prev.pt").exists()          # the smoke preset checkpointed at 5 and 10
+    summary = json.loads((out / "summary.json").read_text())
+    assert "codebook_size" not in summary["config"] and "vq" not in summary["config"]   # FSQ: no VQ settings recorded
+    assert "bf16" not in summary["config"]["train"] and summary["device"] == "cpu"     # autocast does not apply on a CPU
+    for args, says in ((["--seed", "5"], "train.seed: 0 -> 5"), (["--batch_size", "8"], "train.batch_size: 16 -> 8"),
+                       (["--n_train", "64"], "n_train: 128 -> 64"), (["--steps", "12"], "allow the change of train.steps")):
+        r = _cli("--out", str(out), *args, cache=cache)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and says in r.stderr, r.stderr[-2000:]
+    r = _cli("--out", str(out), "--steps", "12", "--allow", "steps", cache=cache)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((out / "summary.json").read_text())["steps"] == 12
+    for f in ("ckpt.pt", "ckpt.prev.pt"): (out / f).write_bytes(b"\x00garbage")
+    r = _cli("--out", str(out), "--steps", "12", cache=cache)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cannot read checkpoint" in r.stderr and "ckpt.pt:" in r.stderr and "previous checkpoint is unreadable too" in r.stderr, r.stderr[-2000:]
