@@ -4,7 +4,7 @@ The static checks run everywhere. The browser checks need Debian's `chromium` an
 (`.ci/run` installs them); without them they are skipped, unless FSQ_LIT_BROWSER_TESTS=require (set by CI), in
 which case a missing browser is a failure. Screenshots go to `_screenshots/` (or $FSQ_LIT_SCREENSHOTS).
 """
-import functools, html, http.server, json, os, re, shutil, subprocess, sys, threading, time
+import html, json, os, re, shutil, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,10 +20,28 @@ SHOTS = Path(os.environ.get('FSQ_LIT_SCREENSHOTS', ROOT / '_screenshots'))
 
 
 @pytest.fixture(scope='module')
-def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp('site')
-    subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), '--out', str(out), '--quiet'], check=True, cwd=ROOT)
-    return out
+def served(tmp_path_factory):
+    """The site as a reader gets it: `build_docs.py --serve --port 0`, started from a directory other than the
+    repository's root. Yields the site's directory and the address it is served at."""
+    out, elsewhere = tmp_path_factory.mktemp('site'), tmp_path_factory.mktemp('elsewhere')
+    with open(elsewhere / 'stderr.txt', 'w') as err:
+        proc = subprocess.Popen([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), '--out', str(out), '--quiet',
+                                 '--serve', '--port', '0'], cwd=elsewhere, stdout=subprocess.PIPE, stderr=err, text=True)
+    line = proc.stdout.readline()             # printed once the site is built (empty if the build failed)
+    m = re.search(r'(http://127\.0\.0\.1:\d+)/index\.html', line)
+    if not m:
+        proc.kill(); proc.wait()
+        pytest.fail(f"build_docs.py --serve printed no address ({line!r}): {(elsewhere / 'stderr.txt').read_text()[-3000:]}")
+    yield out, m.group(1)
+    proc.terminate(); proc.wait(timeout=30)
+
+
+@pytest.fixture(scope='module')
+def site(served): return served[0]
+
+
+@pytest.fixture(scope='module')
+def server(served): return served[1]
 
 
 @pytest.fixture(scope='module')
@@ -33,7 +51,11 @@ def pages(site):
 
 def visible_text(page: Path) -> str:
     "The text a reader sees: tags, scripts and styles removed."
-    s = page.read_text()
+    return visible_text_of(page.read_text())
+
+
+def visible_text_of(s: str) -> str:
+    s = re.sub(r'<math\b.*?</math>', ' ', s, flags=re.S)       # MathML's own characters (a superscript is not a '^')
     s = re.sub(r'<(script|style)\b.*?</\1>', ' ', s, flags=re.S)
     return html.unescape(re.sub(r'<[^>]+>', ' ', s))
 
@@ -91,17 +113,31 @@ def test_quarto_configuration_is_valid():
     assert 'fastai/workflows/quarto-ghp' in json.dumps(flow)
 
 
+def test_built_and_served_from_another_directory(served):
+    "`--serve` serves the built site over HTTP (search needs it: its index is fetched), from any working directory."
+    site, url = served
+    with urllib.request.urlopen(f"{url}/index.html", timeout=30) as r: assert 'FSQ in five minutes' in r.read().decode()
+    with urllib.request.urlopen(f"{url}/search/search_index.json", timeout=30) as r: docs = json.load(r)['docs']
+    assert any(d['title'] == 'The straight-through estimator' for d in docs)
+
+
+def test_make_readme_from_another_directory(tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / 'tools' / 'make_readme.py'), '--check'], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_lead_paragraphs_show_maths_not_latex(site, tmp_path):
+    "A chapter's description (the page's lead) gets MathML like its body: `2^8 to 2^16` is not shown raw."
+    assert build_docs.exponents_as_math('sizes 2^8 to 2^{16}; `x^2` and $a^b$') == 'sizes $2^{8}$ to $2^{16}$; `x^2` and $a^b$'
+    lead = build_docs.LEAD.search((site / 'compare.html').read_text()).group(1)
+    assert '<math' in lead and '^' not in visible_text_of(lead), lead
+    build_docs.check_leads(site)                                       # what the build checked, on the built site
+    (tmp_path / 'bad.html').write_text('<p class="lead">codebooks of 2^8 codes</p>')
+    with pytest.raises(ValueError, match='bad.html'): build_docs.check_leads(tmp_path)
+
+
 # ---- the site in a browser ---------------------------------------------------------------------------------------
-@pytest.fixture(scope='module')
-def server(site):
-    handler = functools.partial(type('Quiet', (http.server.SimpleHTTPRequestHandler,), {'log_message': lambda *a: None}),
-                                directory=str(site))
-    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-
-
 @pytest.fixture(scope='module')
 def browser(tmp_path_factory):
     if not (CHROMIUM and CHROMEDRIVER):

@@ -28,12 +28,23 @@ def test_readme_generated_from_index():
     assert figures and all((ROOT / p).read_bytes() == png and p in text for p, png in figures.items())
 
 
+def readme_test_command() -> str:
+    return re.search(r"# run the tests\n(.+)\n", (ROOT / "README.md").read_text()).group(1)
+
+
 def test_ci_runs_the_readme_test_command():
-    readme = (ROOT / "README.md").read_text()
-    cmd = re.search(r"# run the tests\n(.+)\n", readme).group(1)
     ci = (ROOT / ".ci" / "run").read_text()
     assert "grep -A1 '^# run the tests' README.md" in ci and 'eval "$TEST_CMD"' in ci
-    assert cmd.startswith("nbdev_test") and "pytest" in cmd
+    assert re.match(r"(python -m )?pytest\b", readme_test_command()), "the command ends in pytest's 'N passed' line"
+
+
+def test_readme_test_command_runs_the_notebooks_once():
+    "`nbdev_test` runs every notebook, and so does pytest when it collects tests/test_notebooks.py: one of the two."
+    cmd = readme_test_command()
+    by_nbdev = bool(re.search(r"\bnbdev_test\b(?![^&;|]*--path)", cmd))
+    by_pytest = any(re.search(r"\bpytest\b[^&;|]*\b" + target, cmd) for target in (r"tests/?(?=\s|$)", r"test_notebooks\.py"))
+    assert by_nbdev + by_pytest == 1, f"the notebooks run {by_nbdev + by_pytest} times in {cmd!r}"
+    assert (ROOT / "tests" / "test_notebooks.py").is_file() or by_nbdev
 
 
 def test_notebooks_are_clean():
@@ -56,11 +67,73 @@ def test_demo_console_script():
 
 
 def test_benchmark_runs(tmp_path):
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "fsq_speed.py"), "--tokens", "4096", "--rounds", "1",
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "fsq_speed.py"), "--tokens", "4096", "--runs", "2", "--rounds", "1",
                           "--inner", "1", "--json", str(tmp_path / "b.json")], capture_output=True, text=True, check=True).stdout
     assert "speed-up over the peer" in out
     res = json.loads((tmp_path / "b.json").read_text())
-    assert res["ratios"]["forward"] > 0 and res["tokens"] == 4096
+    assert res["ratios"]["forward"] > 0 and res["tokens"] == 4096 and res["runs"] == len(res["run_ratios"]) == 2
+    lo, hi = res["ranges"]["forward"]
+    assert lo <= res["ratios"]["forward"] <= hi
+
+
+def test_committed_benchmark_result():
+    "The tutorial quotes bench/results/cpu-fsq-speed.json: it holds the default benchmark's medians, ranges and machine."
+    res = json.loads((ROOT / "bench" / "results" / "cpu-fsq-speed.json").read_text())
+    assert res["device"] == "cpu" and res["tokens"] == 2**16 and res["levels"] == [8, 5, 5, 5] and res["runs"] >= 3
+    for k in ("forward", "forward+backward"):
+        lo, hi = res["ranges"][k]
+        assert lo <= res["ratios"][k] <= hi and len(res["run_ratios"]) == res["runs"]
+    assert {"platform", "cpu", "threads"} <= set(res["machine"]) and res["torch"] and re.match(r"\d{4}-\d\d-\d\d$", res["date"])
+    readme = (ROOT / "README.md").read_text()
+    assert f"{res['ratios']['forward']:.1f}×" in readme and res["machine"]["cpu"] in readme and res["date"] in readme
+
+
+def test_readme_states_what_the_book_measured():
+    "The paper's usage claim is quoted as the paper's; beside it, the verdicts computed from the committed study."
+    from fsq_lit.compare import load_study, check_claims
+    readme = (ROOT / "README.md").read_text()
+    for m in re.finditer(r"nearly all of its codes", readme):
+        assert re.search(r"the paper (reports|finds)", readme[max(0, m.start() - 60):m.start()]), "the paper's claim stated as a fact"
+    verdicts = check_claims(load_study(ROOT / "nbs" / "results" / "compare-gpu")["records"])
+    rows = re.findall(r"^\| (.+?) \| (held|\*\*did not hold\*\*|not measurable) \|$", readme, re.M)
+    assert len(rows) == len(verdicts) and [v == "held" for _, v in rows] == [bool(v) for v in verdicts.values()], rows
+    assert "27% of 64,000" in readme and "(nbs/08_compare.ipynb)" in readme
+
+
+def _names(code: str) -> tuple:
+    "Names a code block defines (imports, assignments, loop and function arguments) and names it reads."
+    import ast
+    tree, defined = ast.parse(code), set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)): defined |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store): defined.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.Lambda)): defined |= {a.arg for a in node.args.args}
+    return defined, {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def test_readme_quick_start_is_self_contained():
+    """The README's Python blocks use only names defined before them (the tutorial's blocks build on each other; the
+    quick start's stands alone); the install notes a new user needs are there."""
+    import builtins
+    readme = (ROOT / "README.md").read_text()
+    known, quick_start = set(dir(builtins)), 0
+    for block in re.findall(r"```python\n(.*?)```", readme, re.S):
+        if "tok.tokenize(images)" in block: known, quick_start = set(dir(builtins)), quick_start + 1
+        defined, used = _names(block)
+        known |= defined
+        assert used <= known, f"undefined in a README snippet: {used - known}\n{block}"
+    assert quick_start == 1
+    for note in ("~/.cache/fsq_lit", "FSQ_LIT_CACHE", "download.pytorch.org/whl", "chromium chromium-driver",
+                 "FSQ_LIT_BROWSER_TESTS=require", "build_docs.py --serve"):
+        assert note in readme, note
+
+
+def test_license_and_ignores():
+    "settings.ini says Apache-2.0: the LICENSE file holds its text; the README's output folder is ignored by git."
+    assert "license = apache2" in (ROOT / "settings.ini").read_text()
+    lic = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in lic and "Version 2.0, January 2004" in lic and "2026 onwards, fsq_lit contributors" in lic
+    assert "runs/" in (ROOT / ".gitignore").read_text().split()
 
 
 def test_tokenizer_console_script_smoke(tmp_path):

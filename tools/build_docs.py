@@ -1,4 +1,4 @@
-"""Build the documentation site into `_docs/` without Quarto: `python tools/build_docs.py [--out DIR]`.
+"""Build the documentation site into `_docs/` without Quarto: `python tools/build_docs.py [--out DIR] [--serve [--port N]]`.
 
 nbdev renders fsq_lit's site with Quarto (`nbdev_docs`, configured by `_quarto.yml` and `nbs/sidebar.yml`), but
 Quarto cannot be installed on every machine. This script builds the same site from the registries' tools:
@@ -13,13 +13,19 @@ Quarto cannot be installed on every machine. This script builds the same site fr
 3. An API reference page (`api.html`) renders `show_doc` for every name each module exports.
 4. Material for MkDocs builds the site (navigation in the sidebar's order, offline search), in strict mode so
    a broken link between pages fails the build.
-5. Maths (`$...$`, `$$...$$`) is converted to MathML with latex2mathml, which browsers render natively: the
-   site needs no JavaScript maths library and no network.
+5. Maths (`$...$`, `$$...$$`, and exponents such as `2^16` in a chapter's description) is converted to MathML with
+   latex2mathml, which browsers render natively: the site needs no JavaScript maths library and no network. The
+   build fails if LaTeX or a `^` survives in a page's lead paragraph.
+
+The site's search loads its index with a request, which browsers refuse for pages opened as files: `--serve` builds,
+then serves the site on localhost (Python's `http.server`) and prints the address to open. The script works from
+any directory.
 """
-import argparse, base64, html, importlib, inspect, json, os, re, shutil, subprocess, sys
+import argparse, base64, functools, html, http.server, importlib, inspect, json, os, re, shutil, subprocess, sys
 from pathlib import Path
 
 import yaml
+from fastcore.xtras import working_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / 'nbs'
@@ -120,13 +126,23 @@ def render_outputs(outputs, stem: str, assets: Path, counter: list) -> list:
     return parts
 
 
+EXPONENT = re.compile(r'(?<![\w$\\^])(\w+)\^(?:\{([^{}$]*)\}|(\w+))(?![\w^])')
+MATH_OR_CODE = re.compile(r'(\$[^$]+\$|`[^`]*`)')
+
+
+def exponents_as_math(text: str) -> str:
+    "Plain-text exponents (`2^16`, `2^{16}`) outside maths and code become inline maths: '2^16' → '$2^{16}$'."
+    tex = lambda m: f"${m.group(1)}^{{{m.group(2) or m.group(3)}}}$"
+    return ''.join(part if i % 2 else EXPONENT.sub(tex, part) for i, part in enumerate(MATH_OR_CODE.split(text)))
+
+
 def notebook_page(nb_path: Path, pages: dict, site_url: str, assets: Path) -> str:
     "One processed notebook as a Markdown page."
     nb = json.loads(nb_path.read_text())
     fm = front_matter(nb)
     stem = Path(pages[nb_path.name]).stem
     parts = [f"# {fm.get('title', stem)}"]
-    if fm.get('description'): parts.append(f'<p class="lead" markdown="1">{fm["description"]}</p>')
+    if fm.get('description'): parts.append(f'<p class="lead" markdown="1">{exponents_as_math(fm["description"])}</p>')
     counter = [0]
     for c in nb['cells']:
         src = ''.join(c['source'])
@@ -238,10 +254,28 @@ def mathml(site: Path) -> int:
     return n
 
 
+LEAD = re.compile(r'<p class="lead">(.*?)</p>', re.S)
+RAW_MATH = re.compile(r'\^|\\[A-Za-z]+|\$')
+
+
+def check_leads(site: Path):
+    "Fail if a page's lead paragraph (the chapter's description) shows LaTeX, a `$` or a `^` outside MathML and code."
+    for p in sorted(site.glob('*.html')):
+        for lead in LEAD.findall(p.read_text()):
+            text = re.sub(r'<(math|code)\b.*?</\1>', ' ', lead, flags=re.S)
+            if m := RAW_MATH.search(html.unescape(re.sub(r'<[^>]+>', '', text))):
+                raise ValueError(f"{p.name}: raw maths {m.group(0)!r} in the lead paragraph {lead!r}: write it as $...$")
+
+
 def build(out: Path = ROOT / '_docs', quiet: bool = False) -> Path:
+    "Build the site into `out` (from any working directory: nbdev reads its settings from the repository root)."
     out = Path(out).resolve()
     if out.is_dir() and any(out.iterdir()) and not (out / 'index.html').is_file():
         raise ValueError(f"{out} is not empty and holds no site: refusing to replace it (choose an empty or new --out)")
+    with working_directory(ROOT): return _build(out, quiet)
+
+
+def _build(out: Path, quiet: bool) -> Path:
     proc = process_notebooks()
     chs = chapters()
     pages = {nb: page for nb, (page, _) in chs.items()}
@@ -268,13 +302,27 @@ def build(out: Path = ROOT / '_docs', quiet: bool = False) -> Path:
     subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '-f', str(cfg)] + (['-q'] if quiet else []), check=True, cwd=ROOT,
                    env={**os.environ, 'NO_MKDOCS_2_WARNING': '1'})
     n = mathml(out)
+    check_leads(out)
     if not quiet: print(f"wrote {out} ({len(nav)} pages, {n} formulas as MathML)")
     return out
+
+
+def serve(site: Path, port: int = 8000, host: str = '127.0.0.1') -> http.server.ThreadingHTTPServer:
+    "An HTTP server for `site` (not yet serving: call `serve_forever`); port 0 picks a free one."
+    quiet = type('Quiet', (http.server.SimpleHTTPRequestHandler,), {'log_message': lambda *a: None})
+    return http.server.ThreadingHTTPServer((host, port), functools.partial(quiet, directory=str(site)))
 
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--out', default=str(ROOT / '_docs'), help='site directory (default: _docs)')
     ap.add_argument('--quiet', action='store_true')
+    ap.add_argument('--serve', action='store_true', help='then serve the site on localhost (search needs a server)')
+    ap.add_argument('--port', type=int, default=8000, help='port for --serve (default 8000; 0 picks a free one)')
     a = ap.parse_args()
-    build(Path(a.out), a.quiet)
+    site = build(Path(a.out), a.quiet)
+    if a.serve:
+        srv = serve(site, a.port)
+        print(f"serving {site} at http://{srv.server_address[0]}:{srv.server_address[1]}/index.html (Ctrl-C stops)", flush=True)
+        try: srv.serve_forever()
+        except KeyboardInterrupt: pass

@@ -1,8 +1,9 @@
 """Write README.md from nbs/index.ipynb (nbdev's own `nbdev_readme` needs Quarto, which these machines lack).
 
 Markdown cells are copied (relative links and images are made relative to the repository root), code cells become
-python blocks with their stored text outputs, stored figures are written to `nbs/images/readme_N.png` and shown,
-and cells marked `#| hide` or exported with `#| export` are left out.
+python blocks with their stored text outputs, Markdown outputs (`IPython.display.Markdown`) are copied as Markdown,
+stored figures are written to `nbs/images/readme_N.png` and shown, cells marked `#| hide` or exported with
+`#| export` are left out, and cells marked `#| echo: false` show only their outputs. Works from any directory.
 
     python tools/make_readme.py           # write README.md
     python tools/make_readme.py --check   # exit 1 if README.md is out of date
@@ -12,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN = re.compile(r'^#\|\s*(hide|export|exporti|default_exp)\b', re.M)
+ECHO_OFF = re.compile(r'^#\|\s*echo:\s*false\b', re.M)
 RELATIVE = re.compile(r'\]\((?!https?://|mailto:|#|/)([^)\s]+)\)')      # ](00_scalar.ipynb), ](results/x.png)
 FIGURES = 'nbs/images/readme_{}.png'
 
@@ -25,7 +27,7 @@ def outputs_text(cell):
     for o in cell.get('outputs', []):
         if o['output_type'] == 'stream': out.append(''.join(o['text']))
         elif o['output_type'] in ('execute_result', 'display_data') and 'text/plain' in o.get('data', {}):
-            if 'image/png' not in o['data']: out.append(''.join(o['data']['text/plain']) + '\n')
+            if not {'image/png', 'text/markdown'} & set(o['data']): out.append(''.join(o['data']['text/plain']) + '\n')
     return ''.join(out).rstrip('\n')
 
 
@@ -39,15 +41,17 @@ def render(nb_path=ROOT / 'nbs' / 'index.ipynb'):
             parts.append(RELATIVE.sub(r'](nbs/\1)', src))
         elif cell['cell_type'] == 'code' and not HIDDEN.search(src):
             code = '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip('\n')
-            block = f"```python\n{code}\n```"
+            block = '' if ECHO_OFF.search(src) else f"```python\n{code}\n```"
             out = outputs_text(cell)
             if out: block += f"\n\n```\n{out}\n```"
+            for o in cell.get('outputs', []):
+                if 'text/markdown' in o.get('data', {}): block += '\n\n' + RELATIVE.sub(r'](nbs/\1)', ''.join(o['data']['text/markdown']).strip('\n'))
             for o in cell.get('outputs', []):
                 if 'image/png' in o.get('data', {}):
                     path = FIGURES.format(len(figures) + 1)
                     figures[path] = base64.b64decode(''.join(o['data']['image/png']))
                     block += f"\n\n![figure {len(figures)}]({path})"
-            parts.append(block)
+            parts.append(block.strip('\n'))
     return '\n\n'.join(parts).rstrip() + '\n', figures
 
 
