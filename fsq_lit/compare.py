@@ -12,7 +12,7 @@ from fastcore.script import call_parse
 from .fsq import FSQ
 from .indices import levels_for
 from .data import as_images
-from .runs import RunDir, flatten_config, atomic_write, write_json, read_json, usage_errors
+from .runs import RunDir, RunError, flatten_config, atomic_write, write_json, read_json, usage_errors
 from .runs import preset_config as _preset_config
 from .train import TrainConfig, pick_device, hardware
 from .tokenizer import TokenizerConfig, train_tokenizer, scene_images
@@ -362,7 +362,7 @@ def main(preset: str = 'cpu-small',      # smoke, cpu-small or gpu
         cfg = preset_config(preset, steps=steps, batch_size=batch_size, n_train=n_train, device=device,
                             progress=False if no_progress else None)
         rd = study_dir(cfg, out).open()
-    with rd:
+    with rd, usage_errors('fsq-compare', catch=(RunError,)):   # a damaged result file: named in one line
         res = run_study(cfg, out)
         lines = verdict_lines(res['records'], plumbing=preset == 'smoke')
         write_json(Path(out) / 'study.json', {**res['meta'], 'verdicts': lines})

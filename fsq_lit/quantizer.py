@@ -50,7 +50,7 @@ class FSQQuantizer(nn.Module):
         self.dim, self.codebook_size, self.nan_check = self.fsq.dim, self.fsq.codebook_size, nan_check
 
     def forward(self, z: torch.Tensor) -> QuantOut:
-        if self.nan_check and not torch.compiler.is_compiling() and not torch.isfinite(z).all():
+        if self.nan_check and not self.training and not torch.compiler.is_compiling() and not torch.isfinite(z).all():
             raise ValueError(f"FSQQuantizer: the latents contain NaN or inf ({int((~torch.isfinite(z)).sum())} of {z.numel()} values)")
         q, idx = self.fsq(z)
         return QuantOut(q, idx, z.new_zeros(()), {})

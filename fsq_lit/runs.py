@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_runs.ipynb #daf0b997
 from __future__ import annotations
-import contextlib, errno, json, os, random, sys, tempfile, time, warnings
+import contextlib, errno, json, os, random, shutil, sys, tempfile, time, warnings
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 import numpy as np
@@ -15,8 +15,8 @@ from .quantizer import code_stats
 
 # %% auto #0
 __all__ = ['RunError', 'CheckpointError', 'atomic_write', 'write_json', 'read_json', 'remove_stale_tmp', 'save_checkpoint',
-           'load_checkpoint', 'rng_state', 'set_rng_state', 'flatten_config', 'diff_definitions', 'check_definition',
-           'RunDir', 'preset_config', 'usage_errors', 'split_list', 'run_demo', 'demo_main']
+           'has_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state', 'flatten_config', 'diff_definitions',
+           'check_definition', 'RunDir', 'preset_config', 'usage_errors', 'split_list', 'run_demo', 'demo_main']
 
 # %% ../nbs/04a_runs.ipynb #e0a8109a
 class RunError(RuntimeError):
@@ -37,15 +37,29 @@ def _write_failed(path: Path, e: BaseException) -> CheckpointError:
     why = "no space left on the device" if full else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return CheckpointError(f"could not write {path}: {why}; the previous {path.name} (if any) is unchanged")
 
-def atomic_write(path, write, mode: str = "wb") -> Path:
-    "Write `path` atomically: `write(f)` (or bytes/str `write`) into a temp file beside it, fsync, rename over `path`."
+def _umask() -> int:
+    u = os.umask(0); os.umask(u); return u
+
+def _keep_copy(path: Path, keep: Path):
+    "Make `keep` a copy of `path` (a hard link where the file system allows) in one atomic step."
+    link = keep.with_name(f".{keep.name}.link.tmp")
+    link.unlink(missing_ok=True)
+    try: os.link(path, link)
+    except OSError: shutil.copy2(path, link)
+    os.replace(link, keep)
+
+def atomic_write(path, write, mode: str = "wb", verify=None, keep=None) -> Path:
+    "Write `path` atomically: `write(f)` (or bytes/str) into a temp file beside it, fsync, `verify(temp)`, keep the old file as `keep`, rename."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode) as f:
             write(f) if callable(write) else f.write(write)
             f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o666 & ~_umask())            # as open() would have made it (mkstemp makes 0600)
+        if verify is not None: verify(Path(tmp))
+        if keep is not None and path.exists(): _keep_copy(path, Path(keep))
+        os.replace(tmp, path)                        # at every moment `path` is the old file or the new one
     except BaseException as e:
         with contextlib.suppress(OSError): os.unlink(tmp)
         if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, RunError): raise _write_failed(path, e) from e
@@ -81,21 +95,26 @@ def _load(path: Path, map_location):
         raise CheckpointError(f"cannot read checkpoint {path}: {why}. Delete it (and ckpt.prev.pt) to start the run "
                               f"afresh, or restore a copy") from None
 
+def _verify(tmp: Path):
+    try: torch.load(tmp, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e: raise CheckpointError(f"a new checkpoint did not verify after writing ({type(e).__name__}: {e})") from None
+
 def save_checkpoint(path, obj) -> Path:
     "Write `obj` atomically to `path`, verify that it loads, and keep the checkpoint it replaces as `*.prev.pt`."
     path = Path(path)
-    tmp = atomic_write(path.with_name(f"{path.name}.new"), lambda f: torch.save(obj, f))
-    try: torch.load(tmp, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e: tmp.unlink(missing_ok=True); raise CheckpointError(f"checkpoint {path} did not verify after writing ({e})") from e
-    if path.exists(): os.replace(path, _prev(path))
-    os.replace(tmp, path); _fsync_dir(path.parent)
-    return path
+    return atomic_write(path, lambda f: torch.save(obj, f), verify=_verify, keep=_prev(path))
+
+def has_checkpoint(path) -> bool:
+    "Whether `load_checkpoint(path)` has anything to load: the checkpoint or the previous one."
+    return Path(path).is_file() or _prev(Path(path)).is_file()
 
 def load_checkpoint(path, map_location="cpu") -> dict:
     "Load a checkpoint written by `save_checkpoint`; a broken one falls back to `*.prev.pt` with a warning, else `CheckpointError`."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}")
-    try: return _load(path, map_location)
+    if not has_checkpoint(path): raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        if not path.is_file(): raise CheckpointError(f"{path} is missing (a save was cut short).")
+        return _load(path, map_location)
     except CheckpointError as e:
         if not _prev(path).is_file(): raise
         try: ck = _load(_prev(path), map_location)
@@ -145,8 +164,8 @@ def check_definition(old: dict, new: dict, where, what: str, may_change=(), igno
     blocking = {k: v for k, v in changes.items() if not (k in allow and k in may_change)}
     if blocking:
         lines = "; ".join(f"{k}: {o!r} -> {n!r}" for k, (o, n) in blocking.items())
-        free = sorted(k for k in blocking if k in may_change)
-        hint = f", or allow the change of {', '.join(free)} explicitly ({'/'.join(free)} in allow)" if free else ""
+        free = sorted(k.rsplit(".", 1)[-1] for k in blocking if k in may_change)
+        hint = f", or allow the change of {', '.join(free)} explicitly (--allow {','.join(free)})" if free else ""
         raise RunError(f"{where} holds a {what} with other settings ({lines}). Use a new output directory for a new run{hint}.")
     return changes
 
@@ -167,11 +186,14 @@ class RunDir:
         p = self.path
         if p.exists() and not p.is_dir(): raise RunError(f"--out {p} is a file, not a directory: choose another --out")
         record = p / "run.json"
-        if p.is_dir() and any(p.iterdir()) and not record.exists():
+        foreign = lambda: any(q.name != ".lock" for q in p.iterdir()) and not record.exists()
+        if p.is_dir() and foreign():   # refused before taking the lock: nothing is written into someone else's folder
             raise RunError(f"{p} is not empty and is not a {self.kind} run (no run.json): choose an empty or new --out")
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.lock()
-        try: self._check(record, set(allow))
+        p.mkdir(parents=True, exist_ok=True)
+        self.lock()                    # then checked again under the lock: a run starting beside us is named as such
+        try:
+            if foreign(): raise RunError(f"{p} is not empty and is not a {self.kind} run (no run.json): choose an empty or new --out")
+            self._check(record, set(allow))
         except BaseException: self.close(); raise
         remove_stale_tmp(p)
         return self
@@ -231,7 +253,7 @@ def preset_config(presets: dict, name: str, cls, **overrides):
     return cls(**base)
 
 @contextlib.contextmanager
-def usage_errors(prog: str, catch=(ValueError, TypeError, FileNotFoundError, RunError)):
+def usage_errors(prog: str, catch=(ValueError, TypeError, OSError, RunError)):
     "Report an exception of type `catch` as `prog: error: message` on stderr and exit with status 2."
     try: yield
     except catch as e:

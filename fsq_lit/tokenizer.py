@@ -114,7 +114,7 @@ def _check(self: Tokenizer, x):
 
 @patch
 def encode(self: Tokenizer, x: torch.Tensor) -> QuantOut:
-    "Images (B, 3, H, W) in [0, 1] → the quantizer's output on the latent grid; NaN latents are refused (outside torch.compile)."
+    "Images (B, 3, H, W) in [0, 1] → the quantizer's output on the latent grid; NaN latents are refused in eval mode."
     self._check(x)
     return self.quantizer(self.encoder(x * 2 - 1))
 
@@ -240,8 +240,8 @@ def load_weights(self: Tokenizer, path):
 def save_tokenizer(tokenizer: Tokenizer, path) -> Path:
     "`tokenizer.save_pretrained` into a temporary sibling of `path`, then swapped in: config and weights change as one unit."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*-*"): shutil.rmtree(stale, ignore_errors=True)   # left by a killed save
     tmp, old = (path.with_name(f".{path.name}.{what}-{os.getpid()}") for what in ('new', 'old'))
-    shutil.rmtree(tmp, ignore_errors=True)
     tokenizer.save_pretrained(tmp)
     if path.exists(): os.replace(path, old)
     os.replace(tmp, path)

@@ -17,7 +17,7 @@ from torch.utils.data import default_collate
 from fastcore.basics import patch, store_attr
 from tqdm import tqdm
 from .scalar import check_int
-from .runs import (RunDir, RunError, atomic_write, remove_stale_tmp, save_checkpoint, load_checkpoint, rng_state, set_rng_state,
+from .runs import (RunDir, RunError, atomic_write, remove_stale_tmp, has_checkpoint, save_checkpoint, load_checkpoint, rng_state, set_rng_state,
                           flatten_config, check_definition)
 
 # %% auto #0
@@ -89,7 +89,7 @@ class TrainConfig:
                f"TrainConfig.batch_size ({self.batch_size}) must be divisible by grad_accum ({self.grad_accum})")
         _check(math.isfinite(self.lr) and self.lr > 0, f"TrainConfig.lr must be a positive number, got {self.lr}")
         _check(self.weight_decay >= 0, f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
-        self.betas, self.allow_changes = tuple(self.betas), tuple(self.allow_changes)
+        self.betas, self.allow_changes = tuple(self.betas), tuple(str(k).removeprefix("train.") for k in self.allow_changes)
         _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas}")
         _check(0 <= self.min_lr_ratio <= 1, f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         _check(self.clip is None or self.clip > 0, f"TrainConfig.clip must be > 0 or None, got {self.clip}")
@@ -399,7 +399,7 @@ def _seed(seed: int):
 def resume(self: Trainer) -> bool:
     "Continue from `cfg.out/ckpt.pt` if there is one, after checking it was written with the same settings; else seed the RNGs. True if resumed."
     cfg = self.cfg
-    if not (self.ckpt_path and cfg.resume and self.ckpt_path.is_file()):
+    if not (self.ckpt_path and cfg.resume and has_checkpoint(self.ckpt_path)):
         _seed(cfg.seed + self.rank)
         if self.out and self.main: atomic_write(self.out / "metrics.jsonl", "", mode="w")
         return False

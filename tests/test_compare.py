@@ -58,7 +58,8 @@ def _main(tmp_path, *args):
     (["--preset", "nope"], "unknown preset 'nope'"),
     (["--preset", "smoke", "--steps", "0"], "steps must be >= 1"),
     (["--preset", "smoke", "--out", "FILE"], "is a file"),
-    (["--preset", "smoke", "--out", "OTHER"], "is not empty and is not a fsq-compare run")])
+    (["--preset", "smoke", "--out", "OTHER"], "is not empty and is not a fsq-compare run"),
+    (["--preset", "smoke", "--out", "FILE/sub"], "Not a directory")])
 def test_cli_usage_errors(tmp_path, args, message):
     "Issue 11 item 14: a bad argument or an unusable --out gives one line `fsq-compare: error: ...`, exit 2, before any scene is rendered."
     (tmp_path / "FILE").write_text("x")
@@ -148,3 +149,13 @@ def test_bad_settings():
     with pytest.raises(ValueError, match="unknown VQ variant"): preset_config("smoke", ablation_variants=("magic",))
     with pytest.raises(ValueError, match="sizes"): preset_config("smoke", sizes=(1, 16))
     assert set(PRESETS) == {"smoke", "cpu-small", "gpu"}
+
+
+def test_cli_names_a_damaged_result_file(tmp_path):
+    "Issue 11 item 13: a study whose results.json is damaged stops with one line naming the file, no traceback."
+    out = tmp_path / "study"
+    compare.study_dir(preset_config("smoke"), out).open().close()          # a study of these settings, begun
+    (out / "results.json").write_text('[{"quant')
+    p = _main(tmp_path, "--preset", "smoke", "--out", "study", "--no_progress")
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert p.stderr.startswith("fsq-compare: error: ") and "results.json is not valid JSON" in p.stderr, p.stderr

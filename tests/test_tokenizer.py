@@ -73,7 +73,7 @@ def test_cli_run_directory_promises(tmp_path):
     assert "codebook_size" not in summary["config"] and "vq" not in summary["config"]   # FSQ: no VQ settings recorded
     assert "bf16" not in summary["config"]["train"] and summary["device"] == "cpu"     # autocast does not apply on a CPU
     for args, says in ((["--seed", "5"], "train.seed: 0 -> 5"), (["--batch_size", "8"], "train.batch_size: 16 -> 8"),
-                       (["--n_train", "64"], "n_train: 128 -> 64"), (["--steps", "12"], "allow the change of train.steps")):
+                       (["--n_train", "64"], "n_train: 128 -> 64"), (["--steps", "12"], "allow the change of steps explicitly (--allow steps)")):
         r = _cli("--out", str(out), *args, cache=cache)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and says in r.stderr, r.stderr[-2000:]
     r = _cli("--out", str(out), "--steps", "12", "--allow", "steps", cache=cache)
