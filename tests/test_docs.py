@@ -80,7 +80,8 @@ def test_no_directives_or_raw_latex(site, pages):
 
 def test_outputs_and_figures_are_stored(site, pages):
     fsq = (site / 'fsq.html').read_text()
-    assert 'id="fsq"' in fsq and 'codebook usage' in fsq      # show_doc entry and a stored text output
+    assert 'id="fsq"' in fsq and 'vectors hit' in fsq and 'speed-up' in fsq   # show_doc entry and stored text outputs
+    assert 'codebook usage' in (site / 'runs.html').read_text()                # fsq-demo's output, in chapter 04a
     for page in pages.values():
         for src in re.findall(r'<img[^>]+src="([^"]+)"', (site / page).read_text()):
             assert (site / src).is_file(), f"{page} links a missing image {src}"
