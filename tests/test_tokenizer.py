@@ -1,4 +1,5 @@
 """What chapter 06 cannot check in seconds: the tokenizer learns on scenes, compiles, and is reproducible from its seeds."""
+import re
 import pytest, torch
 from torch import nn
 from fsq_lit.tokenizer import (TokenizerConfig, Tokenizer, TokenizerLoss, evaluate_tokenizer, scene_images,
@@ -63,22 +64,30 @@ def _cli(*args, cache):
 
 
 def test_cli_run_directory_promises(tmp_path):
-    "fsq-tokenizer's --out: checkpoints by default, refuses other settings (naming them), extends only when allowed, names a broken checkpoint."
+    "fsq-tokenizer --preset smoke (the README's main job, small): every promised file, checkpoints by default, other settings refused by name, --allow steps, a broken checkpoint named."
     import json
+    from fsq_lit.tokenizer import open_run, preset_config
+    from fsq_lit.runs import RunError
     out, cache = tmp_path / "run", tmp_path / "cache"
     r = _cli("--out", str(out), cache=cache)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert (out / "ckpt.pt").exists() and (out / "ckpt.prev.pt").exists()          # the smoke preset checkpointed at 5 and 10
+    for f in ["recon.png", "metrics.jsonl", "metrics.png", "summary.json", "tokenizer/config.json", "tokenizer/model.safetensors",
+              "ckpt.pt", "ckpt.prev.pt"]:                                         # the smoke preset checkpointed at 5 and 10
+        assert (out / f).is_file(), f"fsq-tokenizer did not write {f}"
+    assert "psnr=" in r.stdout and all("step" in json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines())
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 10 and 0 < summary["usage"] <= 1 and summary["config"]["quantizer"] == "fsq"
     assert "codebook_size" not in summary["config"] and "vq" not in summary["config"]   # FSQ: no VQ settings recorded
     assert "bf16" not in summary["config"]["train"] and summary["device"] == "cpu"     # autocast does not apply on a CPU
-    for args, says in ((["--seed", "5"], "train.seed: 0 -> 5"), (["--batch_size", "8"], "train.batch_size: 16 -> 8"),
-                       (["--n_train", "64"], "n_train: 128 -> 64"), (["--steps", "12"], "allow the change of steps explicitly (--allow steps)")):
-        r = _cli("--out", str(out), *args, cache=cache)
-        assert r.returncode == 2 and r.stderr.count("\n") == 1 and says in r.stderr, r.stderr[-2000:]
+    r = _cli("--out", str(out), "--seed", "5", cache=cache)                            # as a user meets it: one line, exit 2
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "train.seed: 0 -> 5" in r.stderr, r.stderr[-2000:]
+    for kw, says in ((dict(batch_size=8), "train.batch_size: 16 -> 8"), (dict(n_train=64), "n_train: 128 -> 64"),
+                     (dict(steps=12), "allow the change of steps explicitly (--allow steps)")):   # the same check, in process
+        with pytest.raises(RunError, match=re.escape(says)): open_run(preset_config("smoke", progress=False, **kw), out)
     r = _cli("--out", str(out), "--steps", "12", "--allow", "steps", cache=cache)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((out / "summary.json").read_text())["steps"] == 12
     for f in ("ckpt.pt", "ckpt.prev.pt"): (out / f).write_bytes(b"\x00garbage")
-    r = _cli("--out", str(out), "--steps", "12", cache=cache)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cannot read checkpoint" in r.stderr and "ckpt.pt:" in r.stderr and "previous checkpoint is unreadable too" in r.stderr, r.stderr[-2000:]
+    r = _cli("--out", str(out), "--steps", "12", "--allow", "steps", cache=cache)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cannot read checkpoint" in r.stderr and "ckpt.pt:" in r.stderr \
+        and "previous checkpoint is unreadable too" in r.stderr, r.stderr[-2000:]
