@@ -5,7 +5,7 @@
 # %% ../nbs/08_compare.ipynb #0b948e38
 from __future__ import annotations
 import math, statistics, time
-from dataclasses import dataclass, field, asdict, fields
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
 from fastcore.script import call_parse

@@ -5,7 +5,6 @@
 # %% ../nbs/05a_layers.ipynb #94f27f83
 from __future__ import annotations
 import math
-import torch
 from torch import nn
 
 # %% auto #0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_quantizer.ipynb #8ee190ac
 from __future__ import annotations
-import importlib, math
+import importlib
 from typing import Callable, NamedTuple, Protocol, runtime_checkable
 import torch
 from torch import nn

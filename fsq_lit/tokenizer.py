@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_tokenizer.ipynb #3557f491
 from __future__ import annotations
-import json, os, shutil, time
+import os, shutil, time
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 import torch

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #f23588e9
 from __future__ import annotations
-import contextlib, copy, dataclasses, functools, json, math, os, random, sys, time, warnings
+import contextlib, copy, functools, json, math, os, random, sys, time, warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, asdict
 from pathlib import Path
