@@ -566,6 +566,7 @@ def run(self: Trainer) -> TrainResult:
 def teardown(self: Trainer):
     "Close the progress bar, restore determinism settings, unlock `cfg.out`, and destroy the process group if `fit` created it."
     if self.pbar is not None: self.pbar.close()
+    self.net = self.ddp = None   # DDP's reducer goes now, while the process group it uses still exists (as fit's locals did)
     torch.use_deterministic_algorithms(self.was_deterministic)
     if self.run_dir is not None: self.run_dir.close()
     if self.created_group and dist.is_initialized():
