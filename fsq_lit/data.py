@@ -61,10 +61,13 @@ def _render_range(start, stop, size, seed, num_proc, progress, desc):
     bar.close()
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
+def _cache_root(cache_dir=None) -> Path:
+    "The folder of every fsq_lit cache entry: `cache_dir`, else `$FSQ_LIT_CACHE`, else ~/.cache/fsq_lit."
+    return Path(cache_dir or os.environ.get("FSQ_LIT_CACHE") or Path.home() / ".cache" / "fsq_lit").expanduser()
+
 def scenes_cache_path(n, size=64, seed=0, test=0, cache_dir=None) -> Path:
     "The folder `make_scenes` caches these parameters in."
-    root = Path(cache_dir or os.environ.get("FSQ_LIT_CACHE") or Path.home() / ".cache" / "fsq_lit").expanduser()
-    return root / f"{GENERATOR_VERSION}_n{n}_size{size}_seed{seed}_test{test}"
+    return _cache_root(cache_dir) / f"{GENERATOR_VERSION}_n{n}_size{size}_seed{seed}_test{test}"
 
 # %% ../nbs/04_data.ipynb #dfef4728
 _MANIFEST = "fsq_lit_manifest.json"
@@ -109,7 +112,12 @@ def _cache_problem(entry: Path) -> str | None:
 
 # %% ../nbs/04_data.ipynb #2a87249e
 _HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
-_TMP_NAME = re.compile(r"_n\d+_size\d+_seed\d+_test\d+\.tmp-(?:(?P<host>\w+)-(?P<pid>\d+)-)?[0-9a-f]{8}$")
+
+def _tmp_re(entry: str) -> re.Pattern:
+    "The names of the temporary folders of the cache entries whose names end with (regex) `entry`."
+    return re.compile(entry + r"\.tmp-(?:(?P<host>\w+)-(?P<pid>\d+)-)?[0-9a-f]{8}$")
+
+_TMP_NAME = _tmp_re(r"_n\d+_size\d+_seed\d+_test\d+")   # those of make_scenes' entries
 _STALE_S = 3600        # seconds untouched after which a temporary folder whose writer cannot be asked is abandoned
 
 def _tmp_path(path: Path) -> Path:
@@ -128,11 +136,11 @@ def _stale(tmp: Path, m: re.Match) -> bool:
     newest = max(p.stat().st_mtime for p in (tmp, *tmp.rglob("*")))
     return time.time() - newest > _STALE_S
 
-def _clean_stale_tmp(root: Path):
-    "Remove the temporary folders that interrupted `make_scenes` calls left in the cache folder `root`."
+def _clean_stale_tmp(root: Path, names: re.Pattern = _TMP_NAME):
+    "Remove the temporary folders that interrupted writers left in the cache folder `root` (those `names` matches: by default `make_scenes`')."
     if not root.is_dir(): return
     for tmp in root.glob("*.tmp-*"):
-        m = _TMP_NAME.search(tmp.name)
+        m = names.search(tmp.name)
         try:
             if m and tmp.is_dir() and _stale(tmp, m): shutil.rmtree(tmp, ignore_errors=True)
         except OSError: pass   # removed meanwhile by another process
@@ -145,9 +153,9 @@ def _discard(entry: Path):
     except OSError: return     # another process moved or replaced it first
     shutil.rmtree(aside, ignore_errors=True)
 
-def _load_verified(entry: Path):
+def _load_verified(entry: Path, what: str = "scenes cache", redo: str = "rendering the scenes again"):
     """The dataset cached in `entry` if its files match their manifest (hashed once per process while the files are
-    unchanged); otherwise warn, naming the folder, discard the entry and return None."""
+    unchanged); otherwise warn, naming the folder (`what` it is, what is done instead: `redo`), discard the entry and return None."""
     key, sig = str(entry.absolute()), _signature(entry)
     why = None if _VERIFIED.get(key) == sig else _cache_problem(entry)
     if why is None:
@@ -156,7 +164,7 @@ def _load_verified(entry: Path):
             _VERIFIED[key] = sig
             return ds
         except Exception as e: why = f"datasets cannot load it ({e!r})"
-    warnings.warn(f"scenes cache {entry} failed its check: {why}; deleting it and rendering the scenes again", stacklevel=3)
+    warnings.warn(f"{what} {entry} failed its check: {why}; deleting it and {redo}", stacklevel=3)
     _VERIFIED.pop(key, None)
     _discard(entry)
     return None

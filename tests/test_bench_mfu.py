@@ -1,0 +1,25 @@
+"""bench/maskgit_mfu.py runs end to end at its CPU smoke size and writes the promised JSON (speed is never asserted)."""
+import json, math, os, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_maskgit_mfu_tiny(tmp_path):
+    out = tmp_path / "mfu.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}   # a smoke run: no thread contention on a shared 2-core machine
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "maskgit_mfu.py"), "--tiny", "--out", str(out)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "MFU" in res.stdout and "of measured peak" in res.stdout
+    r = json.loads(out.read_text())
+    assert r["config"] == dict(n_layer=2, d_model=64, n_head=4, batch=4, tokens=257, vocab=1024, classes=1000, steps=2, warmup=1)
+    assert r["device"] == "cpu" and r["dtype"] == "float32" and r["peak"]["matmul_dtype"] == "float32"
+    assert r["peak"]["spec_sheet_flops"] is None and r["peak"]["measured_flops"] > 0
+    assert r["params"]["matmul_weights"] == 2 * 12 * 64**2 < r["params"]["transformer"] < r["params"]["total"]
+    assert r["flops_per_sample"] == r["flops_per_token"] * 257 + 6 * 64 * 1024 * 256
+    assert set(r["runs"]) == {"eager"} and r["compile"] == "off (CPU)"
+    e = r["runs"]["eager"]
+    assert {"step_ms", "samples_per_s", "tokens_per_s", "achieved_tflops", "mfu_measured_peak", "mfu_spec_peak", "final_loss"} <= set(e)
+    assert e["mfu_measured_peak"] > 0 and e["mfu_spec_peak"] is None and math.isfinite(e["final_loss"])
+    assert {"platform", "cpu", "threads"} <= set(r["machine"]) and r["torch"] and r["date"]
