@@ -1,0 +1,93 @@
+"""The MaskGIT study (nbs/11a_generation.ipynb): `fsq-maskgit --preset smoke` as a console script, its usage errors,
+and the committed results the chapter shows."""
+import json, os, shutil, subprocess, sys, textwrap
+from dataclasses import asdict
+from pathlib import Path
+import pytest
+from fsq_lit.generation import preset_config, load_study, measurements, record_key, check_claims, GenerationConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "nbs" / "results"
+FIELDS = {"model", "quantizer", "codebook_size", "usage", "fid", "precision", "recall", "class_accuracy", "rfid", "steps", "guidance"}
+FIGURES = {"samples.png", "sweeps.png", "decoding.png"}
+
+
+def _script(name):
+    exe = Path(sys.executable).parent / name
+    return str(exe) if exe.exists() else shutil.which(name)
+
+
+def _env(tmp_path):
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "FSQ_LIT_CACHE": str(tmp_path / "cache")}
+
+
+def test_cli_smoke(tmp_path):
+    "fsq-maskgit --preset smoke writes every record (with the issue's fields), study.json with plumbing verdicts, the figures; a second run resumes and measures nothing."
+    out, env = tmp_path / "mg", _env(tmp_path)
+    run = lambda: subprocess.run([_script("fsq-maskgit"), "--preset", "smoke", "--out", str(out), "--no_progress"],
+                                 capture_output=True, text=True, env=env, timeout=600)
+    p = run()
+    assert p.returncode == 0, p.stderr[-3000:]
+    st, cfg = load_study(out), preset_config("smoke")
+    assert [record_key(r) for r in st["records"]] == measurements(cfg)
+    assert all(FIELDS <= set(r) for r in st["records"])
+    assert FIGURES <= {f.name for f in out.iterdir()}
+    claims = check_claims(st["records"], cfg)
+    verdicts = [l for l in p.stdout.splitlines() if any(l.endswith(": " + k) for k in claims)]
+    assert len(verdicts) == len(claims) and all(l.startswith("[plumbing] ") for l in verdicts), verdicts
+    assert st["meta"]["verdicts"][0].startswith("PLUMBING CHECK, NOT EVIDENCE") and st["meta"]["verdicts"][1:] == verdicts
+    q = run()                                                          # resumed: nothing left to measure
+    assert q.returncode == 0, q.stderr[-3000:]
+    assert "] fsq" not in q.stdout and load_study(out)["records"] == st["records"]
+
+
+CASES = [
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--preset", "smoke", "--steps", "0"], "steps must be >= 1"),
+    (["--preset", "smoke", "--tokenizers", "lfq=x"], "expected KEY=PATH"),
+    (["--preset", "smoke", "--tokenizers", "fsq=NOPE"], "is not a saved tokenizer"),
+    (["--preset", "smoke", "--out", "FILE"], "is a file"),
+    (["--preset", "smoke", "--out", "OTHER"], "is not empty and is not a fsq-maskgit run"),
+]
+
+
+def test_cli_usage_errors(tmp_path):
+    "A bad argument or an unusable --out: one line `fsq-maskgit: error: ...`, exit 2, before any work (all cases in one interpreter)."
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "OTHER").mkdir(); (tmp_path / "OTHER" / "notes.txt").write_text("mine")
+    script = tmp_path / "cases.py"
+    script.write_text(textwrap.dedent(f"""
+        import contextlib, io, json, sys
+        from fsq_lit.generation import main
+        out = []
+        for args in {json.dumps([a for a, _ in CASES])}:
+            sys.argv = ['fsq-maskgit', *args, '--no_progress']
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                try: main(); code = 0
+                except SystemExit as e: code = e.code
+            out.append([code, err.getvalue()])
+        print(json.dumps(out))
+    """))
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=_env(tmp_path), timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for (args, message), (code, err) in zip(CASES, json.loads(p.stdout.strip().splitlines()[-1])):
+        assert code == 2, (args, code, err)
+        assert err.startswith("fsq-maskgit: error: ") and message in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "cache").exists()                           # no scene was rendered
+    assert (tmp_path / "FILE").read_text() == "x" and sorted(os.listdir(tmp_path / "OTHER")) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("name", ["cpu"])
+def test_committed_results_are_the_preset(name):
+    "The results the chapter shows were produced by the preset as it is now, and the study finished."
+    d = RESULTS / f"maskgit-{name}"
+    assert d.is_dir(), f"{d} missing: run fsq-maskgit --preset {name} --out {d}"
+    st = load_study(d)
+    ran = {k: v for k, v in st["meta"]["config"].items() if k not in ("device", "progress")}
+    now = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(preset_config(name)).items() if k not in ("device", "progress")}
+    assert ran == now, f"preset {name!r} changed since {d} was measured: rerun it"
+    cfg = GenerationConfig(**st["meta"]["config"])
+    assert [record_key(r) for r in st["records"]] == measurements(cfg), "the study did not finish"
+    assert all(FIELDS <= set(r) for r in st["records"]) and FIGURES <= {f.name for f in d.iterdir()}
+    assert "verdicts" in st["meta"] and f"load_study('results/maskgit-{name}')" in (ROOT / "nbs" / "11a_generation.ipynb").read_text()
