@@ -4,7 +4,7 @@
 
 # %% ../nbs/10a_features.ipynb #7b89296c
 from __future__ import annotations
-import contextlib, math, time, warnings
+import contextlib, functools, math, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
@@ -19,8 +19,8 @@ from .train import TrainConfig, fit, hardware, pick_device
 
 # %% auto #0
 __all__ = ['FEATURES_VERSION', 'SceneNet', 'embed', 'class_accuracy', 'FeatureNetConfig', 'feature_net_key', 'feature_net_paths',
-           'train_feature_net', 'feature_net', 'SceneFeatures', 'fid', 'frechet_distance', 'knn_radii', 'inside',
-           'precision_recall', 'generation_metrics']
+           'degrade', 'train_feature_net', 'feature_net', 'SceneFeatures', 'fid', 'frechet_distance', 'knn_radii',
+           'inside', 'precision_recall', 'generation_metrics']
 
 # %% ../nbs/10a_features.ipynb #766bad07
 def _conv(cin: int, cout: int) -> list:
@@ -103,6 +103,7 @@ class FeatureNetConfig:
     lr: float = 2e-3          # peak learning rate (warmup, then cosine: fit's schedule)
     seed: int = 0             # initial weights and data order
     data_seed: int = 1        # scenes seed: not the generative models' seed 0
+    degrade: float = 0.5      # probability that a training image is blurred and noised (see `degrade`)
 
     def __post_init__(self):
         self.image_size = check_int(self.image_size, "FeatureNetConfig.image_size", 16, 256)
@@ -112,6 +113,9 @@ class FeatureNetConfig:
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"FeatureNetConfig.lr must be a positive number, got {self.lr!r}")
         self.lr = float(self.lr)
+        if isinstance(self.degrade, bool) or not isinstance(self.degrade, (int, float)) or not 0 <= self.degrade <= 1:
+            raise ValueError(f"FeatureNetConfig.degrade must be a probability in [0, 1], got {self.degrade!r}")
+        self.degrade = float(self.degrade)
 
 FEATURES_VERSION = "scenenet-v1"   # bump when the network or its training changes: it keys the cache
 
@@ -126,10 +130,24 @@ def feature_net_paths(cfg: FeatureNetConfig, cache_dir=None) -> tuple[Path, Path
     return root / f"{key}.safetensors", root / f"{key}.json"
 
 # %% ../nbs/10a_features.ipynb #137a9777
-def _loss(model, batch):
-    "Cross-entropy on a batch of uint8 scenes, each flipped left-right with probability 1/2 (the label does not change)."
+def degrade(x: torch.Tensor, p: float = 0.5, generator=None) -> torch.Tensor:
+    "Each image of float (B, 3, H, W) in [0, 1], with probability `p`: Gaussian blur (sigma U(0.3, 1.5) px, 7 taps) and noise (sigma U(0, 0.04))."
+    B, dev = len(x), x.device
+    rand = lambda *s: torch.rand(*s, generator=generator, device=generator.device if generator else dev).to(dev)
+    pick, sig, noise = rand(B) < p, 0.3 + 1.2 * rand(B), 0.04 * rand(B)
+    t = torch.arange(-3, 4, device=dev, dtype=x.dtype)
+    k = torch.exp(-t[None] ** 2 / (2 * sig[:, None] ** 2)); k = (k / k.sum(1, keepdim=True)).repeat_interleave(3, 0)   # (3B, 7)
+    y = x.reshape(1, 3 * B, *x.shape[2:])
+    y = F.conv2d(F.pad(y, (3, 3, 0, 0), mode="replicate"), k[:, None, None, :], groups=3 * B)
+    y = F.conv2d(F.pad(y, (0, 0, 3, 3), mode="replicate"), k[:, None, :, None], groups=3 * B).reshape(x.shape)
+    y = (y + noise[:, None, None, None] * torch.randn(x.shape, generator=generator, device=generator.device if generator else dev).to(dev)).clamp(0, 1)
+    return torch.where(pick[:, None, None, None], y, x)
+
+def _loss(model, batch, p_degrade: float = 0.0):
+    "Cross-entropy on a batch of uint8 scenes, each flipped left-right with probability 1/2 and degraded with probability `p_degrade` (the label does not change)."
     x, y = as_images(batch["image"]), batch["label"]
     x = torch.where(torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5, x.flip(-1), x)
+    if p_degrade > 0: x = degrade(x, p_degrade)
     logits = model(x)
     return F.cross_entropy(logits, y), {"acc": (logits.argmax(1) == y).float().mean()}
 
@@ -143,9 +161,11 @@ def train_feature_net(cfg: FeatureNetConfig, cache_dir=None, progress: bool = Tr
     net = SceneNet(cfg.width, len(SCENE_LABELS), cfg.feature_dim, cfg.image_size)
     tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup=min(100, cfg.steps // 10), seed=cfg.seed,
                        device=str(dev), progress=progress, log_every=min(50, cfg.steps))
-    res = fit(net, {"image": train["image"], "label": train["label"].long()}, _loss, tcfg)
+    res = fit(net, {"image": train["image"], "label": train["label"].long()}, functools.partial(_loss, p_degrade=cfg.degrade), tcfg)
     t2 = time.perf_counter()
+    blurred = degrade(as_images(test["image"]), 1.0, torch.Generator().manual_seed(0))
     info = dict(config=asdict(cfg), test_accuracy=class_accuracy(net.eval(), test["image"], test["label"]),
+                degraded_test_accuracy=class_accuracy(net, blurred, test["label"]),
                 train_accuracy=res.history[-1]["acc"], n_params=sum(p.numel() for p in net.parameters()),
                 data_s=round(t1 - t0, 1), train_s=round(t2 - t1, 1), train_images_per_s=round(res.samples_per_s, 1),
                 device=str(dev), hardware=hardware(dev), date=time.strftime("%Y-%m-%d"), format=FEATURES_VERSION)

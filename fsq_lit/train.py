@@ -246,8 +246,8 @@ def peak_flops(device) -> float | None:
     return None
 
 def transformer_flops_per_sample(n_params: int, tokens: int, n_layer: int = 0, d_model: int = 0) -> float:
-    "Training FLOPs per sample of `tokens` tokens: 6·N per token plus 6·n_layer·tokens·d_model per token for attention."
-    return 6.0 * n_params * tokens + 6.0 * n_layer * tokens * tokens * d_model
+    "Training FLOPs per sample of `tokens` tokens: 6·N per token plus 12·n_layer·tokens·d_model per token for attention (QKᵀ and AV)."
+    return 6.0 * n_params * tokens + 12.0 * n_layer * tokens * tokens * d_model
 
 # %% ../nbs/05_train.ipynb #78a2dc3d
 def read_metrics(path) -> list[dict]:
