@@ -4,7 +4,7 @@
 
 # %% ../nbs/11a_generation.ipynb #f165ad15
 from __future__ import annotations
-import math, time
+import contextlib, hashlib, math, time
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 import torch
@@ -18,17 +18,18 @@ from .runs import RunDir, RunError, atomic_write, write_json, read_json, flatten
 from .train import TrainConfig, fit, pick_device, hardware
 from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer
 from .compare import VQ_VARIANTS, save_figure
-from .transformer import TransformerConfig, flops_per_token
-from .tokens import tokenizer_checksum, make_tokens, token_tensors
+from .transformer import TransformerConfig
+from .tokens import tokenizer_checksum, make_tokens, token_tensors, scene_tokens_key
 from .features import FeatureNetConfig, feature_net, feature_net_key, fid, class_accuracy, generation_metrics
 from .maskgit import MaskGITConfig, MaskGIT, maskgit_loss, sample
 
 # %% auto #0
 __all__ = ['STAGE_ONE', 'MODELS', 'PRESETS', 'SAMPLES_PER_CLASS', 'LABELS', 'FID_TOLERANCE', 'PR_TOLERANCE', 'GenerationConfig',
            'preset_config', 'study_dir', 'load_study', 'record_key', 'measurements', 'scene_data', 'reconstruct',
-           'to_uint8', 'check_tokenizer', 'stage_one', 'stage_two', 'generate', 'condition_labels', 'measure',
-           'samples_path', 'save_samples', 'save_decoding', 'kept_records', 'run_study', 'plot_samples', 'plot_sweeps',
-           'plot_decoding', 'plot_study', 'main_records', 'check_claims', 'results_table', 'verdict_lines', 'main']
+           'to_uint8', 'check_tokenizer', 'real_set', 'feature_space', 'stage_one', 'stage_two', 'generate',
+           'condition_labels', 'measure', 'samples_path', 'save_samples', 'save_decoding', 'kept_records', 'run_study',
+           'plot_samples', 'plot_sweeps', 'plot_decoding', 'plot_study', 'main_records', 'check_claims',
+           'results_table', 'verdict_lines', 'main']
 
 # %% ../nbs/11a_generation.ipynb #baf77801
 STAGE_ONE = {   # the tokenizers of the study, each a TokenizerConfig's quantizer settings
@@ -114,12 +115,12 @@ class GenerationConfig:
                              head=head, levels=STAGE_ONE['fsq']['levels'] if head == 'factorized' else None,
                              label_smoothing=self.label_smoothing, class_dropout=self.class_dropout, min_mask=self.min_mask)
 
-    def train_config(self, mcfg: MaskGITConfig) -> TrainConfig:
-        "Stage II's training loop; `flops_per_sample` makes `fit` report MFU on a GPU."
+    def train_config(self, flops_per_sample: float | None = None) -> TrainConfig:
+        "Stage II's training loop; `flops_per_sample` (`MaskGIT.flops_per_sample`) makes `fit` report MFU on a GPU."
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup=self.warmup, weight_decay=self.weight_decay,
                            betas=(0.9, 0.96), seed=self.seed, device=self.device, bf16=self.bf16, compile=self.compile,
                            progress=self.progress, log_every=max(1, self.steps // 20), ckpt_every=max(1, self.steps // 4),
-                           flops_per_sample=flops_per_token(mcfg.transformer, self.tokens_per_image + 1) * (self.tokens_per_image + 1))
+                           flops_per_sample=flops_per_sample)
 
     @property
     def tokens_per_image(self) -> int: return (self.image_size // 2 ** (len(self.ch_mult) - 1)) ** 2
@@ -131,7 +132,7 @@ PRESETS = {
                   feature=dict(width=4, feature_dim=16, n_train=64, n_test=24, steps=4, batch_size=16)),
     'cpu': dict(),
     'gpu': dict(image_size=64, n_train=60000, n_test=5000, channels=64, ch_mult=(1, 2, 2), num_res_blocks=2, vq_dim=32,
-                tok_steps=3000, tok_batch=128, tok_lr=1e-3, n_layer=8, n_head=8, d_model=512, steps=4000, batch_size=256,
+                tok_steps=3000, tok_batch=128, tok_lr=1e-3, n_layer=8, n_head=8, d_model=512, steps=3000, batch_size=256,
                 lr=4e-4, warmup=200, n_samples=5000, compile=True, feature=dict(width=64, steps=2000)),
 }
 
@@ -182,11 +183,22 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 def check_tokenizer(tok, cfg: GenerationConfig, key: str, where) -> None:
-    "A tokenizer given by path must be of the kind `key` names and see images of the study's size."
-    want, c = STAGE_ONE[key], tok.cfg
-    if c.quantizer != want['quantizer'] or c.image_size != cfg.image_size:
-        raise ValueError(f"{where}: a {c.quantizer} tokenizer for {c.image_size} px images; the study's {key!r} needs "
-                         f"{want['quantizer']} at {cfg.image_size} px")
+    "A tokenizer given by path must be what `key` names: its quantizer, codebook (levels or size), image size and token grid."
+    want, c = cfg.stage_one(key), tok.cfg
+    fields = ('quantizer', 'image_size', 'factor') + (('levels',) if want.quantizer == 'fsq' else ('codebook_size',))
+    bad = [f"{k} {getattr(c, k)!r} (needs {getattr(want, k)!r})" for k in fields if getattr(c, k) != getattr(want, k)]
+    if bad: raise ValueError(f"{where} is not a {key!r} tokenizer of this study: {'; '.join(bad)}")
+
+def real_set(cfg: GenerationConfig, data: dict) -> tuple:
+    "The held-out scenes every generated set is compared with, and their labels: the first n_samples (or all) of the test split, so both sets have one size."
+    n = min(cfg.n_samples, cfg.n_test)
+    return data['test_x'][:n], data['test_y'][:n]
+
+def feature_space(cfg: GenerationConfig, net) -> str:
+    "The name of the metrics' feature space: the feature network's cache key and a checksum of its weights (a retrained net is another space)."
+    h = hashlib.sha256()
+    for k, v in net.state_dict().items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return f"{feature_net_key(cfg.feature_config())}@{h.hexdigest()[:16]}"
 
 # %% ../nbs/11a_generation.ipynb #c7ca2c71
 def stage_one(cfg: GenerationConfig, key: str, out, data: dict, net, given=None) -> tuple:
@@ -199,22 +211,22 @@ def stage_one(cfg: GenerationConfig, key: str, out, data: dict, net, given=None)
     else: tok, _ = train_tokenizer(cfg.stage_one(key), out=d, data=(data['train_x'], data['test_x'][:0]))
     dev = pick_device(cfg.stage_one(key).train)
     tok = tok.to(dev).eval()
-    ev, recon = evaluate_tokenizer(tok, data['test_x']), reconstruct(tok, data['test_x'])
+    (x, y), ev = real_set(cfg, data), evaluate_tokenizer(tok, data['test_x'])
+    recon = reconstruct(tok, x)
     return tok, dict(tokenizer=str(given or d / 'tokenizer'), tokenizer_checksum=tokenizer_checksum(tok),
                      codebook_size=tok.quantizer.codebook_size, usage=ev['usage'], perplexity=ev['perplexity'],
-                     psnr=ev['psnr'], rfid=fid(net, data['test_x'], recon),
-                     recon_class_accuracy=class_accuracy(net, recon, data['test_y']))
+                     psnr=ev['psnr'], rfid=fid(net, x, recon), recon_class_accuracy=class_accuracy(net, recon, y))
 
 def stage_two(cfg: GenerationConfig, model: str, tok, data: dict, out) -> tuple:
     """Stage II: MaskGIT `model` trained with `fit` on the tokens of the training scenes (tokenized once, cached: 10),
     in `out/stage2/<model>-<tokenizer checksum>` (resumable; a finished run is loaded, not retrained)."""
-    st1_sum = tokenizer_checksum(tok)
-    key = dict(source='scenes', n=cfg.n_train, size=cfg.image_size, seed=cfg.data_seed, split='train')
+    key = scene_tokens_key(cfg.image_size, cfg.data_seed, 0, cfg.n_train, 'train')   # chapter 10's key for these scenes
     tokens = token_tensors(make_tokens(tok, data['train_x'], data['train_y'], key, progress=cfg.progress))
     mcfg = cfg.stage_two(model, tok.quantizer.codebook_size)
     torch.manual_seed(cfg.seed)
-    tcfg = replace(cfg.train_config(mcfg), out=str(Path(out) / 'stage2' / f"{model}-{st1_sum[:12]}"))
-    res = fit(MaskGIT(mcfg), tokens, maskgit_loss, tcfg)
+    net = MaskGIT(mcfg)
+    tcfg = replace(cfg.train_config(net.flops_per_sample()), out=str(Path(out) / 'stage2' / f"{model}-{tokenizer_checksum(tok)[:12]}"))
+    res = fit(net, tokens, maskgit_loss, tcfg)
     last = res.history[-1] if res.history else {}
     return res.model.eval(), dict(train_steps=res.step, params=sum(p.numel() for p in res.model.parameters()),
                                   train_loss=last.get('loss'), train_images_per_s=round(res.samples_per_s, 1),
@@ -226,30 +238,30 @@ def generate(model, tok, labels, steps: int, guidance: float, choice_temperature
              batch_size: int = 256, progress: bool = False) -> torch.Tensor:
     "Images of the classes `labels`: MaskGIT's tokens (official decoder, 11) through the tokenizer's decoder; uint8 (N, H, W, 3)."
     dev = next(model.parameters()).device
-    g = torch.Generator(dev).manual_seed(seed)
-    h = w = math.isqrt(model.cfg.num_tokens)
-    out = []
+    g, h, out = torch.Generator(dev).manual_seed(seed), math.isqrt(model.cfg.num_tokens), []
+    bf16 = torch.autocast('cuda', dtype=torch.bfloat16) if dev.type == 'cuda' else contextlib.nullcontext()   # as in training
     for i in tqdm(range(0, len(labels), batch_size), desc='sampling', disable=not progress, leave=False):
         lab = labels[i:i + batch_size].to(dev)
-        idx = sample(model, lab, steps=steps, choice_temperature=choice_temperature, guidance=guidance, generator=g)
-        out.append(to_uint8(tok.detokenize(idx.view(len(lab), h, w))))
+        with bf16: idx = sample(model, lab, steps=steps, choice_temperature=choice_temperature, guidance=guidance, generator=g)
+        out.append(to_uint8(tok.detokenize(idx.view(len(lab), h, h))))
     return torch.cat(out)
 
 def condition_labels(test_y: torch.Tensor, n: int) -> torch.Tensor:
     "The classes to sample: the held-out scenes' labels (repeated if n is larger), so real and generated sets have one class mix."
     return test_y.repeat(math.ceil(n / len(test_y)))[:n]
 
-def measure(cfg: GenerationConfig, key: tuple, model, tok, net, data: dict, st1: dict, st2: dict) -> dict:
-    "One record: `model` sampled at (steps, guidance) = key[1:], measured against the held-out scenes with the feature network."
+def measure(cfg: GenerationConfig, key: tuple, model, tok, net, space: str, data: dict, st1: dict, st2: dict) -> dict:
+    "One record: `model` sampled at (steps, guidance) = key[1:], measured against the held-out scenes in the feature `space` of `net`."
     name, steps, guidance = key
-    labels = condition_labels(data['test_y'], cfg.n_samples)
+    real, real_y = real_set(cfg, data)
+    labels = condition_labels(real_y, cfg.n_samples)
     t = time.perf_counter()
     fake = generate(model, tok, labels, steps, guidance, cfg.choice_temperature, cfg.seed, progress=cfg.progress)
     dt = time.perf_counter() - t
-    m = generation_metrics(net, data['test_x'], fake, labels)
+    m = generation_metrics(net, real, fake, labels)
     return dict(model=name, quantizer=STAGE_ONE[MODELS[name][0]]['quantizer'], head=MODELS[name][1], steps=steps,
-                guidance=guidance, n_samples=len(fake), **m, sample_images_per_s=round(len(fake) / dt, 1), **st1, **st2,
-                feature_net=feature_net_key(cfg.feature_config()))
+                guidance=guidance, n_samples=len(fake), n_real=len(real), **m, sample_images_per_s=round(len(fake) / dt, 1),
+                **st1, **st2, feature_space=space)
 
 # %% ../nbs/11a_generation.ipynb #0c5dd3c4
 SAMPLES_PER_CLASS = 6   # the sample grid: this many images of each class per model
@@ -272,10 +284,10 @@ def save_decoding(cfg: GenerationConfig, model, tok, out, label: int = 0) -> Non
     masks = torch.stack([s['mask'][0] for s in traj]).view(-1, h, h).cpu()
     atomic_write(Path(out) / 'decoding.pt', lambda f: torch.save(dict(images=to_uint8(tok.detokenize(ids)), masks=masks, label=label), f))
 
-def kept_records(cfg: GenerationConfig, out) -> dict:
-    "{key: record} of the measurements of `cfg` that `out` already holds, in the feature space of today's network: a resumed study does not redo them."
-    want, net = set(measurements(cfg)), feature_net_key(cfg.feature_config())
-    return {record_key(r): r for r in load_study(out)['records'] if record_key(r) in want and r.get('feature_net') == net}
+def kept_records(cfg: GenerationConfig, out, space: str) -> dict:
+    "{key: record} of the measurements of `cfg` that `out` already holds in feature `space`: a resumed study does not redo them."
+    want = set(measurements(cfg))
+    return {record_key(r): r for r in load_study(out)['records'] if record_key(r) in want and r.get('feature_space') == space}
 
 # %% ../nbs/11a_generation.ipynb #d2d9d94a
 def _stamp(meta: dict, device, t0: float) -> dict:
@@ -291,15 +303,16 @@ def _check_kept(done: dict, key: str, st1: dict):
         raise RunError(f"the study's {key!r} records were measured with another tokenizer than {st1['tokenizer']} "
                        "(its weights differ); use a new --out for another tokenizer")
 
-def _run_models(cfg, key, tok, st1, net, data, out, done, meta, device, t0):
+def _run_models(cfg, key, tok, st1, net, space, data, out, done, meta, device, t0):
     "Stage II, sampling and measurements of every model on tokenizer `key`; results.json and study.json rewritten after each record."
     todo = measurements(cfg)
     for name in [m for m in cfg.models if MODELS[m][0] == key]:
         keys = [k for k in todo if k[0] == name and k not in done]
-        if not keys and samples_path(out, name).exists(): continue
+        figures = samples_path(out, name).exists() and (name != cfg.models[0] or (Path(out) / 'decoding.pt').exists())
+        if not keys and figures: continue
         model, st2 = stage_two(cfg, name, tok, data, out)
         for k in keys:
-            done[k] = measure(cfg, k, model, tok, net, data, st1, st2)
+            done[k] = measure(cfg, k, model, tok, net, space, data, st1, st2)
             write_json(Path(out) / 'results.json', [done[k] for k in todo if k in done])
             write_json(Path(out) / 'study.json', _stamp(meta, device, t0)); t0 = time.perf_counter()
             print(f"[{len(done)}/{len(todo)}] {name} T={k[1]} guidance={k[2]}: FID {done[k]['fid']:.2f}  "
@@ -317,12 +330,13 @@ def run_study(cfg: GenerationConfig, out, tokenizers: dict | None = None) -> dic
         data = scene_data(cfg, cfg.progress)
         device = pick_device(cfg.stage_one('fsq').train)
         net, finfo = feature_net(cfg.feature_config(), progress=cfg.progress, device=device)
-        meta = {**load_study(out)['meta'], 'config': asdict(cfg), 'feature_net': finfo}
-        done = kept_records(cfg, out)
+        space = feature_space(cfg, net)
+        meta = {**load_study(out)['meta'], 'config': asdict(cfg), 'feature_net': finfo, 'feature_space': space}
+        done = kept_records(cfg, out, space)
         for key in dict.fromkeys(MODELS[m][0] for m in cfg.models):
             tok, st1 = stage_one(cfg, key, out, data, net, tokenizers.get(key))
             _check_kept(done, key, st1)
-            t0 = _run_models(cfg, key, tok, st1, net, data, out, done, meta, device, t0)
+            t0 = _run_models(cfg, key, tok, st1, net, space, data, out, done, meta, device, t0)
         write_json(Path(out) / 'study.json', _stamp(meta, device, t0))
         plot_study(out)
     return load_study(out)
@@ -401,10 +415,12 @@ def main_records(records, cfg: GenerationConfig) -> dict:
 def check_claims(records, cfg: GenerationConfig) -> dict:
     "The paper's MaskGIT claims (and the factorized head's), each True, False or None (not measured), from `records`."
     m = main_records(records, cfg)
-    fsq, vq, fac = m.get('fsq'), m.get('vq'), m.get('fsq-factorized')
+    fsq, vq, fac, ema = m.get('fsq'), m.get('vq'), m.get('fsq-factorized'), m.get('vq-ema+reseed')
     both = fsq is not None and vq is not None
     return {
         f'FSQ samples as well as VQ (FID at most {FID_TOLERANCE:.0%} above VQ\'s)': fsq['fid'] <= (1 + FID_TOLERANCE) * vq['fid'] if both else None,
+        f'FSQ samples as well as the book\'s strongest VQ, EMA + reseeding (FID at most {FID_TOLERANCE:.0%} above)':
+            fsq['fid'] <= (1 + FID_TOLERANCE) * ema['fid'] if fsq is not None and ema is not None else None,
         f'FSQ\'s precision and recall are within {PR_TOLERANCE} of VQ\'s': (abs(fsq['precision'] - vq['precision']) <= PR_TOLERANCE and
                                                                           abs(fsq['recall'] - vq['recall']) <= PR_TOLERANCE) if both else None,
         'FSQ uses all its codes (>= 99% on held-out scenes) and more of them than VQ': (fsq['usage'] >= 0.99 and fsq['usage'] > vq['usage']) if both else None,

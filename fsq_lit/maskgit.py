@@ -17,20 +17,20 @@ from .train import unwrap
 from .transformer import Transformer, TransformerConfig, flops_per_token
 
 # %% auto #0
-__all__ = ['MASK_SCHEDULES', 'mask_schedule', 'num_masked_per_step', 'gumbel_noise', 'remask', 'MaskGITConfig', 'MaskGIT',
-           'max_ratio', 'mask_tokens', 'drop_labels', 'token_loss', 'maskgit_loss', 'draw_tokens', 'guided_logits',
-           'sample']
+__all__ = ['MASK_SCHEDULES', 'mask_schedule', 'masked_count', 'num_masked_per_step', 'gumbel_noise', 'remask', 'MaskGITConfig',
+           'MaskGIT', 'max_ratio', 'mask_tokens', 'drop_labels', 'token_loss', 'maskgit_loss', 'draw_tokens',
+           'guided_logits', 'sample']
 
 # %% ../nbs/11_maskgit.ipynb #e980afee
 MASK_SCHEDULES = ('cosine', 'linear', 'square', 'cubic', 'log', 'exp')
 
 def mask_schedule(r, kind: str = 'cosine', num_tokens: int | None = None):
-    "Mask ratio gamma(r) for progress `r` in [0, 1] (a float or a tensor), clipped to [1e-6, 1] as in the official code."
+    "Mask ratio gamma(r) for progress `r` in [0, 1] (a float or a tensor), clipped to [1e-6, 1] and computed in float32 as in the official code."
     if kind not in MASK_SCHEDULES: raise ValueError(f"unknown mask schedule {kind!r}; the kinds are {', '.join(MASK_SCHEDULES)}")
     if kind in ('log', 'exp'):
         if num_tokens is None: raise ValueError(f"the {kind!r} schedule needs num_tokens (the number of tokens to generate)")
         check_int(num_tokens, 'num_tokens', 2)
-    t = r.double() if isinstance(r, torch.Tensor) else torch.tensor(float(r), dtype=torch.float64)
+    t = (r if r.is_floating_point() else r.float()) if isinstance(r, torch.Tensor) else torch.tensor(float(r), dtype=torch.float32)
     if t.numel() and not bool(((t >= 0) & (t <= 1)).all()): raise ValueError(f"r must lie in [0, 1], got {r}")
     if kind == 'cosine': g = torch.cos(math.pi / 2 * t)
     elif kind == 'log': g = -torch.log2(t) / math.log2(num_tokens)
@@ -38,7 +38,12 @@ def mask_schedule(r, kind: str = 'cosine', num_tokens: int | None = None):
     else: g = 1 - t ** {'linear': 1, 'square': 2, 'cubic': 3}[kind]
     g = g.clamp(1e-6, 1.0)
     if not isinstance(r, torch.Tensor): return float(g)
-    return g.to(r.dtype) if r.is_floating_point() else g
+    return g
+
+def masked_count(num_tokens: int, ratio: float, kind: str = 'cosine') -> int:
+    "floor(num_tokens * gamma(ratio)) in float32, the official decoder's precision (JAX's default): cos(pi/3) is 0.49999997 there, so 256 tokens at ratio 2/3 give 127, not 128."
+    g = mask_schedule(torch.tensor(ratio, dtype=torch.float32), kind, num_tokens)
+    return int(torch.floor(torch.tensor(num_tokens, dtype=torch.float32) * g))
 
 # %% ../nbs/11_maskgit.ipynb #f1dd74ef
 def num_masked_per_step(num_tokens: int, steps: int, kind: str = 'cosine') -> list[int]:
@@ -46,7 +51,7 @@ def num_masked_per_step(num_tokens: int, steps: int, kind: str = 'cosine') -> li
     n, steps = check_int(num_tokens, 'num_tokens', 1), check_int(steps, 'steps', 1)
     out, unknown = [], n
     for t in range(steps - 1):
-        unknown = max(1, min(unknown - 1, math.floor(n * mask_schedule((t + 1) / steps, kind, n))))
+        unknown = max(1, min(unknown - 1, masked_count(n, (t + 1) / steps, kind)))
         out.append(unknown)
     return out + [0]
 
@@ -129,7 +134,7 @@ class MaskGIT(nn.Module):
 def _check_ids(t, n: int, what: str):
     if not isinstance(t, torch.Tensor) or t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise TypeError(f"{what} must be an integer tensor, got {t.dtype if isinstance(t, torch.Tensor) else type(t).__name__}")
-    if t.numel():
+    if t.numel() and not torch.compiler.is_compiling():   # compiled: no host sync, no graph break (the embedding still fails on a bad id)
         lo, hi = (int(v) for v in torch.aminmax(t))
         if lo < 0 or hi >= n: raise IndexError(f"{what} must lie in [0, {n - 1}], got values from {lo} to {hi}")
 
@@ -239,7 +244,7 @@ def _num_masked(unknown: torch.Tensor, ratio: float, kind: str, last: bool) -> t
     "Tokens each row keeps masked after a step: max(1, min(unknown - 1, floor(N gamma(ratio)))), and 0 after the last step."
     N = unknown.shape[1]
     if last: return torch.zeros(unknown.shape[0], dtype=torch.long, device=unknown.device)
-    return (unknown.sum(-1) - 1).clamp(max=math.floor(N * mask_schedule(ratio, kind, N))).clamp(min=1)
+    return (unknown.sum(-1) - 1).clamp(max=masked_count(N, ratio, kind)).clamp(min=1)
 
 @torch.no_grad()
 def sample(model: nn.Module, labels: torch.Tensor, steps: int = 12, choice_temperature: float = 4.5, guidance: float = 0.0,

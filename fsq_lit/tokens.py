@@ -18,7 +18,7 @@ from .tokenizer import Tokenizer, _safetensors_bytes
 
 # %% auto #0
 __all__ = ['TOKENS_VERSION', 'token_dtype', 'tokenizer_checksum', 'tokens_cache_path', 'tokenize_images', 'token_info',
-           'token_tensors', 'make_tokens', 'scene_tokens']
+           'token_tensors', 'make_tokens', 'scene_tokens_key', 'scene_tokens']
 
 # %% ../nbs/10_tokens.ipynb #7e9dafac
 def token_dtype(codebook_size: int) -> np.dtype:
@@ -172,7 +172,7 @@ def make_tokens(tokenizer, images, labels, data_key: dict, cache_dir=None, batch
     return _tokens(tokenizer, lambda: (images, labels), data_key, cache_dir, batch_size, progress)
 
 # %% ../nbs/10_tokens.ipynb #0957fbf4
-def _scene_key(size: int, seed: int, start: int, n: int, split: str) -> dict:
+def scene_tokens_key(size: int, seed: int, start: int, n: int, split: str) -> dict:
     "The data key of the tokens of scenes `start .. start + n - 1` of `make_scenes` at `size` px."
     return dict(source="scenes", generator=GENERATOR_VERSION, size=size, seed=seed, start=start, n=n, split=split)
 
@@ -190,5 +190,5 @@ def scene_tokens(tokenizer, n: int, size: int, seed: int = 0, test: int = 0, cac
         s = scene_tensors(scenes[split], ("image", "label"), raw=True)
         return s["image"], s["label"].numpy()
     splits = {"train": (0, n), **({"test": (n, test)} if test else {})}
-    out = {s: _tokens(tokenizer, lambda s=s: get(s), _scene_key(size, seed, a, m, s), cache_dir, 256, progress) for s, (a, m) in splits.items()}
+    out = {s: _tokens(tokenizer, lambda s=s: get(s), scene_tokens_key(size, seed, a, m, s), cache_dir, 256, progress) for s, (a, m) in splits.items()}
     return out["train"] if test == 0 else datasets.DatasetDict(out)

@@ -22,7 +22,7 @@ def _env(tmp_path):
 
 
 def test_cli_smoke(tmp_path):
-    "fsq-maskgit --preset smoke writes every record (with the issue's fields), study.json with plumbing verdicts, the figures; a second run resumes and measures nothing."
+    "fsq-maskgit --preset smoke writes every record (with the issue's fields), study.json with plumbing verdicts and the figures (resuming is tested in chapter 11a)."
     out, env = tmp_path / "mg", _env(tmp_path)
     run = lambda: subprocess.run([_script("fsq-maskgit"), "--preset", "smoke", "--out", str(out), "--no_progress"],
                                  capture_output=True, text=True, env=env, timeout=600)
@@ -36,9 +36,6 @@ def test_cli_smoke(tmp_path):
     verdicts = [l for l in p.stdout.splitlines() if any(l.endswith(": " + k) for k in claims)]
     assert len(verdicts) == len(claims) and all(l.startswith("[plumbing] ") for l in verdicts), verdicts
     assert st["meta"]["verdicts"][0].startswith("PLUMBING CHECK, NOT EVIDENCE") and st["meta"]["verdicts"][1:] == verdicts
-    q = run()                                                          # resumed: nothing left to measure
-    assert q.returncode == 0, q.stderr[-3000:]
-    assert "] fsq" not in q.stdout and load_study(out)["records"] == st["records"]
 
 
 CASES = [
