@@ -204,7 +204,8 @@ def token_loss(logits: torch.Tensor, targets: torch.Tensor, cfg: MaskGITConfig):
     ls, logits = cfg.label_smoothing, logits.float()
     if cfg.head == 'full': return F.cross_entropy(logits, targets, label_smoothing=ls), logits.argmax(-1) == targets
     digits, parts = indices_to_level_indices(targets, cfg.levels).long(), logits.split(cfg.levels, -1)
-    loss = sum(F.cross_entropy(p, digits[:, i], label_smoothing=ls) for i, p in enumerate(parts))
+    ls_c = 1 - (1 - ls) ** (1 / len(cfg.levels))   # per channel, so that the code keeps 1 - ls (see above)
+    loss = sum(F.cross_entropy(p, digits[:, i], label_smoothing=ls_c) for i, p in enumerate(parts))
     return loss, torch.stack([p.argmax(-1) == digits[:, i] for i, p in enumerate(parts)], -1).all(-1)
 
 def maskgit_loss(model: nn.Module, batch: dict, generator: torch.Generator | None = None):
