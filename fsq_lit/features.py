@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch, store_attr
 from .scalar import check_int
 from .scenes import SCENE_LABELS, GENERATOR_VERSION
-from .data import as_images, make_scenes, scene_tensors, scenes_cache_path
+from .data import as_images, make_scenes, scene_tensors, _cache_root
 from .runs import RunError, atomic_write, write_json, read_json
 from .train import TrainConfig, fit, hardware, pick_device
 
@@ -126,7 +126,7 @@ def feature_net_key(cfg: FeatureNetConfig) -> str:
 
 def feature_net_paths(cfg: FeatureNetConfig, cache_dir=None) -> tuple[Path, Path]:
     "(weights, info) files of `cfg`'s network under the cache root (`cache_dir`, else `$FSQ_LIT_CACHE`, else ~/.cache/fsq_lit)."
-    root, key = scenes_cache_path(1, cache_dir=cache_dir).parent / "feature_nets", feature_net_key(cfg)
+    root, key = _cache_root(cache_dir) / "feature_nets", feature_net_key(cfg)
     return root / f"{key}.safetensors", root / f"{key}.json"
 
 # %% ../nbs/10a_features.ipynb #137a9777
