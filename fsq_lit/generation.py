@@ -322,7 +322,7 @@ def _run_models(cfg, key, tok, st1, net, space, data, out, done, meta, device, t
     return t0
 
 def run_study(cfg: GenerationConfig, out, tokenizers: dict | None = None) -> dict:
-    """Both stages for every model of `cfg` that `out` has not measured yet, then the figures. `tokenizers` = {stage-I key:
+    """Both stages for every model of `cfg` whose records `out` lacks, then the figures. `tokenizers` = {stage-I key:
     path of a saved tokenizer} reuses tokenizers instead of training them. Writes results.json, study.json, the figures."""
     tokenizers = tokenizers or {}
     with study_dir(cfg, out):

@@ -1,12 +1,13 @@
 """The FSQ-versus-VQ study (nbs/08_compare.ipynb): the console script on the smoke preset (and its usage errors),
 an interrupted study that resumes, the committed results the chapter shows, and the claim checks."""
-import json, os, shutil, subprocess, sys
+import json, os, subprocess, sys
 from dataclasses import asdict
 from pathlib import Path
 import pytest
 import torch
 import fsq_lit.compare as compare
 from fsq_lit.compare import preset_config, check_claims, load_study, load_recons, run_study, CompareConfig, PRESETS
+from conftest import console_script, cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "nbs" / "results"
@@ -14,20 +15,13 @@ FIELDS = {"quantizer", "variant", "codebook_size", "usage", "perplexity", "bits"
 FIGURES = {"tradeoff.png", "ablation.png", "timing.png", "recon.png"}
 
 
-def _script(name):
-    exe = Path(sys.executable).parent / name
-    return str(exe) if exe.exists() else shutil.which(name)
-
-
-def _env(tmp_path):
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "FSQ_LIT_CACHE": str(tmp_path / "cache")}
 
 
 def test_cli_smoke(tmp_path):
     "fsq-compare --preset smoke writes results.json (every run, the required fields), timing.json, study.json and the figures; its verdicts are headed as plumbing checks (issue 11 item 20)."
     out = tmp_path / "cmp"
-    env = _env(tmp_path)
-    p = subprocess.run([_script("fsq-compare"), "--preset", "smoke", "--out", str(out), "--no_progress"],
+    env = cli_env(tmp_path)
+    p = subprocess.run([console_script("fsq-compare"), "--preset", "smoke", "--out", str(out), "--no_progress"],
                        capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "| quantizer |" in p.stdout and "wrote" in p.stdout
@@ -50,7 +44,7 @@ def _main(tmp_path, *args):
     "Run fsq-compare's `main` as its console script does (`python -c` would skip fastcore's argument parsing)."
     script = tmp_path / "fsq_compare.py"
     script.write_text("import sys\nfrom fsq_lit.compare import main\nsys.exit(main())\n")
-    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=_env(tmp_path),
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=cli_env(tmp_path),
                           timeout=120, cwd=tmp_path)
 
 

@@ -1,10 +1,11 @@
 """The MaskGIT study (nbs/11a_generation.ipynb): `fsq-maskgit --preset smoke` as a console script, its usage errors,
 and the committed results the chapter shows."""
-import json, os, shutil, subprocess, sys, textwrap
+import json, os, subprocess, sys, textwrap
 from dataclasses import asdict
 from pathlib import Path
 import pytest
 from fsq_lit.generation import preset_config, load_study, measurements, record_key, check_claims, GenerationConfig
+from conftest import console_script, cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "nbs" / "results"
@@ -12,19 +13,12 @@ FIELDS = {"model", "quantizer", "codebook_size", "usage", "fid", "precision", "r
 FIGURES = {"samples.png", "sweeps.png", "decoding.png"}
 
 
-def _script(name):
-    exe = Path(sys.executable).parent / name
-    return str(exe) if exe.exists() else shutil.which(name)
-
-
-def _env(tmp_path):
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "FSQ_LIT_CACHE": str(tmp_path / "cache")}
 
 
 def test_cli_smoke(tmp_path):
     "fsq-maskgit --preset smoke writes every record (with the issue's fields), study.json with plumbing verdicts and the figures (resuming is tested in chapter 11a)."
-    out, env = tmp_path / "mg", _env(tmp_path)
-    run = lambda: subprocess.run([_script("fsq-maskgit"), "--preset", "smoke", "--out", str(out), "--no_progress"],
+    out, env = tmp_path / "mg", cli_env(tmp_path)
+    run = lambda: subprocess.run([console_script("fsq-maskgit"), "--preset", "smoke", "--out", str(out), "--no_progress"],
                                  capture_output=True, text=True, env=env, timeout=600)
     p = run()
     assert p.returncode == 0, p.stderr[-3000:]
@@ -66,7 +60,7 @@ def test_cli_usage_errors(tmp_path):
             out.append([code, err.getvalue()])
         print(json.dumps(out))
     """))
-    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=_env(tmp_path), timeout=120, cwd=tmp_path)
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=cli_env(tmp_path), timeout=120, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     for (args, message), (code, err) in zip(CASES, json.loads(p.stdout.strip().splitlines()[-1])):
         assert code == 2, (args, code, err)

@@ -1,9 +1,10 @@
 """The project's own promises: the library matches the notebooks, the README matches index.ipynb, CI runs the
 README's test command, and the demo and benchmark scripts run."""
-import json, os, re, subprocess, sys, shutil
+import json, os, re, subprocess, sys
 from pathlib import Path
 import pytest
 from nbdev.export import nb_export
+from conftest import console_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,13 +56,9 @@ def test_notebooks_are_clean():
             assert c.get("execution_count") is None, f"{nb.name}: execution counts left in, run nbdev_clean"
 
 
-def _script(name):
-    exe = Path(sys.executable).parent / name
-    return str(exe) if exe.exists() else shutil.which(name)
-
 
 def test_demo_console_script():
-    out = subprocess.run([_script("fsq-demo"), "--levels", "7,5,5,5,5", "--tokens", "20000"],
+    out = subprocess.run([console_script("fsq-demo"), "--levels", "7,5,5,5,5", "--tokens", "20000"],
                          capture_output=True, text=True, check=True).stdout
     assert "4375 codes" in out and "decode(indices) == quantized: True" in out and "codebook usage" in out
 
