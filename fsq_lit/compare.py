@@ -105,8 +105,8 @@ def study_dir(cfg: CompareConfig, out) -> RunDir:
 def load_study(out) -> dict:
     "Read back what `run_study` wrote: records, timing and meta (missing files give empty entries)."
     out = Path(out)
-    read = lambda name, empty: read_json(out / name) if (out / name).exists() else empty
-    return dict(records=read('results.json', []), timing=read('timing.json', []), meta=read('study.json', {}))
+    return dict(records=read_json(out / 'results.json', []), timing=read_json(out / 'timing.json', []),
+                meta=read_json(out / 'study.json', {}))
 
 def run_key(r: dict) -> tuple:
     "(quantizer, variant, target size) of a record, as in `CompareConfig.runs`."

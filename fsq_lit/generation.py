@@ -148,8 +148,7 @@ def study_dir(cfg: GenerationConfig, out) -> RunDir:
 def load_study(out) -> dict:
     "What `run_study` wrote so far: records (results.json) and meta (study.json); missing files give empty entries."
     out = Path(out)
-    read = lambda name, empty: read_json(out / name) if (out / name).exists() else empty
-    return dict(records=read('results.json', []), meta=read('study.json', {}))
+    return dict(records=read_json(out / 'results.json', []), meta=read_json(out / 'study.json', {}))
 
 def record_key(r: dict) -> tuple:
     "(model, sampling steps, guidance) of a record."

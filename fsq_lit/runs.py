@@ -71,9 +71,12 @@ def write_json(path, obj) -> Path:
     "`obj` as indented JSON, written atomically."
     return atomic_write(path, json.dumps(obj, indent=1) + "\n", mode="w")
 
-def read_json(path) -> dict:
-    "A JSON file, or a `RunError` that names the file when it is not valid JSON."
+_REQUIRED = object()
+
+def read_json(path, missing=_REQUIRED):
+    "A JSON file (`missing` instead, if given, when there is no such file), or a `RunError` that names the file when it is not valid JSON."
     path = Path(path)
+    if missing is not _REQUIRED and not path.exists(): return missing
     try: return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{path} is not valid JSON ({e}): restore it, or delete it and start again") from None
@@ -228,7 +231,7 @@ def __exit__(self: RunDir, *exc): self.close()
 # %% ../nbs/04a_runs.ipynb #62b62884
 @patch
 def _check(self: RunDir, record: Path, allow: set):
-    rec = read_json(record) if record.exists() else None
+    rec = read_json(record, missing=None)
     if rec is not None and rec.get("kind") != self.kind:
         raise RunError(f"{self.path} holds a {rec.get('kind')} run, not a {self.kind} run: choose another --out")
     changes = check_definition(rec["definition"], self.definition, self.path, f"{self.kind} run", self.may_change,

@@ -15,3 +15,11 @@ def console_script(name: str) -> str:
 def cli_env(tmp_path) -> dict:
     "The environment of a console-script test: no hub, and a cache of its own under `tmp_path`."
     return {**os.environ, "HF_HUB_OFFLINE": "1", "FSQ_LIT_CACHE": str(tmp_path / "cache")}
+
+
+def preset_drift(saved_config: dict, cfg) -> dict:
+    "{setting: (committed, now)} where a committed study's config differs from the preset `cfg` as it is now (device and progress aside)."
+    from dataclasses import asdict
+    now = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+    keys = (set(now) | set(saved_config)) - {"device", "progress"}
+    return {k: (saved_config.get(k, "<absent>"), now.get(k, "<absent>")) for k in sorted(keys) if saved_config.get(k, "<absent>") != now.get(k, "<absent>")}

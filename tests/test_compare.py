@@ -1,13 +1,12 @@
 """The FSQ-versus-VQ study (nbs/08_compare.ipynb): the console script on the smoke preset (and its usage errors),
 an interrupted study that resumes, the committed results the chapter shows, and the claim checks."""
 import json, os, subprocess, sys
-from dataclasses import asdict
 from pathlib import Path
 import pytest
 import torch
 import fsq_lit.compare as compare
 from fsq_lit.compare import preset_config, check_claims, load_study, load_recons, run_study, CompareConfig, PRESETS
-from conftest import console_script, cli_env
+from conftest import console_script, cli_env, preset_drift
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "nbs" / "results"
@@ -105,9 +104,8 @@ def test_committed_results_are_the_presets(name):
     d = RESULTS / f"compare-{name}"
     assert d.is_dir(), f"{d} missing: run fsq-compare --preset {name} --out {d}"
     st = load_study(d)
-    ran = {k: v for k, v in st["meta"]["config"].items() if k not in ("device", "progress")}
-    now = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(preset_config(name)).items() if k not in ("device", "progress")}
-    assert ran == now, f"preset {name!r} changed since {d} was measured: rerun it"
+    drift = preset_drift(st["meta"]["config"], preset_config(name))
+    assert not drift, f"preset {name!r} changed since {d} was measured ({drift}): rerun it"
     cfg = CompareConfig(**st["meta"]["config"])
     assert [(r["quantizer"], r["variant"], r["target_size"]) for r in st["records"]] == cfg.runs(), "the study did not finish"
     assert all(FIELDS <= set(r) for r in st["records"])

@@ -1,11 +1,10 @@
 """The MaskGIT study (nbs/11a_generation.ipynb): `fsq-maskgit --preset smoke` as a console script, its usage errors,
 and the committed results the chapter shows."""
 import json, os, subprocess, sys, textwrap
-from dataclasses import asdict
 from pathlib import Path
 import pytest
 from fsq_lit.generation import preset_config, load_study, measurements, record_key, check_claims, GenerationConfig
-from conftest import console_script, cli_env
+from conftest import console_script, cli_env, preset_drift
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "nbs" / "results"
@@ -75,9 +74,8 @@ def test_committed_results_are_the_preset(name):
     d = RESULTS / f"maskgit-{name}"
     assert d.is_dir(), f"{d} missing: run fsq-maskgit --preset {name} --out {d}"
     st = load_study(d)
-    ran = {k: v for k, v in st["meta"]["config"].items() if k not in ("device", "progress")}
-    now = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(preset_config(name)).items() if k not in ("device", "progress")}
-    assert ran == now, f"preset {name!r} changed since {d} was measured: rerun it"
+    drift = preset_drift(st["meta"]["config"], preset_config(name))
+    assert not drift, f"preset {name!r} changed since {d} was measured ({drift}): rerun it"
     cfg = GenerationConfig(**st["meta"]["config"])
     assert [record_key(r) for r in st["records"]] == measurements(cfg), "the study did not finish"
     assert all(FIELDS <= set(r) for r in st["records"]) and FIGURES <= {f.name for f in d.iterdir()}
