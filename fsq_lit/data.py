@@ -14,11 +14,11 @@ import torch.nn.functional as F
 import datasets
 from tqdm.auto import tqdm
 from .scalar import check_int
-from .scenes import render_scenes, SCENE_LABELS, GENERATOR_VERSION
+from .scenes import render_scenes, SCENE_LABELS, GENERATOR_VERSION, COMPLEXITY
 
 # %% auto #0
-__all__ = ['HUB_DATASETS', 'scenes_cache_path', 'make_scenes', 'as_images', 'scene_tensors', 'load_digits_images', 'load_lfw',
-           'hub_transform', 'load_hub']
+__all__ = ['HUB_DATASETS', 'scenes_cache_path', 'make_scenes', 'png_bits_per_pixel', 'as_images', 'scene_tensors',
+           'load_digits_images', 'load_lfw', 'hub_transform', 'load_hub']
 
 # %% ../nbs/04_data.ipynb #e0b352f6
 def _scene_features(size):
@@ -43,12 +43,12 @@ def _dataset(arrays: dict, features: datasets.Features, fingerprint=None) -> dat
     return datasets.Dataset(pa.table(cols), info=datasets.DatasetInfo(features=features), fingerprint=fingerprint)
 
 def _render_chunk(args):
-    start, stop, size, seed = args
-    return render_scenes(range(start, stop), size, seed)
+    start, stop, size, seed, complexity = args
+    return render_scenes(range(start, stop), size, seed, complexity)
 
-def _render_range(start, stop, size, seed, num_proc, progress, desc):
+def _render_range(start, stop, size, seed, num_proc, progress, desc, complexity=0):
     chunk = max(1, min(2 ** 18 // (size * size), math.ceil((stop - start) / num_proc)))
-    tasks = [(i, min(i + chunk, stop), size, seed) for i in range(start, stop, chunk)]
+    tasks = [(i, min(i + chunk, stop), size, seed, complexity) for i in range(start, stop, chunk)]
     bar = tqdm(total=stop - start, unit="img", desc=desc, disable=not progress)
     if num_proc == 1 or len(tasks) == 1:
         parts = []
@@ -65,9 +65,10 @@ def _cache_root(cache_dir=None) -> Path:
     "The folder of every fsq_lit cache entry: `cache_dir`, else `$FSQ_LIT_CACHE`, else ~/.cache/fsq_lit."
     return Path(cache_dir or os.environ.get("FSQ_LIT_CACHE") or Path.home() / ".cache" / "fsq_lit").expanduser()
 
-def scenes_cache_path(n, size=64, seed=0, test=0, cache_dir=None) -> Path:
-    "The folder `make_scenes` caches these parameters in."
-    return _cache_root(cache_dir) / f"{GENERATOR_VERSION}_n{n}_size{size}_seed{seed}_test{test}"
+def scenes_cache_path(n, size=64, seed=0, test=0, cache_dir=None, complexity=0) -> Path:
+    "The folder `make_scenes` caches these parameters in (complexity 0, the default, is not in the name)."
+    return _cache_root(cache_dir) / (f"{GENERATOR_VERSION}_n{n}_size{size}_seed{seed}_test{test}"
+                                     + (f"_complexity{complexity}" if complexity else ""))
 
 # %% ../nbs/04_data.ipynb #dfef4728
 _MANIFEST = "fsq_lit_manifest.json"
@@ -183,26 +184,46 @@ def _save_entry(ds, path: Path, progress: bool):
         if not progress and not was_disabled: datasets.enable_progress_bars()
 
 # %% ../nbs/04_data.ipynb #1f538168
-def make_scenes(n: int, size: int = 64, seed: int = 0, test: int = 0, cache_dir=None, num_proc=None, progress: bool = True):
+def make_scenes(n: int, size: int = 64, seed: int = 0, test: int = 0, cache_dir=None, num_proc=None, progress: bool = True,
+                complexity: int = 0):
     """Procedural 3-D scenes `0..n-1` as a `datasets.Dataset` with columns image, depth, semantic, instance, label;
     with `test > 0` a `DatasetDict(train=scenes 0..n-1, test=scenes n..n+test-1)`. Scene i depends only on (seed, i).
     Rendered over `num_proc` processes (default: all CPUs) and cached with `save_to_disk` under `cache_dir`
     (default `$FSQ_LIT_CACHE` or ~/.cache/fsq_lit); a second call with the same arguments loads the cache after
-    checking its checksums (once per process); a damaged cache is rendered again, with a warning."""
+    checking its checksums (once per process); a damaged cache is rendered again, with a warning. `complexity` 1..3
+    renders richer scenes (`fsq_lit.scenes.COMPLEXITY`), cached apart."""
     n, size, seed = check_int(n, "n", 1), check_int(size, "size", 16, 256), check_int(seed, "seed", 0)
-    test = check_int(test, "test", 0)
+    test, complexity = check_int(test, "test", 0), check_int(complexity, "complexity", 0, max(COMPLEXITY))
     num_proc = (os.cpu_count() or 1) if num_proc is None else check_int(num_proc, "num_proc", 1)
-    path = scenes_cache_path(n, size, seed, test, cache_dir)
+    path = scenes_cache_path(n, size, seed, test, cache_dir, complexity)
     _clean_stale_tmp(path.parent)
     if path.exists() and (cached := _load_verified(path)) is not None: return cached
     splits = {"train": (0, n)} if test == 0 else {"train": (0, n), "test": (n, n + test)}
-    out = datasets.DatasetDict({name: _dataset(_render_range(a, b, size, seed, num_proc, progress, f"scenes {name}"),
+    out = datasets.DatasetDict({name: _dataset(_render_range(a, b, size, seed, num_proc, progress, f"scenes {name}", complexity),
                                                _scene_features(size), f"{path.name}_{name}")
                                 for name, (a, b) in splits.items()})
     ds = out["train"] if test == 0 else out
     _save_entry(ds, path, progress)
     cached = _load_verified(path)
     return ds if cached is None else cached
+
+# %% ../nbs/04_data.ipynb #14e696f6
+def png_bits_per_pixel(images, per_sheet: int = 64) -> float:
+    "Lossless PNG size of uint8 images (N, H, W, 3), in bits per pixel: images are tiled into sheets of `per_sheet` (8 per row) and compressed with PIL at its best setting."
+    import io
+    from PIL import Image
+    x = np.asarray(images)
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3: raise ValueError(f"expected uint8 (N, H, W, 3) images, got {x.dtype} {x.shape}")
+    if len(x) == 0: raise ValueError("png_bits_per_pixel needs at least one image")
+    N, H, W, _ = x.shape
+    bits = 0
+    for i in range(0, N, per_sheet):
+        s = x[i:i + per_sheet]
+        s = np.concatenate([s, np.zeros((-len(s) % 8, H, W, 3), np.uint8)]) if len(s) > 8 else s
+        sheet = s.reshape(-1, min(8, len(s)), H, W, 3).transpose(0, 2, 1, 3, 4).reshape(-1, min(8, len(s)) * W, 3)
+        buf = io.BytesIO(); Image.fromarray(sheet).save(buf, format="PNG", optimize=True); bits += 8 * buf.tell()
+    return bits / (N * H * W)
+
 
 # %% ../nbs/04_data.ipynb #c7435064
 def as_images(x: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,8 @@ import torch
 from .scalar import check_int
 
 # %% auto #0
-__all__ = ['SHAPES', 'COLOURS', 'SCENE_LABELS', 'SEMANTIC_CLASSES', 'MAX_OBJECTS', 'FAR', 'GENERATOR_VERSION', 'render_scenes',
-           'to_grey', 'panoptic_rgb']
+__all__ = ['SHAPES', 'COLOURS', 'SCENE_LABELS', 'SEMANTIC_CLASSES', 'MAX_OBJECTS', 'FAR', 'COMPLEXITY', 'EXTRA_OBJECTS',
+           'GENERATOR_VERSION', 'render_scenes', 'to_grey', 'panoptic_rgb']
 
 # %% ../nbs/03b_scenes.ipynb #64f46a6c
 SHAPES = ("sphere", "cube", "cylinder")
@@ -20,6 +20,8 @@ SCENE_LABELS = [f"{c} {s}" for s in SHAPES for c in COLOURS]   # label = 4 * sha
 SEMANTIC_CLASSES = ["ground"] + list(SHAPES)                      # 0 = ground and sky, then one class per shape
 MAX_OBJECTS = 4        # objects per scene: 1..4
 FAR = 30.0             # metres; sky pixels (and ground beyond FAR) get depth FAR
+COMPLEXITY = {0: "default", 1: "colour and light", 2: "+ texture and small objects", 3: "+ fine texture and noise"}
+EXTRA_OBJECTS = 4      # small objects added from complexity 2 (instance ids MAX_OBJECTS+1 ..)
 GENERATOR_VERSION = "scenes-v1"   # bump when the renderer changes: it keys the cache
 
 _ALBEDO = np.array(list(COLOURS.values()), np.float32)
@@ -128,9 +130,24 @@ def _normals(q, X, obj):
     return np.stack([np.where(obj, np.where(q[0] == 0, n0, np.where(q[0] == 1, n1, n2)), g)
                      for g, n0, n1, n2 in zip((0, 1, 0), n_sph, n_cub, n_cyl)]).astype(np.float32)
 
-def _render_batch(params, size):
-    "Render scenes given their sampled parameters: one vectorised pass over (scene, object, pixel)."
+def _styled_rgb(st: dict, k, obj, sky, lambert, lit, X, d, checker):
+    "The colour of each pixel of a batch at complexity >= 1: `st` holds the scenes' `_scene_style` fields stacked (B, ...)."
+    amb = st["ambient"][:, None]
+    shade = amb + (1 - amb) * lambert * lit
+    obj_rgb = np.take_along_axis(st["colours"], k[..., None], 1)                       # (B, P, 3)
+    albedo = np.where(obj[..., None], obj_rgb, st["ground"][:, None] * checker[..., None])
+    wave = np.einsum("bwc,cbp->bwp", st["waves"], X) + st["phase"][..., None]          # (B, 4, P)
+    albedo = albedo * (1 + st["tex"][:, None, None] * np.sin(wave).mean(1)[..., None])
+    u = np.clip(0.5 + 0.5 * d[0] / math.tan(_HALF_FOV), 0, 1)[..., None]               # left-to-right sky gradient
+    sky_rgb = st["sky"][:, :1] * (1 - u) + st["sky"][:, 1:] * u
+    rgb = np.where(sky[..., None], sky_rgb, albedo * shade[..., None] * st["light_rgb"][:, None])
+    return rgb + st["noise"]
+
+def _render_batch(params, size, styles=None):
+    "Render scenes given their sampled parameters (and `_scene_style`s above complexity 0): one vectorised pass over (scene, object, pixel)."
     objs, valid = np.stack([p[0] for p in params]), np.stack([p[1] for p in params])
+    st = {k: np.stack([s[k] for s in styles]) for k in styles[0]} if styles else None
+    if st: objs, valid = st["objs"], st["valid"]
     light = np.stack([p[2] for p in params]).T[:, :, None]                 # (3, B, 1)
     tint = _GROUNDS[[p[3] for p in params]][:, None, :]                    # (B, 1, 3)
     B = len(params)
@@ -150,10 +167,12 @@ def _render_batch(params, size):
     n = _normals(q, X, obj)
     lambert = np.maximum(n[0] * light[0] + n[1] * light[1] + n[2] * light[2], 0)
     lit = np.isinf(_intersect(objs, valid, X + _EPS * n, light)).all(1)
-    shade = _AMBIENT + (1 - _AMBIENT) * lambert * lit
     checker = 1 - 0.12 * ((np.floor(X[0]) + np.floor(X[2])) % 2)
-    albedo = np.where(obj[..., None], _ALBEDO[q[1].astype(int)], tint * checker[..., None])
-    rgb = np.where(sky[..., None], _SKY, albedo * shade[..., None])
+    if st: rgb = _styled_rgb(st, k, obj, sky, lambert, lit, X, d, checker)
+    else:
+        shade = _AMBIENT + (1 - _AMBIENT) * lambert * lit
+        albedo = np.where(obj[..., None], _ALBEDO[q[1].astype(int)], tint * checker[..., None])
+        rgb = np.where(sky[..., None], _SKY, albedo * shade[..., None])
     r = lambda v: v.reshape(B, size, size, *v.shape[2:])
     return dict(image=r(np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)),
                 depth=r(np.where(sky, FAR, z).astype(np.float32)),
@@ -161,20 +180,63 @@ def _render_batch(params, size):
                 instance=r(np.where(obj, k + 1, 0).astype(np.uint8)),
                 label=(objs[:, 0, 0] * 4 + objs[:, 0, 1]).astype(np.int64))
 
+
 # %% ../nbs/03b_scenes.ipynb #28006b54
-def render_scenes(indices, size: int = 64, seed: int = 0) -> dict:
-    """Render scenes `indices` (ints) at `size` px by vectorised ray casting; scene i depends only on (seed, i).
+def render_scenes(indices, size: int = 64, seed: int = 0, complexity: int = 0) -> dict:
+    """Render scenes `indices` (ints) at `size` px by vectorised ray casting; scene i depends only on (seed, i, complexity).
     Returns numpy arrays: image uint8 (N,S,S,3), depth float32 (N,S,S) metres, semantic uint8 (N,S,S),
-    instance uint8 (N,S,S), label int64 (N,)."""
+    instance uint8 (N,S,S), label int64 (N,). `complexity` 1..3 adds colour, light, texture, objects and noise (see `COMPLEXITY`)."""
     size, seed = check_int(size, "size", 16, 256), check_int(seed, "seed", 0)
+    complexity = check_int(complexity, "complexity", 0, max(COMPLEXITY))
     idx = [check_int(i, "scene index", 0) for i in np.asarray(indices, dtype=object).reshape(-1)]
     batch = max(1, 2 ** 16 // (size * size))
-    parts = [_render_batch([_scene_params(seed, i) for i in idx[j:j + batch]], size) for j in range(0, len(idx), batch)]
+    def part(ids):
+        params = [_scene_params(seed, i) for i in ids]
+        styles = [_scene_style(seed, i, complexity, size, p[0], p[1]) for i, p in zip(ids, params)] if complexity else None
+        return _render_batch(params, size, styles)
+    parts = [part(idx[j:j + batch]) for j in range(0, len(idx), batch)]
     if not parts:
         return dict(image=np.zeros((0, size, size, 3), np.uint8), depth=np.zeros((0, size, size), np.float32),
                     semantic=np.zeros((0, size, size), np.uint8), instance=np.zeros((0, size, size), np.uint8),
                     label=np.zeros(0, np.int64))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+# %% ../nbs/03b_scenes.ipynb #62e81716
+def _footprint(shape: int, a: float) -> float: return a * math.sqrt(2) if shape == 1 else a
+
+def _extra_objects(rng, objs, valid):
+    "Up to EXTRA_OBJECTS small objects placed (by rejection) clear of the scene's own; rows as in `_scene_params`."
+    placed = [(o[2], o[3], _footprint(int(o[0]), o[4])) for o in objs[valid]]
+    extra, ok = np.zeros((EXTRA_OBJECTS, 8), np.float32), np.zeros(EXTRA_OBJECTS, bool)
+    for j in range(EXTRA_OBJECTS):
+        shape, colour, a = int(rng.integers(3)), int(rng.integers(4)), rng.uniform(0.15, 0.3)
+        h, yaw = (2 * a if shape < 2 else rng.uniform(2, 4) * a), rng.uniform(0, 2 * math.pi)
+        cz = rng.uniform(2.5, 8.0); cx = rng.uniform(-0.38, 0.38) * cz
+        if all((cx - px) ** 2 + (cz - pz) ** 2 > (_footprint(shape, a) + pf + 0.05) ** 2 for px, pz, pf in placed):
+            extra[j], ok[j] = (shape, colour, cx, cz, a, h, math.cos(yaw), math.sin(yaw)), True
+            placed.append((cx, cz, _footprint(shape, a)))
+    return extra, ok
+
+def _scene_style(seed: int, i: int, complexity: int, size: int, objs, valid) -> dict:
+    "Appearance of scene `i` at `complexity` >= 1 (see the table above), from the generator [seed, i, 1]; same draws at every level."
+    rng = np.random.default_rng([seed, i, 1])
+    extra, ok = _extra_objects(rng, objs, valid)
+    K = MAX_OBJECTS + EXTRA_OBJECTS
+    palette = _ALBEDO[np.concatenate([objs[:, 1], extra[:, 1]]).astype(int)]
+    colours = np.clip(palette + rng.normal(0, 0.08, (K, 3)), 0.02, 1).astype(np.float32)
+    ground, sky = rng.uniform(0.35, 0.75, 3), rng.uniform(0.3, 1.0, (2, 3))
+    ambient, light_rgb = rng.uniform(0.15, 0.45), 1 + rng.uniform(-0.15, 0.15, 3)
+    dirs = rng.normal(size=(4, 3)); dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    freq, phase = rng.uniform(0.5, 4.0, (4, 1)), rng.uniform(0, 2 * math.pi, 4)
+    noise = rng.normal(0, 1, (size * size, 3))
+    fine = complexity >= 3
+    return dict(objs=np.concatenate([objs, extra]), valid=np.concatenate([valid, ok & (complexity >= 2)]),
+                colours=colours, ground=ground.astype(np.float32), sky=sky.astype(np.float32), ambient=np.float32(ambient),
+                light_rgb=light_rgb.astype(np.float32), waves=(dirs * freq * (2.5 if fine else 1)).astype(np.float32),
+                phase=phase.astype(np.float32), tex=np.float32((0.35 if fine else 0.25) * (complexity >= 2)),
+                noise=(noise * 0.025 * fine).astype(np.float32))
+
 
 # %% ../nbs/03b_scenes.ipynb #6302ec40
 def to_grey(images):

@@ -257,10 +257,10 @@ def load_tokenizer(path, device='cpu') -> Tokenizer:
     return Tokenizer.from_pretrained(path, map_location=device)
 
 # %% ../nbs/06_tokenizer.ipynb #9efc03ad
-def scene_images(n: int, size: int, seed: int = 0, test: int = 0, progress: bool = True):
-    "Procedural scenes as uint8 (N, H, W, 3) tensors: (train, test) — compact enough to keep 10^5 images in memory."
+def scene_images(n: int, size: int, seed: int = 0, test: int = 0, progress: bool = True, complexity: int = 0):
+    "Procedural scenes (of `complexity`, chapter 04) as uint8 (N, H, W, 3) tensors: (train, test) — compact enough to keep 10^5 images in memory."
     from fsq_lit.data import make_scenes, scene_tensors
-    ds = make_scenes(n, size=size, seed=seed, test=test, progress=progress)
+    ds = make_scenes(n, size=size, seed=seed, test=test, progress=progress, complexity=complexity)
     get = lambda d: scene_tensors(d, raw=True)['image']
     return (get(ds['train']), get(ds['test'])) if test else (get(ds), None)
 
