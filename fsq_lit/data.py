@@ -207,7 +207,7 @@ def make_scenes(n: int, size: int = 64, seed: int = 0, test: int = 0, cache_dir=
     cached = _load_verified(path)
     return ds if cached is None else cached
 
-# %% ../nbs/04_data.ipynb #14e696f6
+# %% ../nbs/04_data.ipynb #13dd4405
 def png_bits_per_pixel(images, per_sheet: int = 64) -> float:
     "Lossless PNG size of uint8 images (N, H, W, 3), in bits per pixel: images are tiled into sheets of `per_sheet` (8 per row) and compressed with PIL at its best setting."
     import io

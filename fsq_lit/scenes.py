@@ -202,7 +202,7 @@ def render_scenes(indices, size: int = 64, seed: int = 0, complexity: int = 0) -
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-# %% ../nbs/03b_scenes.ipynb #62e81716
+# %% ../nbs/03b_scenes.ipynb #5b3045e3
 def _footprint(shape: int, a: float) -> float: return a * math.sqrt(2) if shape == 1 else a
 
 def _extra_objects(rng, objs, valid):

@@ -19,7 +19,8 @@ def cli_env(tmp_path) -> dict:
 
 def preset_drift(saved_config: dict, cfg) -> dict:
     "{setting: (committed, now)} where a committed study's config differs from the preset `cfg` as it is now (device and progress aside)."
+    import json
     from dataclasses import asdict
-    now = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+    now = json.loads(json.dumps(asdict(cfg)))   # as the study wrote it: tuples as lists, also in nested configs
     keys = (set(now) | set(saved_config)) - {"device", "progress"}
     return {k: (saved_config.get(k, "<absent>"), now.get(k, "<absent>")) for k in sorted(keys) if saved_config.get(k, "<absent>") != now.get(k, "<absent>")}

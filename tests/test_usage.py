@@ -1,0 +1,73 @@
+"""The usage investigation (nbs/08a_usage.ipynb): `fsq-usage --preset smoke` as a console script, its usage errors,
+and the committed results the chapter shows."""
+import json, os, subprocess, sys, textwrap
+from pathlib import Path
+import pytest
+from fsq_lit.usage import preset_config, load_study, run_key, UsageConfig, FIGURES
+from conftest import console_script, cli_env, preset_drift
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "nbs" / "results"
+FIELDS = {"quantizer", "variant", "codebook_size", "complexity", "channels", "steps", "usage", "perplexity", "psnr", "by_tokens"}
+
+
+def test_cli_smoke(tmp_path):
+    "fsq-usage --preset smoke writes a record per run, data.json, the figures and plumbing conclusions (resuming is tested in chapter 08a)."
+    out, env = tmp_path / "u", cli_env(tmp_path)
+    p = subprocess.run([console_script("fsq-usage"), "--preset", "smoke", "--out", str(out), "--no_progress"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    st, cfg = load_study(out), preset_config("smoke")
+    assert [run_key(r) for r in st["records"]] == cfg.all_runs()
+    assert all(FIELDS <= set(r) for r in st["records"]) and sorted(st["data"]) == ["0", "2"]
+    assert {f"{f}.png" for f in FIGURES} <= {f.name for f in out.iterdir()}
+    lines = st["meta"]["conclusions"]
+    assert lines[0].startswith("PLUMBING CHECK, NOT EVIDENCE") and all(l.startswith("[plumbing] ") for l in lines[1:])
+    assert lines[1] in p.stdout
+
+
+CASES = [
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--preset", "smoke", "--out", "FILE"], "is a file"),
+    (["--preset", "smoke", "--out", "OTHER"], "is not empty and is not a fsq-usage run"),
+]
+
+
+def test_cli_usage_errors(tmp_path):
+    "A bad argument or an unusable --out: one line `fsq-usage: error: ...`, exit 2, before any work."
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "OTHER").mkdir(); (tmp_path / "OTHER" / "notes.txt").write_text("mine")
+    script = tmp_path / "cases.py"
+    script.write_text(textwrap.dedent(f"""
+        import contextlib, io, json, sys
+        from fsq_lit.usage import main
+        out = []
+        for args in {json.dumps([a for a, _ in CASES])}:
+            sys.argv = ['fsq-usage', *args, '--no_progress']
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                try: main(); code = 0
+                except SystemExit as e: code = e.code
+            out.append([code, err.getvalue()])
+        print(json.dumps(out))
+    """))
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=cli_env(tmp_path), timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for (args, message), (code, err) in zip(CASES, json.loads(p.stdout.strip().splitlines()[-1])):
+        assert code == 2, (args, code, err)
+        assert err.startswith("fsq-usage: error: ") and message in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "cache").exists()
+    assert (tmp_path / "FILE").read_text() == "x" and sorted(os.listdir(tmp_path / "OTHER")) == ["notes.txt"]
+
+
+def test_committed_results_are_the_preset():
+    "The results chapter 08a shows were produced by the cpu preset as it is now, and the study finished."
+    d = RESULTS / "usage-cpu"
+    assert d.is_dir(), f"{d} missing: run fsq-usage --preset cpu --out {d}"
+    st = load_study(d)
+    drift = preset_drift(st["meta"]["config"], preset_config("cpu"))
+    assert not drift, f"preset 'cpu' changed since {d} was measured ({drift}): rerun it"
+    cfg = UsageConfig(**st["meta"]["config"])
+    assert [run_key(r) for r in st["records"]] == cfg.all_runs(), "the study did not finish"
+    assert all(FIELDS <= set(r) for r in st["records"]) and {f"{f}.png" for f in FIGURES} <= {f.name for f in d.iterdir()}
+    assert "conclusions" in st["meta"] and "load_study('results/usage-cpu')" in (ROOT / "nbs" / "08a_usage.ipynb").read_text()
