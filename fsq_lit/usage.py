@@ -22,7 +22,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['LEVEL_SETS', 'PRESETS', 'FIGURES', 'uniform_usage', 'channel_stats', 'UsageConfig', 'run_key', 'measure_run',
            'preset_config', 'study_dir', 'load_study', 'run_study', 'factor_records', 'plot_eval', 'plot_factor',
-           'plot_channels', 'plot_study', 'factor_effects', 'conclusion_lines', 'main']
+           'plot_channels', 'plot_study', 'factor_effects', 'conclusion_lines', 'usage_table', 'main']
 
 # %% ../nbs/08a_usage.ipynb #f72cc74e
 def uniform_usage(codebook_size: int, tokens: int) -> float:
@@ -134,6 +134,8 @@ PRESETS = {
                   level_sets=((3, 3), (4, 4, 4)), vq_eval=('plain',), vq_data=('ema+reseed',), capacity_size=2**6,
                   compare=dict(COMPARE_PRESETS['smoke'], progress=False)),
     'cpu': dict(),
+    'gpu': dict(eval_images=(2048, 8192, 32768), complexities=(0, 2, 3), widths=(32, 64), step_counts=(800, 3200),
+                vq_eval=('ema+reseed',), vq_data=(), compare=dict(COMPARE_PRESETS['gpu'], progress=False)),   # chapter 08's gpu tokenizer as the base
 }
 
 def preset_config(name: str, **overrides) -> UsageConfig:
@@ -149,7 +151,7 @@ def load_study(out) -> dict:
     out = Path(out)
     return dict(records=read_json(out / 'results.json', []), data=read_json(out / 'data.json', {}), meta=read_json(out / 'study.json', {}))
 
-# %% ../nbs/08a_usage.ipynb #2bc293e2
+# %% ../nbs/08a_usage.ipynb #a5be1c61
 def _images(cfg: UsageConfig, complexity: int):
     "(train, held-out) uint8 scenes at `complexity`: the base's training scenes, and max(eval_images) held-out ones."
     b = cfg.compare
@@ -181,7 +183,7 @@ def run_study(cfg: UsageConfig, out) -> dict:
         plot_study(out)
     return load_study(out)
 
-# %% ../nbs/08a_usage.ipynb #a5be1c61
+# %% ../nbs/08a_usage.ipynb #e2b139ca
 def _name(r: dict) -> str:
     "A run's label: quantizer (FSQ levels or VQ variant), codebook size, and what differs from the base."
     q = f"FSQ {','.join(map(str, r['levels']))}" if r['quantizer'] == 'fsq' else f"VQ {r['variant']} {r['codebook_size']}"
@@ -279,7 +281,7 @@ def plot_study(out, save: bool = True) -> list:
         for f, name in zip(figs, FIGURES): save_figure(f, Path(out) / f'{name}.png'); plt.close(f)
     return figs
 
-# %% ../nbs/08a_usage.ipynb #e2b139ca
+# %% ../nbs/08a_usage.ipynb #46382cf9
 def _setting(factor: str, r: dict, tokens: int | None = None) -> str:
     return {'eval': lambda: f"{tokens:,} held-out tokens", 'data': lambda: f"complexity {r['complexity']}",
             'capacity': lambda: f"width {r['channels']}, {r['steps']} steps",
@@ -309,7 +311,21 @@ def conclusion_lines(records, cfg: UsageConfig, plumbing: bool = False) -> list[
                          f"{e['high']:.1%} ({e['high_at']}), {100 * (e['high'] - e['low']):+.1f} points")
     return lines
 
-# %% ../nbs/08a_usage.ipynb #8af593c1
+# %% ../nbs/08a_usage.ipynb #4d199198
+def usage_table(records, cfg: UsageConfig, factor: str) -> str:
+    "The records of `factor` as a markdown table: setting, tokenizer, usage beside a uniform code's on the same tokens, perplexity, bits, PSNR and (FSQ) the usage independent channels would give."
+    head = ('| setting | tokenizer | codes | usage | uniform code | perplexity | bits/token | PSNR (dB) | independent channels |\n'
+            '|---|---|---|---|---|---|---|---|---|\n')
+    rows = []
+    for r in factor_records(records, cfg, factor):
+        tok = f"FSQ {','.join(map(str, r['levels']))}" if r['quantizer'] == 'fsq' else f"VQ {r['variant']}"
+        ind = f"{r['independent_usage']:.1%}" if 'independent_usage' in r else ''
+        for b in (r['by_tokens'] if factor == 'eval' else [dict(r, tokens=r['eval_tokens'], uniform=uniform_usage(r['codebook_size'], r['eval_tokens']))]):
+            rows.append(f"| {_setting(factor, r, b['tokens'])} | {tok} | {r['codebook_size']} | {b['usage']:.1%} | {b['uniform']:.1%} "
+                        f"| {b['perplexity']:.0f} | {b['bits']:.2f} | {r['psnr']:.2f} | {ind if b['tokens'] == r['eval_tokens'] else ''} |")
+    return head + '\n'.join(rows)
+
+# %% ../nbs/08a_usage.ipynb #9bf2b236
 @call_parse
 def main(preset: str = 'cpu',            # smoke or cpu
          out: str = 'runs/usage',        # output directory (a study there with the same settings resumes)
