@@ -24,3 +24,33 @@ def preset_drift(saved_config: dict, cfg) -> dict:
     now = json.loads(json.dumps(asdict(cfg)))   # as the study wrote it: tuples as lists, also in nested configs
     keys = (set(now) | set(saved_config)) - {"device", "progress"}
     return {k: (saved_config.get(k, "<absent>"), now.get(k, "<absent>")) for k in sorted(keys) if saved_config.get(k, "<absent>") != now.get(k, "<absent>")}
+
+
+def check_usage_errors(tmp_path, prog: str, module: str, cases: list):
+    """Run `module.main` (console script `prog`) on each `(args, message)` of `cases` in ONE interpreter, against a
+    folder holding a file FILE and a foreign folder OTHER: each must print one line `prog: error: ...` containing
+    `message` and exit 2, before any work (no scene rendered, FILE and OTHER untouched)."""
+    import json, subprocess, textwrap
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "OTHER").mkdir(); (tmp_path / "OTHER" / "notes.txt").write_text("mine")
+    script = tmp_path / "cases.py"
+    script.write_text(textwrap.dedent(f"""
+        import contextlib, io, json, sys
+        from {module} import main
+        out = []
+        for args in {json.dumps([a for a, _ in cases])}:
+            sys.argv = [{prog!r}, *args, '--no_progress']
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                try: main(); code = 0
+                except SystemExit as e: code = e.code
+            out.append([code, err.getvalue()])
+        print(json.dumps(out))
+    """))
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=cli_env(tmp_path), timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for (args, message), (code, err) in zip(cases, json.loads(p.stdout.strip().splitlines()[-1])):
+        assert code == 2, (args, code, err)
+        assert err.startswith(f"{prog}: error: ") and message in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "cache").exists()                           # no scene was rendered
+    assert (tmp_path / "FILE").read_text() == "x" and sorted(os.listdir(tmp_path / "OTHER")) == ["notes.txt"]

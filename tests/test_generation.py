@@ -1,10 +1,10 @@
 """The MaskGIT study (nbs/11a_generation.ipynb): `fsq-maskgit --preset smoke` as a console script, its usage errors,
 and the committed results the chapter shows."""
-import json, os, subprocess, sys, textwrap
+import subprocess
 from pathlib import Path
 import pytest
 from fsq_lit.generation import preset_config, load_study, measurements, record_key, check_claims, GenerationConfig
-from conftest import console_script, cli_env, preset_drift
+from conftest import console_script, cli_env, preset_drift, check_usage_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "nbs" / "results"
@@ -43,29 +43,7 @@ CASES = [
 
 def test_cli_usage_errors(tmp_path):
     "A bad argument or an unusable --out: one line `fsq-maskgit: error: ...`, exit 2, before any work (all cases in one interpreter)."
-    (tmp_path / "FILE").write_text("x")
-    (tmp_path / "OTHER").mkdir(); (tmp_path / "OTHER" / "notes.txt").write_text("mine")
-    script = tmp_path / "cases.py"
-    script.write_text(textwrap.dedent(f"""
-        import contextlib, io, json, sys
-        from fsq_lit.generation import main
-        out = []
-        for args in {json.dumps([a for a, _ in CASES])}:
-            sys.argv = ['fsq-maskgit', *args, '--no_progress']
-            err = io.StringIO()
-            with contextlib.redirect_stderr(err):
-                try: main(); code = 0
-                except SystemExit as e: code = e.code
-            out.append([code, err.getvalue()])
-        print(json.dumps(out))
-    """))
-    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=cli_env(tmp_path), timeout=120, cwd=tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    for (args, message), (code, err) in zip(CASES, json.loads(p.stdout.strip().splitlines()[-1])):
-        assert code == 2, (args, code, err)
-        assert err.startswith("fsq-maskgit: error: ") and message in err and len(err.strip().splitlines()) == 1, (args, err)
-    assert not (tmp_path / "cache").exists()                           # no scene was rendered
-    assert (tmp_path / "FILE").read_text() == "x" and sorted(os.listdir(tmp_path / "OTHER")) == ["notes.txt"]
+    check_usage_errors(tmp_path, "fsq-maskgit", "fsq_lit.generation", CASES)
 
 
 @pytest.mark.parametrize("name", ["cpu"])
