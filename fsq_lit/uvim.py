@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch, store_attr
 from .scalar import check_int
+from .scenes import to_grey
 from .indices import check_indices
 from .quantizer import QuantOut, code_stats, register_quantizer, quantizer_factory
 from .vq import nearest, _all_reduce, _broadcast
@@ -169,16 +170,18 @@ class UViMStageOne(nn.Module):
         return self.decode(qo.quantized, batch.get("image")), qo
 
 # %% ../nbs/12a_uvim.ipynb #80ec9459
-def image_patches(images, size: int, patch: int, reader: str = "this model") -> torch.Tensor:
-    "Images (B, 3, size, size) in [0, 1] → patches (B, L, 3p²) in [-1, 1]; anything else is a ValueError naming the `reader`."
+def image_patches(images, size: int, patch: int, reader: str = "this model", grey: bool = False) -> torch.Tensor:
+    """Images (B, 3, size, size) in [0, 1] → patches (B, L, 3p²) in [-1, 1]; anything else is a ValueError naming the `reader`.
+    With `grey` (the colorization task's input) the model sees the luma only, repeated on the three channels."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
         raise ValueError(f"{reader} reads images (B, 3, {size}, {size}), got {tuple(getattr(images, 'shape', ())) or images!r}")
+    if grey: images = to_grey(images).expand(-1, 3, -1, -1)
     return patchify(images * 2 - 1, patch).flatten(2)
 
 @patch
 def image_tokens(self: UViMStageOne, image: torch.Tensor) -> torch.Tensor:
     "Images (B, 3, S, S) in [0, 1] → patches (B, L, 3p²) in [-1, 1], what the context embeddings read."
-    return image_patches(image, self.cfg.image_size, self.cfg.patch, "this model (cfg.context=True)")
+    return image_patches(image, self.cfg.image_size, self.cfg.patch, "this model (cfg.context=True)", grey=self.cfg.task == "colorization")
 
 @patch
 def label_tokens(self: UViMStageOne, batch: dict) -> torch.Tensor:
@@ -240,6 +243,7 @@ class LMConfig:
     n_head: int = 4                    # 16
     mlp_ratio: float = 4.0             # 4 (mlp_dim 4096)
     dropout: float = 0.0               # 0
+    grey: bool = False                 # read the luma only: the colorization task's input
 
     def __post_init__(self):
         for name in ("image_size", "patch", "width", "enc_layers", "dec_layers", "n_head"):
@@ -291,7 +295,7 @@ def check_code(self: UViMLanguageModel, code) -> torch.Tensor:
 @patch
 def encode_image(self: UViMLanguageModel, images: torch.Tensor) -> torch.Tensor:
     "Images (B, 3, S, S) in [0, 1] → the encoder's output (B, patches, width): the context every decoder block cross-attends to."
-    x = image_patches(images, self.cfg.image_size, self.cfg.patch, "the language model")
+    x = image_patches(images, self.cfg.image_size, self.cfg.patch, "the language model", grey=self.cfg.grey)
     return self.encoder(self.patch_embed(x) + self.pos_enc)
 
 @patch
@@ -361,4 +365,6 @@ def predict(stage_one: UViMStageOne, lm: UViMLanguageModel, batch: dict) -> dict
     _check_batch(batch, ("image",))
     if (lm.code_len, lm.vocab) != (stage_one.cfg.code_len, stage_one.quantizer.codebook_size):
         raise ValueError(f"the language model predicts {lm.code_len} tokens of {lm.vocab} codes, stage I has {stage_one.cfg.code_len} of {stage_one.quantizer.codebook_size}")
+    if lm.cfg.grey != (stage_one.cfg.task == "colorization"):
+        raise ValueError(f"a {stage_one.cfg.task} model needs a language model with LMConfig.grey={not lm.cfg.grey}: colorization reads the grey image only")
     return decode_code(stage_one, greedy_decode(lm, batch["image"]), batch["image"])

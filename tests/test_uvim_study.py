@@ -1,0 +1,48 @@
+"""The UViM study (nbs/12b_uvim_study.ipynb): `fsq-uvim --task depth --preset smoke` as a console script, its resume,
+and its usage errors."""
+import subprocess
+from pathlib import Path
+from fsq_lit.uvim_study import preset_config, load_study, record_key
+from conftest import console_script, cli_env, check_usage_errors
+
+FIELDS = {"task", "quantizer", "context", "stage", "usage", "rmse", "abs_rel", "delta1", "seed"}
+FIGURES = {"predictions.png", "usage.png"}
+
+
+def test_cli_smoke_and_resume(tmp_path):
+    "fsq-uvim --task depth --preset smoke writes every record with the issue's fields and the figures; the same command again trains nothing."
+    out, env = tmp_path / "uv", cli_env(tmp_path)
+    run = lambda: subprocess.run([console_script("fsq-uvim"), "--task", "depth", "--preset", "smoke", "--out", str(out), "--no_progress"],
+                                 capture_output=True, text=True, env=env, timeout=600)
+    p = run()
+    assert p.returncode == 0, p.stderr[-3000:]
+    st, cfg = load_study(out), preset_config("smoke", task="depth")
+    assert [record_key(r) for r in st["records"]] == cfg.plan()
+    assert all(FIELDS <= set(r) and r["task"] == "depth" for r in st["records"])
+    assert {r["quantizer"] for r in st["records"]} == {"fsq", "vq"} and {r["context"] for r in st["records"]} == {True, False}
+    assert {r["stage"] for r in st["records"]} == {"oracle", "lm"}
+    assert FIGURES <= {f.name for f in out.iterdir()} and {"hardware", "date", "config", "total_s"} <= set(st["meta"])
+    assert "| fsq | fsq | True | oracle | 0 |" in p.stdout
+    stamp = {q: q.stat().st_mtime_ns for q in (out / "stage1").rglob("*")} | {q: q.stat().st_mtime_ns for q in (out / "stage2").rglob("*")}
+    again = run()
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert load_study(out)["records"] == st["records"]
+    assert "seed 0 oracle" not in again.stdout                       # no record measured again
+    now = {q: q.stat().st_mtime_ns for q in (out / "stage1").rglob("*")} | {q: q.stat().st_mtime_ns for q in (out / "stage2").rglob("*")}
+    assert now == stamp                                               # no training run touched
+
+
+CASES = [
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--task", "edges", "--preset", "smoke"], "task must be one of"),
+    (["--preset", "smoke", "--arms", "fsq,lfq"], "unknown arm 'lfq'"),
+    (["--preset", "smoke", "--seeds", "x"], "comma-separated list of int"),
+    (["--preset", "smoke", "--steps", "0"], "steps must be >= 1"),
+    (["--preset", "smoke", "--out", "FILE"], "is a file"),
+    (["--preset", "smoke", "--out", "OTHER"], "is not empty and is not a fsq-uvim run"),
+]
+
+
+def test_cli_usage_errors(tmp_path):
+    "A bad argument or an unusable --out: one line `fsq-uvim: error: ...`, exit 2, before any work (all cases in one interpreter)."
+    check_usage_errors(tmp_path, "fsq-uvim", "fsq_lit.uvim_study", CASES)
