@@ -8,12 +8,12 @@ import math, warnings
 import torch
 from torch import nn
 from fastcore.basics import patch
-from .scalar import make_grid, check_int
-from .ste import FSQFunction, fsq_forward
+from .scalar import make_grid, check_int, bound
+from .ste import FSQFunction, fsq_forward, fsq_function
 from .indices import index_dtype, _horner, codes_to_indices, indices_to_codes, implicit_codebook, basis
 
 # %% auto #0
-__all__ = ['FSQ']
+__all__ = ['random_rotation', 'FSQ']
 
 # %% ../nbs/03_fsq.ipynb #875fc5fe
 _TILE = 16  # the constants are stored tiled this many times (see above)
@@ -46,6 +46,21 @@ def _warn_two_levels(grid, paper_exact: bool):
                   f"probability {p:.2g} and the channel carries {bits:.2f} of its 1 bit (chapter 00). Use {fix}: its two "
                   f"codes meet at z = 0.", UserWarning, stacklevel=3)
 
+# %% ../nbs/03_fsq.ipynb #7cab3db1
+def _check_options(noise_dropout, rotation) -> tuple[float, bool]:
+    "Validate the two training options of `FSQ`: `noise_dropout` a probability in [0, 1), `rotation` a bool."
+    if isinstance(noise_dropout, bool) or not isinstance(noise_dropout, (int, float)):
+        raise TypeError(f"noise_dropout must be a float in [0, 1), got {noise_dropout!r}")
+    if not 0 <= noise_dropout < 1: raise ValueError(f"noise_dropout must lie in [0, 1), got {noise_dropout}")
+    if not isinstance(rotation, bool): raise TypeError(f"rotation must be True or False, got {rotation!r}")
+    return float(noise_dropout), rotation
+
+def random_rotation(d: int, seed: int = 0) -> torch.Tensor:
+    "A fixed Haar-random `d x d` orthogonal matrix (float32): QR of a seeded Gaussian matrix, signs made unique."
+    g = torch.Generator().manual_seed(check_int(seed, "seed"))
+    q, r = torch.linalg.qr(torch.randn(check_int(d, "d", lo=1), d, generator=g, dtype=torch.float64))
+    return (q * torch.sign(torch.diagonal(r))).float()
+
 # %% ../nbs/03_fsq.ipynb #7a3a5989
 class FSQ(nn.Module):
     "Finite Scalar Quantization: `quantized, indices = FSQ(levels)(z)`."
@@ -59,7 +74,9 @@ class FSQ(nn.Module):
                  symmetric: bool = False,     # symmetric grid for even levels (no zero code)
                  projection_bias: bool = True,# bias in the in/out projections
                  nan_check: bool = True,      # raise ValueError on NaN input (one reduction per call)
-                 fused: bool = False):        # torch.compile the quantizer into one kernel (GPU)
+                 fused: bool = False,         # torch.compile the quantizer into one kernel (GPU)
+                 noise_dropout: float = 0.0,  # training only: this fraction of values gets uniform noise instead of rounding
+                 rotation: bool = False):     # quantize each group in a fixed random orthogonal basis (a buffer)
         super().__init__()
         self.grid = make_grid(levels, eps=eps, paper_exact=paper_exact, symmetric=symmetric)
         _warn_two_levels(self.grid, paper_exact)
@@ -68,6 +85,8 @@ class FSQ(nn.Module):
         self.effective_dim = self.codebook_dim * self.num_codebooks
         self.dim = self.effective_dim if dim is None else check_int(dim, "dim", lo=1)
         self.channel_first, self.nan_check, self.fused = bool(channel_first), bool(nan_check), bool(fused)
+        self.noise_dropout, self.rotation = _check_options(noise_dropout, rotation)
+        if self.rotation: self.register_buffer('rotation_matrix', random_rotation(self.codebook_dim))
         self.codebook_size = self.grid.codebook_size
         self.index_dtype = index_dtype(self.codebook_size)
         self.has_projections = self.dim != self.effective_dim
@@ -88,6 +107,7 @@ class FSQ(nn.Module):
     def forward(self, z: torch.Tensor):
         "Quantize `z`: returns `(quantized, indices)`; `quantized` has z's shape and dtype."
         self._check_input(z)
+        if self.rotation or (self.noise_dropout and self.training): return self._forward_options(z)   # plain eager path
         if not self.has_projections: return self._quantize(z, self.channel_first)
         x = z.movedim(1, -1) if self.channel_first else z
         w = self.project_in.weight                # bf16 / float64 inputs are projected in the weights' dtype
@@ -177,7 +197,8 @@ def _quantize(self: FSQ, x, channel_first: bool):
 @patch
 def extra_repr(self: FSQ):
     return (f"levels={self.levels}, dim={self.dim}, num_codebooks={self.num_codebooks}, "
-            f"codebook_size={self.codebook_size}, channel_first={self.channel_first}")
+            f"codebook_size={self.codebook_size}, channel_first={self.channel_first}"
+            + (f", noise_dropout={self.noise_dropout}" if self.noise_dropout else "") + (", rotation=True" if self.rotation else ""))
 
 # %% ../nbs/03_fsq.ipynb #28036c2d
 @patch
@@ -186,7 +207,8 @@ def codes_to_indices(self: FSQ, codes: torch.Tensor) -> torch.Tensor:
     if not isinstance(codes, torch.Tensor): raise TypeError(f"codes must be a torch.Tensor, got {type(codes).__name__}")
     self._check_layout(codes, self.effective_dim, "codes (len(levels) * num_codebooks channels, before any projection)")
     x = codes.movedim(1, -1) if self.channel_first else codes
-    idx = codes_to_indices(x.reshape(*x.shape[:-1], self.num_codebooks, self.codebook_dim), self.grid)
+    x = x.reshape(*x.shape[:-1], self.num_codebooks, self.codebook_dim)
+    idx = codes_to_indices(x @ self.rotation_matrix.to(x.dtype) if self.rotation else x, self.grid)
     return idx if self.num_codebooks > 1 else idx.squeeze(-1)
 
 # %% ../nbs/03_fsq.ipynb #a72efff6
@@ -194,6 +216,7 @@ def codes_to_indices(self: FSQ, codes: torch.Tensor) -> torch.Tensor:
 def indices_to_codes(self: FSQ, indices: torch.Tensor, project_out: bool = True) -> torch.Tensor:
     "Codes of `indices` (shaped as forward returns them), projected back to `dim` unless `project_out=False`."
     codes = indices_to_codes(indices, self.grid)   # refuses non-integer and out-of-range indices
+    if self.rotation: codes = codes @ self.rotation_matrix.T
     G = self.num_codebooks
     if G > 1 and (indices.ndim == 0 or indices.shape[-1] != G):
         raise ValueError(f"indices must end with a num_codebooks={G} axis, got shape {tuple(indices.shape)}")
@@ -207,7 +230,8 @@ def indices_to_codes(self: FSQ, indices: torch.Tensor, project_out: bool = True)
 @patch(as_prop=True)
 def codebook(self: FSQ) -> torch.Tensor:
     "The implicit codebook (codebook_size x len(levels)), computed on access."
-    return implicit_codebook(self.grid, device=self._scale.device)
+    cb = implicit_codebook(self.grid, device=self._scale.device)
+    return cb @ self.rotation_matrix.T if self.rotation else cb
 
 # %% ../nbs/03_fsq.ipynb #2716e261
 @patch
@@ -217,3 +241,23 @@ def _load_from_state_dict(self: FSQ, state_dict, prefix, local_metadata, strict,
         error_msgs.append(f"FSQ levels differ: the state_dict was saved for levels {saved.tolist()}, this FSQ has levels {self.levels}")
         state_dict = {k: v for k, v in state_dict.items() if k != prefix + 'grid_levels'}
     super(FSQ, self)._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
+# %% ../nbs/03_fsq.ipynb #5a0f165f
+@patch
+def _forward_options(self: FSQ, z):
+    "`forward` with `rotation`, or `noise_dropout` in training: projections, rotation, `fsq_function`, noise, in plain ops."
+    x = z.movedim(1, -1) if self.channel_first else z
+    if self.has_projections: x = self.project_in(x.to(self.project_in.weight.dtype))
+    xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    self._check_nan(xf)
+    xg = xf.reshape(*xf.shape[:-1], self.num_codebooks, self.codebook_dim)
+    if self.rotation: xg = xg @ self.rotation_matrix.to(xg.dtype)
+    codes, r = fsq_function(xg, self.grid)                 # exact codes, straight-through gradient
+    if self.training and self.noise_dropout:               # a share p of the values: y + U[-1/2, 1/2) instead of round(y)
+        _, _, _, center, scale = self.grid.tensors(xg.dtype, xg.device)
+        noisy = (bound(xg, self.grid) + torch.rand_like(xg) - 0.5 + center) / scale
+        codes = torch.where(torch.rand_like(xg) < self.noise_dropout, noisy, codes)
+    if self.rotation: codes = codes @ self.rotation_matrix.T.to(codes.dtype)
+    idx = _horner(r, self.grid.levels, self.index_dtype, -1, self._add)
+    out = self.project_out(codes.reshape(xf.shape).to(x.dtype)).to(z.dtype)
+    return (out.movedim(-1, 1) if self.channel_first else out), (idx if self.num_codebooks > 1 else idx.squeeze(-1))
