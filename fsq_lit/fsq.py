@@ -46,7 +46,7 @@ def _warn_two_levels(grid, paper_exact: bool):
                   f"probability {p:.2g} and the channel carries {bits:.2f} of its 1 bit (chapter 00). Use {fix}: its two "
                   f"codes meet at z = 0.", UserWarning, stacklevel=3)
 
-# %% ../nbs/03_fsq.ipynb #7cab3db1
+# %% ../nbs/03_fsq.ipynb #a770d9db
 def _check_options(noise_dropout, rotation) -> tuple[float, bool]:
     "Validate the two training options of `FSQ`: `noise_dropout` a probability in [0, 1), `rotation` a bool."
     if isinstance(noise_dropout, bool) or not isinstance(noise_dropout, (int, float)):
@@ -242,7 +242,7 @@ def _load_from_state_dict(self: FSQ, state_dict, prefix, local_metadata, strict,
         state_dict = {k: v for k, v in state_dict.items() if k != prefix + 'grid_levels'}
     super(FSQ, self)._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
-# %% ../nbs/03_fsq.ipynb #5a0f165f
+# %% ../nbs/03_fsq.ipynb #43a119ec
 @patch
 def _forward_options(self: FSQ, z):
     "`forward` with `rotation`, or `noise_dropout` in training: projections, rotation, `fsq_function`, noise, in plain ops."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12b_uvim_study.ipynb #7aa23cbd
 from __future__ import annotations
-import hashlib, time
+import functools, hashlib, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import torch
@@ -15,15 +15,17 @@ from .runs import RunDir, RunError, atomic_write, write_json, read_json, flatten
 from .train import TrainConfig, fit, hardware
 from .quantizer import code_stats
 from .compare import save_figure
+from .features import SceneNet, FeatureNetConfig, feature_net, fid
 from .uvim_tasks import (TASKS, MIN_DEPTH, MAX_DEPTH, scene_batch, depth_metrics, panoptic_quality,
                                 panoptic_targets, colour_psnr, colour_target)
 from .uvim import (UViMConfig, UViMStageOne, stage_one_loss, LMConfig, UViMLanguageModel, oracle_codes,
                           stage_two_loss, greedy_decode, decode_code)
 
 # %% auto #0
-__all__ = ['ARMS', 'STAGES', 'METRIC', 'PRESETS', 'UViMStudyConfig', 'preset_config', 'scene_data', 'task_metrics', 'truth_maps',
-           'train_stage_one', 'codes_checksum', 'train_stage_two', 'codes_and_maps', 'measure', 'study_dir',
-           'load_study', 'record_key', 'kept_records', 'run_study', 'plot_predictions', 'plot_usage', 'plot_study',
+__all__ = ['ARMS', 'STAGES', 'METRIC', 'PRESETS', 'UViMStudyConfig', 'preset_config', 'scene_data', 'fid_net', 'task_metrics',
+           'truth_maps', 'train_stage_one', 'codes_checksum', 'train_codes', 'prior_code', 'train_stage_two',
+           'codes_and_maps', 'measure', 'study_dir', 'load_study', 'record_key', 'kept_records', 'run_study',
+           'plot_predictions', 'plot_usage', 'plot_study', 'arm_means', 'better', 'check_claims', 'verdict_lines',
            'results_table', 'main']
 
 # %% ../nbs/12b_uvim_study.ipynb #d15229be
@@ -31,8 +33,8 @@ ARMS = {   # the paper's UViM rows: arm -> (stage-I quantizer, image context)
     'fsq': ('fsq', True), 'vq': ('vq', True), 'vq-nosplit': ('vq-nosplit', True),
     'fsq-noctx': ('fsq', False), 'vq-noctx': ('vq', False),
 }
-STAGES = ('oracle', 'lm')   # the oracle's code (stage I alone), the language model's code (UViM)
-METRIC = {'depth': 'rmse', 'panoptic': 'pq', 'colorization': 'psnr'}   # each task's main metric
+STAGES = ('oracle', 'prior', 'lm')   # the oracle's code (stage I alone), the most frequent code (no image), the language model's code (UViM)
+METRIC = {'depth': 'rmse', 'panoptic': 'pq', 'colorization': 'fid'}    # each task's main metric, the paper's
 
 @dataclass
 class UViMStudyConfig:
@@ -51,15 +53,16 @@ class UViMStudyConfig:
     n_head: int = 4
     levels: tuple = (7, 5, 5, 5, 5)     # FSQ: 4375 codes
     codebook_size: int = 4096           # VQ
+    momentum: float = 0.95              # VQ's discount: UViM's 0.995 scaled to the run (see below)
     steps: int = 500                    # stage I's training
     batch_size: int = 32
     lr: float = 1e-3
-    lm_width: int = 64                  # stage II: LMConfig's width and depths (n_head shared)
+    lm_width: int = 128                 # stage II: LMConfig's width and depths (n_head shared)
     lm_enc_layers: int = 2
     lm_dec_layers: int = 2
-    lm_steps: int = 500                 # stage II's training
+    lm_steps: int = 800                 # stage II's training
     lm_batch_size: int = 32
-    lm_lr: float = 1e-3
+    lm_lr: float = 2e-3
     n_show: int = 6                     # held-out scenes kept for the predictions figure
     device: str = 'auto'
     bf16: bool = True
@@ -83,7 +86,7 @@ class UViMStudyConfig:
         q, ctx = ARMS[arm]
         return UViMConfig(task=self.task, image_size=self.image_size, patch=self.patch, width=self.width, enc_layers=self.enc_layers,
                           dec_layers=self.dec_layers, n_head=self.n_head, quantizer=q, levels=self.levels,
-                          codebook_size=self.codebook_size, context=ctx)
+                          codebook_size=self.codebook_size, momentum=self.momentum, context=ctx)
 
     def lm_config(self) -> LMConfig:
         "Stage II's language model."
@@ -105,7 +108,7 @@ PRESETS = {
                   batch_size=8, lm_width=32, lm_enc_layers=1, lm_dec_layers=1, lm_steps=4, lm_batch_size=8, n_show=4),
     'cpu': dict(),
     'gpu': dict(n_train=20000, n_test=1000, width=256, enc_layers=4, dec_layers=4, n_head=8, steps=2500, batch_size=128,
-                lr=5e-4, lm_width=256, lm_enc_layers=4, lm_dec_layers=4, lm_steps=2500, lm_batch_size=128, lm_lr=5e-4),
+                lr=5e-4, lm_width=256, lm_enc_layers=4, lm_dec_layers=4, lm_steps=2500, lm_batch_size=128, lm_lr=5e-4, momentum=0.99),
 }
 
 def preset_config(name: str, **overrides) -> UViMStudyConfig:
@@ -118,11 +121,20 @@ def scene_data(cfg: UViMStudyConfig) -> tuple[dict, dict]:
     return (scene_batch(range(cfg.n_train), cfg.image_size, cfg.data_seed),
             scene_batch(range(cfg.n_train, cfg.n_train + cfg.n_test), cfg.image_size, cfg.data_seed))
 
-def task_metrics(task: str, maps: dict, batch: dict) -> dict:
-    "The metrics of `task` for label maps (`label_output`'s) against a scenes batch: depth rmse, abs_rel, delta1; panoptic pq, sq, rq; colourization psnr."
+@functools.lru_cache(maxsize=None)
+def fid_net(device: str = 'cpu') -> SceneNet:
+    "The book's scene feature network (chapter 10a's `FeatureNetConfig()`, trained once and cached): the space of colourization's FID."
+    return feature_net(FeatureNetConfig(), progress=False, device=device)[0]
+
+def task_metrics(task: str, maps: dict, batch: dict, net: SceneNet | None = None) -> dict:
+    """The metrics of `task` for label maps (`label_output`'s) against a scenes batch: depth rmse, abs_rel, delta1; panoptic
+    pq, sq, rq; colourization psnr and fid (the colourized scenes against the true ones, in `net`'s features, default `fid_net()`)."""
     if task == 'depth': return depth_metrics(maps['depth'], batch['depth'])
     if task == 'panoptic': return panoptic_quality(maps['semantics'], maps['instances'], *panoptic_targets(batch))
-    if task == 'colorization': return {'psnr': colour_psnr(maps['colorization'], colour_target(batch['image']))}
+    if task == 'colorization':
+        fake = ((maps['colorization'] + 1) / 2).clamp(0, 1)
+        return {'psnr': colour_psnr(maps['colorization'], colour_target(batch['image'])),
+                'fid': fid(net if net is not None else fid_net(), batch['image'], fake)}
     raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
 def truth_maps(task: str, batch: dict) -> dict:
@@ -144,10 +156,17 @@ def codes_checksum(codes: torch.Tensor) -> str:
     "A short checksum of integer codes: stage II's run is named by the codes it learns."
     return hashlib.sha256(codes.cpu().long().contiguous().numpy().tobytes()).hexdigest()[:12]
 
-def train_stage_two(cfg: UViMStudyConfig, arm: str, seed: int, stage_one: UViMStageOne, train: dict, out) -> tuple:
-    "Stage II on the oracle's codes of the training scenes, trained (or loaded) in out/stage2/<arm>-s<seed>-<codes checksum>; the model in eval mode and its numbers."
+def train_codes(stage_one: UViMStageOne, train: dict) -> torch.Tensor:
+    "The frozen oracle's codes (N, L) of the training scenes, on the CPU: stage II's targets."
     dev = next(stage_one.parameters()).device
-    codes = oracle_codes(stage_one, {k: v.to(dev) for k, v in train.items()}).cpu()
+    return oracle_codes(stage_one, {k: v.to(dev) for k, v in train.items()}).cpu()
+
+def prior_code(codes: torch.Tensor) -> torch.Tensor:
+    "The code (L,) that is each position's most frequent code among `codes` (N, L): the best guess that ignores the image."
+    return codes.mode(0).values
+
+def train_stage_two(cfg: UViMStudyConfig, arm: str, seed: int, stage_one: UViMStageOne, codes: torch.Tensor, train: dict, out) -> tuple:
+    "Stage II on the oracle's `codes` of the training scenes, trained (or loaded) in out/stage2/<arm>-s<seed>-<codes checksum>; the model in eval mode and its numbers."
     torch.manual_seed(seed)
     lm = UViMLanguageModel(cfg.lm_config(), stage_one.cfg.code_len, stage_one.quantizer.codebook_size)
     res = fit(lm, {'image': train['image'], 'code': codes}, stage_two_loss,
@@ -156,26 +175,28 @@ def train_stage_two(cfg: UViMStudyConfig, arm: str, seed: int, stage_one: UViMSt
     return res.model.eval(), dict(lm_s=round(h[-1]['time'], 1) if h else 0.0, lm_accuracy=h[-1]['accuracy'] if h else None)
 
 @torch.no_grad()
-def codes_and_maps(stage_one: UViMStageOne, batch: dict, lm: UViMLanguageModel | None = None, chunk: int = 64) -> tuple:
-    "Codes (N, L) of a scenes batch and the label maps they decode to, on the CPU: the oracle's code (`lm` None) or the language model's greedy one."
+def codes_and_maps(stage_one: UViMStageOne, batch: dict, source=None, chunk: int = 64) -> tuple:
+    "Codes (N, L) of a scenes batch and the label maps they decode to, on the CPU; `source`: None for the oracle's code, a language model for its greedy code, or one code (L,) for every scene."
     dev, codes, maps = next(stage_one.parameters()).device, [], []
     for i in range(0, len(batch['image']), check_int(chunk, 'chunk', 1)):
         b = {k: v[i:i + chunk].to(dev) for k, v in batch.items()}
-        c = oracle_codes(stage_one, b) if lm is None else greedy_decode(lm, b['image'])
+        if source is None: c = oracle_codes(stage_one, b)
+        elif isinstance(source, UViMLanguageModel): c = greedy_decode(source, b['image'])
+        else: c = source.to(dev).expand(len(b['image']), -1)
         codes.append(c.cpu()); maps.append({k: v.cpu() for k, v in decode_code(stage_one, c, b['image']).items()})
     return torch.cat(codes), {k: torch.cat([m[k] for m in maps]) for k in maps[0]}
 
 # %% ../nbs/12b_uvim_study.ipynb #862ce3d8
-def measure(cfg: UViMStudyConfig, key: tuple, stage_one: UViMStageOne, test: dict, lm=None, **info) -> tuple:
-    "The record of `key` = (arm, seed, stage) on the held-out scenes, and the label maps of the first n_show of them."
+def measure(cfg: UViMStudyConfig, key: tuple, stage_one: UViMStageOne, test: dict, source=None, **info) -> tuple:
+    "The record of `key` = (arm, seed, stage) on the held-out scenes, decoding `source`'s codes (`codes_and_maps`), and the label maps of the first n_show of them."
     (arm, seed, stage), K = key, stage_one.quantizer.codebook_size
     t0 = time.perf_counter()
-    codes, maps = codes_and_maps(stage_one, test, lm if stage == 'lm' else None)
+    codes, maps = codes_and_maps(stage_one, test, source)
     st = code_stats(codes, K)
     rec = dict(task=cfg.task, arm=arm, quantizer=ARMS[arm][0], context=ARMS[arm][1], stage=stage, seed=seed, codebook_size=K,
                usage=st['usage'], perplexity=st['perplexity'], **task_metrics(cfg.task, maps, test), n_test=cfg.n_test,
                eval_s=round(time.perf_counter() - t0, 2), **info)
-    return rec, {k: v[:cfg.n_show] for k, v in maps.items()}
+    return rec, {k: v[:cfg.n_show].clone() for k, v in maps.items()}   # a copy: a saved view would carry all n_test maps
 
 # %% ../nbs/12b_uvim_study.ipynb #55a19462
 def study_dir(cfg: UViMStudyConfig, out) -> RunDir:
@@ -218,12 +239,15 @@ def _record(cfg, out, done: dict, rec: dict, meta: dict, t0: float) -> float:
     return time.perf_counter()
 
 def _run_arm(cfg, arm, seed, train, test, out, done, meta, t0) -> float:
-    "Both stages of (arm, seed) and the records `done` lacks."
+    "Both stages of (arm, seed) and the records `done` lacks (the prior's maps are not kept: the figure shows oracle and lm)."
     s1, info = train_stage_one(cfg, arm, seed, train, out)
     if (arm, seed, 'oracle') not in done:
         rec, maps = measure(cfg, (arm, seed, 'oracle'), s1, test, **info)
         _save_preds(out, arm, seed, 'oracle', maps); t0 = _record(cfg, out, done, rec, meta, t0)
-    lm, info = train_stage_two(cfg, arm, seed, s1, train, out)
+    codes = train_codes(s1, train)
+    if (arm, seed, 'prior') not in done:
+        t0 = _record(cfg, out, done, measure(cfg, (arm, seed, 'prior'), s1, test, prior_code(codes))[0], meta, t0)
+    lm, info = train_stage_two(cfg, arm, seed, s1, codes, train, out)
     rec, maps = measure(cfg, (arm, seed, 'lm'), s1, test, lm, **info)
     _save_preds(out, arm, seed, 'lm', maps)
     return _record(cfg, out, done, rec, meta, t0)
@@ -236,7 +260,7 @@ def run_study(cfg: UViMStudyConfig, out) -> dict:
         todo = list(dict.fromkeys((a, s) for a, s, st in cfg.plan() if (a, s, st) not in done))
         if todo:
             train, test = scene_data(cfg)
-            atomic_write(Path(out) / 'preds' / 'truth.pt', lambda f: torch.save({k: v[:cfg.n_show] for k, v in test.items()}, f))
+            atomic_write(Path(out) / 'preds' / 'truth.pt', lambda f: torch.save({k: v[:cfg.n_show].clone() for k, v in test.items()}, f))
         for arm, seed in todo: t0 = _run_arm(cfg, arm, seed, train, test, out, done, meta, t0)
         write_json(Path(out) / 'study.json', _stamp(meta, cfg, t0))
         plot_study(out)
@@ -290,10 +314,58 @@ def plot_study(out, save: bool = True) -> list:
         for f, name in figs: save_figure(f, Path(out) / name); plt.close(f)
     return [f for f, _ in figs]
 
+# %% ../nbs/12b_uvim_study.ipynb #a45daf1b
+def arm_means(records) -> dict:
+    "{(arm, stage): means over seeds} of usage, perplexity and the task's metrics, with the number of seeds and the codebook size."
+    groups, keys = {}, ('usage', 'perplexity', 'rmse', 'abs_rel', 'delta1', 'pq', 'sq', 'rq', 'psnr', 'fid')
+    for r in records: groups.setdefault((r['arm'], r['stage']), []).append(r)
+    return {g: {f: sum(r[f] for r in rs) / len(rs) for f in keys if f in rs[0]} | dict(seeds=len(rs), codebook_size=rs[0]['codebook_size'])
+            for g, rs in groups.items()}
+
+def better(task: str, a: float, b: float) -> bool:
+    "Is metric value `a` of `task`'s main metric better than `b`? RMSE and FID: lower; PQ: higher."
+    return a < b if METRIC[task] in ('rmse', 'fid') else a > b
+
+def check_claims(records, cfg: UViMStudyConfig, tol: float = 0.05) -> dict:
+    """The paper's UViM claims on the records of `cfg`'s study: True, False or None (not measurable). A claim about UViM's
+    (lm) rows is measurable only where every arm it names beats its prior code: otherwise stage II learned nothing to compare."""
+    m, k, task = arm_means(records), METRIC[cfg.task], cfg.task
+    v = lambda a, st, f=k: m[a, st][f] if (a, st) in m else None
+    learned = lambda a: None if v(a, 'lm') is None or v(a, 'prior') is None else better(task, v(a, 'lm'), v(a, 'prior'))
+    beats = lambda a, b, st: better(task, v(a, st), v(b, st))
+    close = lambda a, b, st: abs(v(a, st) - v(b, st)) <= tol * abs(v(b, st)) or beats(a, b, st)
+    tokens = cfg.n_test * (cfg.image_size // cfg.patch) ** 2
+    claims = {   # claim -> (the arms and stages it reads, how it is decided)
+        'stage II learns from the image: UViM (lm) beats the prior code in every arm': ([], lambda: all(learned(a) for a in cfg.arms)),
+        f'FSQ is within {tol:.0%} of VQ, or better, as UViM': (['fsq', 'vq'], lambda: close('fsq', 'vq', 'lm')),
+        f'FSQ is within {tol:.0%} of VQ, or better, as the oracle': (['fsq/o', 'vq/o'], lambda: close('fsq', 'vq', 'oracle')),
+        'without splitting, VQ uses less than half the codes it uses with splitting': (['vq/o', 'vq-nosplit/o'], lambda: v('vq-nosplit', 'oracle', 'usage') < 0.5 * v('vq', 'oracle', 'usage')),
+        'without splitting, VQ does worse as UViM': (['vq', 'vq-nosplit'], lambda: beats('vq', 'vq-nosplit', 'lm')),
+        'FSQ uses at least as large a share of its codes as VQ with splitting': (['fsq/o', 'vq/o'], lambda: v('fsq', 'oracle', 'usage') >= v('vq', 'oracle', 'usage')),
+        'FSQ uses almost all its codes (>= 90% of what a uniform code shows on the held-out tokens)':
+            (['fsq/o'], lambda: v('fsq', 'oracle', 'usage') >= 0.9 * (1 - (1 - 1 / v('fsq', 'oracle', 'codebook_size')) ** tokens)),
+        'image context helps: FSQ and VQ without it do worse as UViM': (['fsq', 'vq', 'fsq-noctx', 'vq-noctx'],
+            lambda: beats('fsq', 'fsq-noctx', 'lm') and beats('vq', 'vq-noctx', 'lm')),
+    }
+    def decide(needs, rule):
+        oracle = [n[:-2] for n in needs if n.endswith('/o')]
+        if any((a, 'oracle') not in m for a in oracle): return None
+        if any(learned(a) is not True for a in needs if not a.endswith('/o')): return None
+        if not needs and any(learned(a) is None for a in cfg.arms): return None
+        return bool(rule())
+    return {c: decide(*spec) for c, spec in claims.items()}
+
+def verdict_lines(records, cfg: UViMStudyConfig, plumbing: bool = False) -> list[str]:
+    "A heading and one line per claim of `check_claims`; `plumbing=True` (the smoke preset) marks them as checks of the code, not evidence."
+    head = ("PLUMBING CHECK, NOT EVIDENCE: the smoke preset trains a few steps on a few scenes; these verdicts only show "
+            "that the study runs end to end." if plumbing else f"The paper's UViM claims on {cfg.task}, on these measurements:")
+    word = lambda x: 'held' if x else 'not measurable' if x is None else 'DID NOT HOLD'
+    return [head] + [f"{'[plumbing] ' if plumbing else ''}{word(x)}: {c}" for c, x in check_claims(records, cfg).items()]
+
 # %% ../nbs/12b_uvim_study.ipynb #f0550047
 def results_table(records, cfg: UViMStudyConfig) -> str:
     "The records as a markdown table: one row per (arm, seed, stage), usage and the task's metrics."
-    keys = {'depth': ('rmse', 'abs_rel', 'delta1'), 'panoptic': ('pq', 'sq', 'rq'), 'colorization': ('psnr',)}[cfg.task]
+    keys = {'depth': ('rmse', 'abs_rel', 'delta1'), 'panoptic': ('pq', 'sq', 'rq'), 'colorization': ('fid', 'psnr')}[cfg.task]
     head = f"| arm | quantizer | context | stage | seed | usage | {' | '.join(keys)} |\n|" + "---|" * (6 + len(keys)) + "\n"
     rows = [f"| {r['arm']} | {r['quantizer']} | {r['context']} | {r['stage']} | {r['seed']} | {r['usage']:.2%} | "
             + " | ".join(f"{r[k]:.4g}" for k in keys) + " |" for r in records]
@@ -316,5 +388,7 @@ def main(task: str = 'depth',          # depth, panoptic or colorization
         rd = study_dir(cfg, out).open()
     with rd, usage_errors('fsq-uvim', catch=(RunError,)):
         st = run_study(cfg, out)
-    print(results_table(st['records'], cfg))
+        lines = verdict_lines(st['records'], cfg, plumbing=preset == 'smoke')
+        write_json(Path(out) / 'study.json', {**st['meta'], 'conclusions': lines})
+    print(results_table(st['records'], cfg), *lines, sep='\n')
     print(f"{st['meta']['hardware']}; {st['meta']['total_s']:.0f} s in all; wrote {out}/results.json, study.json, predictions.png, usage.png")

@@ -2,7 +2,7 @@
 and its usage errors."""
 import subprocess
 from pathlib import Path
-from fsq_lit.uvim_study import preset_config, load_study, record_key
+from fsq_lit.uvim_study import preset_config, load_study, record_key, STAGES
 from conftest import console_script, cli_env, check_usage_errors
 
 FIELDS = {"task", "quantizer", "context", "stage", "usage", "rmse", "abs_rel", "delta1", "seed"}
@@ -20,9 +20,11 @@ def test_cli_smoke_and_resume(tmp_path):
     assert [record_key(r) for r in st["records"]] == cfg.plan()
     assert all(FIELDS <= set(r) and r["task"] == "depth" for r in st["records"])
     assert {r["quantizer"] for r in st["records"]} == {"fsq", "vq"} and {r["context"] for r in st["records"]} == {True, False}
-    assert {r["stage"] for r in st["records"]} == {"oracle", "lm"}
+    assert {r["stage"] for r in st["records"]} == set(STAGES)
     assert FIGURES <= {f.name for f in out.iterdir()} and {"hardware", "date", "config", "total_s"} <= set(st["meta"])
     assert "| fsq | fsq | True | oracle | 0 |" in p.stdout
+    assert "PLUMBING CHECK, NOT EVIDENCE" in p.stdout and st["meta"]["conclusions"][0].startswith("PLUMBING CHECK")
+    assert all(line.startswith("[plumbing] ") for line in st["meta"]["conclusions"][1:])
     stamp = {q: q.stat().st_mtime_ns for q in (out / "stage1").rglob("*")} | {q: q.stat().st_mtime_ns for q in (out / "stage2").rglob("*")}
     again = run()
     assert again.returncode == 0, again.stderr[-3000:]
