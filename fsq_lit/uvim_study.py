@@ -25,8 +25,8 @@ from .uvim import (UViMConfig, UViMStageOne, stage_one_loss, LMConfig, UViMLangu
 __all__ = ['ARMS', 'STAGES', 'METRIC', 'PRESETS', 'UViMStudyConfig', 'preset_config', 'scene_data', 'fid_net', 'task_metrics',
            'truth_maps', 'train_stage_one', 'codes_checksum', 'train_codes', 'prior_code', 'train_stage_two',
            'codes_and_maps', 'measure', 'study_dir', 'load_study', 'record_key', 'kept_records', 'run_study',
-           'plot_predictions', 'plot_usage', 'plot_study', 'arm_means', 'better', 'check_claims', 'verdict_lines',
-           'results_table', 'main']
+           'plot_predictions', 'plot_usage', 'plot_study', 'arm_means', 'better', 'gap_closed', 'check_claims',
+           'verdict_lines', 'results_table', 'main']
 
 # %% ../nbs/12b_uvim_study.ipynb #d15229be
 ARMS = {   # the paper's UViM rows: arm -> (stage-I quantizer, image context)
@@ -325,6 +325,11 @@ def arm_means(records) -> dict:
 def better(task: str, a: float, b: float) -> bool:
     "Is metric value `a` of `task`'s main metric better than `b`? RMSE and FID: lower; PQ: higher."
     return a < b if METRIC[task] in ('rmse', 'fid') else a > b
+
+def gap_closed(means: dict, arm: str, task: str) -> float:
+    "How far UViM's row of `arm` gets from its prior row to its oracle row, on the task's main metric: 0 = the prior, 1 = the oracle."
+    v = lambda st: means[arm, st][METRIC[task]]
+    return (v('prior') - v('lm')) / (v('prior') - v('oracle'))
 
 def check_claims(records, cfg: UViMStudyConfig, tol: float = 0.05) -> dict:
     """The paper's UViM claims on the records of `cfg`'s study: True, False or None (not measurable). A claim about UViM's
