@@ -63,6 +63,7 @@ class FSQQuantizer(nn.Module):
 QUANTIZERS: dict = {
     'fsq': lambda cfg: FSQQuantizer(cfg.levels),   # cfg.levels: FSQ levels
     'vq': 'fsq_lit.vq',                            # registers itself on import (chapter 07)
+    'lfq': 'fsq_lit.lfq',                          # lookup-free quantization, likewise (chapter 07a)
 }
 
 def register_quantizer(name: str, factory: Callable) -> None:

@@ -28,6 +28,7 @@ __all__ = ['RUN_IGNORE', 'RUN_MAY_CHANGE', 'PRESETS', 'TokenizerConfig', 'Tokeni
 
 # %% ../nbs/06_tokenizer.ipynb #49082504
 _VQ_ONLY, _FSQ_ONLY = ('codebook_size', 'vq_dim', 'vq'), ('levels',)
+_UNUSED = {'fsq': _VQ_ONLY, 'vq': _FSQ_ONLY, 'lfq': ('levels', 'vq_dim')}   # settings a quantizer ignores (lfq: chapter 07a)
 
 @dataclass
 class TokenizerConfig:
@@ -38,9 +39,9 @@ class TokenizerConfig:
     num_res_blocks: int = 1
     quantizer: str = 'fsq'         # a name in the quantizer registry (03a): 'fsq', 'vq', or your own
     levels: tuple = (8, 5, 5, 5)   # FSQ levels (Table 1: 2^10 codes)
-    codebook_size: int = 1024      # VQ: number of codes
+    codebook_size: int = 1024      # VQ (and LFQ: 2^d codes): number of codes
     vq_dim: int = 32               # VQ: code dimension (the encoder's output channels)
-    vq: dict = field(default_factory=dict)   # VQ: more keyword arguments of `fsq_lit.vq.VQ` (ema, restart, ...)
+    vq: dict = field(default_factory=dict)   # VQ: more keyword arguments of `fsq_lit.vq.VQ` (ema, restart, ...); LFQ: of `fsq_lit.lfq.LFQ`
     rec_loss: str = 'l1'           # 'l1' or 'l2'
     gan_weight: float = 0.0        # hinge-GAN generator weight; 0 turns the discriminator off
     disc_channels: int = 64
@@ -70,7 +71,7 @@ class TokenizerConfig:
     def factor(self) -> int: return 2 ** (len(self.ch_mult) - 1)
     def to_dict(self) -> dict:
         "The config as a JSON-ready dict, without the settings of a quantizer it does not use."
-        drop = _VQ_ONLY if self.quantizer == 'fsq' else _FSQ_ONLY if self.quantizer == 'vq' else ()
+        drop = _UNUSED.get(self.quantizer, ())
         return {k: v for k, v in asdict(self).items() if k not in drop}
     @classmethod
     def from_dict(cls, d: dict) -> 'TokenizerConfig': return cls(**d)

@@ -28,7 +28,7 @@ def test_cli_smoke(tmp_path):
     cfg = preset_config("smoke")
     assert [(r["quantizer"], r["variant"], r["target_size"]) for r in st["records"]] == cfg.runs()
     for r in st["records"]:
-        assert FIELDS <= set(r) and r["quantizer"] in ("fsq", "vq")
+        assert FIELDS <= set(r) and r["quantizer"] in ("fsq", "vq", "lfq")
         assert 0 < r["usage"] <= 1 and r["psnr"] > 0 and r["mse"] > 0
     assert [t["target_size"] for t in st["timing"]] == list(cfg.sizes)
     assert FIGURES <= {f.name for f in out.iterdir()}
