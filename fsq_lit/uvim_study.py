@@ -22,11 +22,11 @@ from .uvim import (UViMConfig, UViMStageOne, stage_one_loss, LMConfig, UViMLangu
                           stage_two_loss, greedy_decode, decode_code)
 
 # %% auto #0
-__all__ = ['ARMS', 'STAGES', 'METRIC', 'PRESETS', 'UViMStudyConfig', 'preset_config', 'scene_data', 'fid_net', 'task_metrics',
-           'truth_maps', 'train_stage_one', 'codes_checksum', 'train_codes', 'prior_code', 'train_stage_two',
-           'codes_and_maps', 'measure', 'study_dir', 'load_study', 'record_key', 'kept_records', 'run_study',
-           'plot_predictions', 'plot_usage', 'plot_study', 'arm_means', 'better', 'gap_closed', 'check_claims',
-           'verdict_lines', 'results_table', 'main']
+__all__ = ['ARMS', 'STAGES', 'METRIC', 'PRESETS', 'TASK_STEPS', 'UViMStudyConfig', 'preset_config', 'scene_data', 'fid_net',
+           'task_metrics', 'truth_maps', 'train_stage_one', 'codes_checksum', 'train_codes', 'prior_code',
+           'train_stage_two', 'codes_and_maps', 'measure', 'study_dir', 'load_study', 'record_key', 'kept_records',
+           'run_study', 'plot_predictions', 'plot_usage', 'plot_study', 'arm_means', 'better', 'gap_closed',
+           'check_claims', 'verdict_lines', 'results_table', 'main']
 
 # %% ../nbs/12b_uvim_study.ipynb #d15229be
 ARMS = {   # the paper's UViM rows: arm -> (stage-I quantizer, image context)
@@ -111,8 +111,12 @@ PRESETS = {
                 lr=5e-4, lm_width=256, lm_enc_layers=4, lm_dec_layers=4, lm_steps=2500, lm_batch_size=128, lm_lr=5e-4, momentum=0.99),
 }
 
+TASK_STEPS = {'cpu': {'panoptic': 2000}}   # stage I's steps where a preset's are too few for one task (see Presets below)
+
 def preset_config(name: str, **overrides) -> UViMStudyConfig:
-    "The named preset of `PRESETS` with `overrides` (None = not given): `fsq_lit.runs.preset_config`."
+    "The named preset of `PRESETS` with `overrides` (None = not given), and `TASK_STEPS` for its task unless `steps` is given: `fsq_lit.runs.preset_config`."
+    task = overrides.get('task') or UViMStudyConfig.task
+    if overrides.get('steps') is None and task in TASK_STEPS.get(name, {}): overrides['steps'] = TASK_STEPS[name][task]
     return _preset_config(PRESETS, name, UViMStudyConfig, **overrides)
 
 # %% ../nbs/12b_uvim_study.ipynb #08e17620
