@@ -5,7 +5,6 @@
 # %% ../nbs/12a_uvim.ipynb #74236479
 from __future__ import annotations
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
@@ -17,6 +16,7 @@ from .indices import check_indices
 from .quantizer import QuantOut, code_stats, register_quantizer, quantizer_factory
 from .vq import nearest, _all_reduce, _broadcast
 from .transformer import TransformerConfig, Transformer
+from .features import _evaluating
 from .uvim_tasks import (DEPTH_BINS, PANOPTIC_CLASSES, NUM_INSTANCES, patchify, label_input, label_output,
                                 label_loss, uvim_codewords, uvim_split, _check_task, _check_batch)
 
@@ -218,9 +218,7 @@ def decode(self: UViMStageOne, code: torch.Tensor, image: torch.Tensor | None = 
 @torch.no_grad()
 def reconstruct(self: UViMStageOne, batch: dict) -> dict:
     "The oracle's reconstruction of a batch's label (eval mode: no code dropout, no quantizer updates), as maps from `label_output`."
-    was = self.training; self.eval()
-    try: logits, _ = self(batch)
-    finally: self.train(was)
+    with _evaluating(self): logits, _ = self(batch)
     return label_output(self.cfg.task, logits, self.cfg.image_size, self.cfg.patch)
 
 # %% ../nbs/12a_uvim.ipynb #201bf5a2
@@ -308,16 +306,6 @@ def decode_tokens(self: UViMLanguageModel, tokens: torch.Tensor, context: torch.
     return self.head(self.decoder(x, context, cache))
 
 # %% ../nbs/12a_uvim.ipynb #5846d7ec
-@contextmanager
-def _evaluating(*modules):
-    "Run the block with `modules` in eval mode, restoring each one's mode after."
-    was = [m.training for m in modules]
-    try:
-        for m in modules: m.eval()
-        yield
-    finally:
-        for m, w in zip(modules, was): m.train(w)
-
 @torch.no_grad()
 def oracle_codes(stage_one: UViMStageOne, batch: dict, chunk: int = 256) -> torch.Tensor:
     "The frozen oracle's codes of a scenes batch, `encode` in eval mode `chunk` scenes at a time: int64 (B, L), row-major."
