@@ -60,7 +60,7 @@ def cases_for(levels, z, device):
         return f
     fwd_cases = {'fsq_lit forward': fwd(ours), 'peer forward': fwd(peer)}
     if device == 'cuda':
-        fused = FSQ(levels, fused=True, nan_check=False).to(device)
+        fused = FSQ(levels, kernel='compile', nan_check=False).to(device)
         fwd_cases.update({'fsq_lit fused forward': fwd(fused), 'copy of the input': lambda: z.clone()})
     return fwd_cases, {'fsq_lit forward+backward': fwd_bwd(ours), 'peer forward+backward': fwd_bwd(peer)}
 

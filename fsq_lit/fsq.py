@@ -11,9 +11,10 @@ from fastcore.basics import patch
 from .scalar import make_grid, check_int, bound
 from .ste import FSQFunction, fsq_forward, fsq_function
 from .indices import index_dtype, _horner, codes_to_indices, indices_to_codes, implicit_codebook, basis
+from .kernel import kernel_constants, fsq_kernel, unavailable as kernel_unavailable
 
 # %% auto #0
-__all__ = ['random_rotation', 'FSQ']
+__all__ = ['KERNELS', 'random_rotation', 'FSQ']
 
 # %% ../nbs/03_fsq.ipynb #875fc5fe
 _TILE = 16  # the constants are stored tiled this many times (see above)
@@ -55,6 +56,16 @@ def _check_options(noise_dropout, rotation) -> tuple[float, bool]:
     if not isinstance(rotation, bool): raise TypeError(f"rotation must be True or False, got {rotation!r}")
     return float(noise_dropout), rotation
 
+KERNELS = ('auto', 'triton', 'compile', 'eager')
+
+def _check_kernel(kernel, fused: bool) -> str:
+    "Validate `kernel` (one of KERNELS); the deprecated `fused=True` means 'compile'."
+    if fused:
+        warnings.warn("FSQ(fused=True) is deprecated: use kernel='compile'", FutureWarning, stacklevel=3)
+        return 'compile'
+    if kernel not in KERNELS: raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    return kernel
+
 def random_rotation(d: int, seed: int = 0) -> torch.Tensor:
     "A fixed Haar-random `d x d` orthogonal matrix (float32): QR of a seeded Gaussian matrix, signs made unique."
     g = torch.Generator().manual_seed(check_int(seed, "seed"))
@@ -74,7 +85,8 @@ class FSQ(nn.Module):
                  symmetric: bool = False,     # symmetric grid for even levels (no zero code)
                  projection_bias: bool = True,# bias in the in/out projections
                  nan_check: bool = True,      # raise ValueError on NaN input (one reduction per call)
-                 fused: bool = False,         # torch.compile the quantizer into one kernel (GPU)
+                 kernel: str = 'auto',        # 'auto': the Triton kernel for CUDA tensors, else eager; or 'triton', 'compile', 'eager'
+                 fused: bool = False,         # deprecated: kernel='compile'
                  noise_dropout: float = 0.0,  # training only: this fraction of values gets uniform noise instead of rounding
                  rotation: bool = False):     # quantize each group in a fixed random orthogonal basis (a buffer)
         super().__init__()
@@ -84,7 +96,7 @@ class FSQ(nn.Module):
         self.num_codebooks = check_int(num_codebooks, "num_codebooks", lo=1)
         self.effective_dim = self.codebook_dim * self.num_codebooks
         self.dim = self.effective_dim if dim is None else check_int(dim, "dim", lo=1)
-        self.channel_first, self.nan_check, self.fused = bool(channel_first), bool(nan_check), bool(fused)
+        self.channel_first, self.nan_check, self.kernel = bool(channel_first), bool(nan_check), _check_kernel(kernel, fused)
         self.noise_dropout, self.rotation = _check_options(noise_dropout, rotation)
         if self.rotation: self.register_buffer('rotation_matrix', random_rotation(self.codebook_dim))
         self.codebook_size = self.grid.codebook_size
@@ -167,12 +179,33 @@ def _fast_view(self: FSQ, xf, channel_first: bool):
 
 @patch
 def _eager(self: FSQ, xv, consts, rshape, dim):
-    "Codes (STE gradient only when one is needed) and indices by Horner's rule on the rounded digits."
+    "Codes (STE gradient only when one is needed) and the indices of the rounded digits."
     if torch.is_grad_enabled() and xv.requires_grad: codes, r = FSQFunction.apply(xv, *consts)
     else: codes, r, _ = fsq_forward(xv, *consts)
+    if not r.is_cuda and self._matmul_exact(r.dtype): return codes, self._place_matmul(r, dim)
     # r is a scratch buffer: when sizes match, turn it into integers in place (saves an allocation)
     digits = r.view(self.index_dtype).copy_(r) if r.element_size() == self.index_dtype.itemsize else r
     return codes, _horner(digits.view(rshape), self.grid.levels, self.index_dtype, dim, self._add)
+
+@patch
+def _matmul_exact(self: FSQ, dtype) -> bool:
+    "Whether a matmul of the digits with the place values is exact: every partial sum an integer the dtype holds."
+    if dtype == torch.float64: return self.codebook_size <= 2**53
+    mkldnn = getattr(getattr(torch.backends.mkldnn, 'matmul', None), 'fp32_precision', 'none')   # bf16/tf32 allowed?
+    return self.codebook_size <= 2**24 and torch.get_float32_matmul_precision() == 'highest' and mkldnn in ('none', 'ieee')
+
+@patch
+def _place_matmul(self: FSQ, r, dim):
+    "Indices as one matmul of the digits `r` (fast view) with a block-diagonal matrix of place values, plus `add`."
+    key = ('places', r.shape[-1] if dim == -1 else r.shape[1], r.dtype)
+    if key not in self._views:
+        b = torch.tensor(basis(self.levels), dtype=r.dtype, device=r.device)
+        n = key[1] // self.codebook_dim                       # indices per row (channel-last) or groups (channel-first)
+        W = torch.block_diag(*[b[:, None] if dim == -1 else b[None, :]] * n)
+        self._views[key] = W, W.new_full((1, W.shape[1]), float(self._add))
+    W, add = self._views[key]
+    if dim == -1: return torch.addmm(add, r, W).view(-1).to(self.index_dtype)     # (N * G,)
+    return torch.matmul(W, r).add_(self._add).to(self.index_dtype)               # (B, G, S)
 
 @patch
 def _index_shape(self: FSQ, idx, shape, channel_first: bool):
@@ -183,13 +216,33 @@ def _index_shape(self: FSQ, idx, shape, channel_first: bool):
     return idx.view(tuple(shape[:-1]) + ((G,) if G > 1 else ()))
 
 @patch
+def _path(self: FSQ, x) -> str:
+    "The implementation that quantizes `x`: `kernel`, with 'auto' (and 'triton' while compiling) resolved."
+    if torch.compiler.is_compiling() and self.kernel in ('auto', 'triton'): return 'eager'   # the compiler fuses it
+    if self.kernel != 'auto': return self.kernel
+    fits = x.is_cuda and x.dtype != torch.float64 and kernel_unavailable(x.device) is None
+    return 'triton' if fits else 'eager'
+
+@patch
+def _triton(self: FSQ, x, channel_first: bool):
+    "Codes and indices by chapter 02a's kernel: one pass over memory, the NaN check fused (one host sync when on)."
+    key = ('kernel', x.device)
+    if key not in self._views: self._views[key] = kernel_constants(self.grid, x.device)
+    codes, idx, nan = fsq_kernel(x.contiguous(), self._views[key], channel_first, self.nan_check)
+    if nan is not None and bool(nan): raise ValueError(_NAN_MSG)
+    if channel_first: idx = idx.view(x.shape[0], self.num_codebooks, -1)
+    return codes.view(x.shape), self._index_shape(idx, x.shape, channel_first)
+
+@patch
 def _quantize(self: FSQ, x, channel_first: bool):
     "Quantize `x` (channels = levels * groups, no projection): returns codes in x's dtype and indices."
+    path = self._path(x)
+    if path == 'triton': return self._triton(x, channel_first)
     xf = (x if x.dtype in (torch.float32, torch.float64) else x.float()).contiguous()
     self._check_nan(xf)
     xv, n, rshape, dim = self._fast_view(xf, channel_first)
     consts = self._constants(n, channel_first, xf.dtype)
-    if self.fused:
+    if path == 'compile':
         codes, idx = _compiled_fsq()(xv, *[0.0 if c is None else c for c in consts], rshape, dim, tuple(self.levels), self._add)
     else: codes, idx = self._eager(xv, consts, rshape, dim)
     return codes.view(xf.shape).to(x.dtype), self._index_shape(idx, x.shape, channel_first)

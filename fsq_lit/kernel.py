@@ -50,7 +50,7 @@ def kernel_constants(grid: Grid, device=None) -> KernelConstants:
 # %% ../nbs/02a_kernel.ipynb #939b0075
 def _fsq_kernel(x_ptr, g_ptr, out_ptr, idx_ptr, k_ptr, b_ptr, flag_ptr, P, S, add,
                 D: tl.constexpr, DP: tl.constexpr, CF: tl.constexpr, BLOCK: tl.constexpr, WIDE: tl.constexpr,
-                POW2: tl.constexpr, NAN: tl.constexpr, BACKWARD: tl.constexpr):
+                POW2: tl.constexpr, NAN: tl.constexpr, BACKWARD: tl.constexpr, LOW: tl.constexpr):
     "FSQ forward (codes into out, indices into idx) or backward (gradient into out) of one tile."
     j = tl.arange(0, DP)
     if CF:   # program (o, i): positions i*BLOCK.. of row o; channel j is j*S further on
@@ -71,12 +71,15 @@ def _fsq_kernel(x_ptr, g_ptr, out_ptr, idx_ptr, k_ptr, b_ptr, flag_ptr, P, S, ad
     if BACKWARD:
         g = tl.load(g_ptr + offs, mask=m, other=0.0).to(tl.float32)
         g = g * inv if POW2 else tl.math.div_rn(g, tl.broadcast_to(scale, g.shape))
-        tl.store(out_ptr + offs, (g * half_l * tl.math.fma(-t, t, 1.0)).to(out_ptr.dtype.element_ty), mask=m)
+        grad = g * half_l * tl.math.fma(-t, t, 1.0)
+        if LOW: grad = grad.to(out_ptr.dtype.element_ty, fp_downcast_rounding='rtne')
+        tl.store(out_ptr + offs, grad, mask=m)
     else:
         offset, center = tl.load(k_ptr + 2 * DP + j)[None, :], tl.load(k_ptr + 3 * DP + j)[None, :]
         r = libdevice.rint(t * half_l - offset)
         codes = (r + center) * inv if POW2 else tl.math.div_rn(r + center, tl.broadcast_to(scale, r.shape))
-        tl.store(out_ptr + offs, codes.to(out_ptr.dtype.element_ty), mask=m)
+        if LOW: codes = codes.to(out_ptr.dtype.element_ty, fp_downcast_rounding='rtne')
+        tl.store(out_ptr + offs, codes, mask=m)
         idx = tl.reduce(r.to(idx_ptr.dtype.element_ty) * tl.load(b_ptr + j)[None, :], 1, tl.standard._sum_combine) + add
         tl.store(idx_ptr + p, idx, mask=pm)
         if NAN:
@@ -108,7 +111,8 @@ def _launch(x, out, k: KernelConstants, channel_first: bool, g=None, idx=None, f
     if cf: block = min(block, triton.next_power_of_2(S))
     grid = (P // S, triton.cdiv(S, block)) if cf else (triton.cdiv(P, block),)
     args = (x, x if g is None else g, out, out if idx is None else idx, k.consts, k.places, out if flag is None else flag, P, S, k.add)
-    meta = dict(D=D, DP=DP, CF=cf, BLOCK=block, WIDE=x.numel() >= 2**31, POW2=k.pow2, NAN=flag is not None, BACKWARD=g is not None)
+    meta = dict(D=D, DP=DP, CF=cf, BLOCK=block, WIDE=x.numel() >= 2**31, POW2=k.pow2, NAN=flag is not None, BACKWARD=g is not None,
+                LOW=out.dtype != torch.float32)
     if x.is_cuda: _COMPILED[grid](*args, **meta, num_warps=CONFIG['num_warps'], enable_fp_fusion=False)
     else:
         with _interpreter(): _INTERPRETED[grid](*args, **meta)
@@ -118,22 +122,26 @@ class FSQKernel(torch.autograd.Function):
     "Codes and indices of contiguous `x` by the kernel; the straight-through gradient by the backward kernel."
     @staticmethod
     def forward(ctx, x, k: KernelConstants, channel_first: bool, flag):
-        codes = torch.empty_like(x)
+        codes = _buffer(x)
         idx = torch.empty(x.numel() // k.d, dtype=k.places.dtype, device=x.device)
         _launch(x, codes, k, channel_first, idx=idx, flag=flag)
         if ctx.needs_input_grad[0]: ctx.save_for_backward(x)
         ctx.k, ctx.channel_first = k, channel_first
         ctx.mark_non_differentiable(idx)
         ctx.set_materialize_grads(False)
-        return codes, idx
+        return codes.to(x.dtype), idx
 
     @staticmethod
     def backward(ctx, grad_codes, grad_idx):
         if grad_codes is None: return None, None, None, None
         x, = ctx.saved_tensors
-        grad = torch.empty_like(x)
+        grad = _buffer(x)
         _launch(x, grad, ctx.k, ctx.channel_first, g=grad_codes.contiguous())
-        return grad, None, None, None
+        return grad.to(x.dtype), None, None, None
+
+def _buffer(x):
+    "An output like `x`; float32 on the CPU, where the interpreter's bf16/fp16 rounding is not to nearest even."
+    return torch.empty_like(x, dtype=x.dtype if x.is_cuda else torch.float32)
 
 # %% ../nbs/02a_kernel.ipynb #d677bd33
 def unavailable(device) -> str | None:

@@ -1,4 +1,4 @@
-"""The torch.compile path (`fused=True`) agrees with the eager path. Compiles once (about half a minute on CPU)."""
+"""The torch.compile path (`kernel="compile"`) agrees with the eager path. Compiles once (about half a minute on CPU)."""
 import torch
 from fsq_lit import FSQ
 
@@ -7,7 +7,7 @@ def test_fused_matches_eager():
     torch.manual_seed(0)
     for kw, shape in (({}, (3, 100, 4)), ({"channel_first": True}, (2, 4, 8, 8)),
                       ({"num_codebooks": 2}, (5, 8)), ({"symmetric": True}, (7, 4))):
-        eager, fused = FSQ([8, 5, 5, 5], **kw), FSQ([8, 5, 5, 5], fused=True, **kw)
+        eager, fused = FSQ([8, 5, 5, 5], **kw), FSQ([8, 5, 5, 5], kernel="compile", **kw)
         z = (torch.randn(shape) * 2).requires_grad_()
         (ce, ie), (cf, i_f) = eager(z), fused(z)
         assert torch.equal(ie, i_f) and ie.dtype == i_f.dtype

@@ -1,0 +1,484 @@
+"""The book's GPU performance in one run: the memory and matmul limits, FSQ's paths against them and the peer,
+VQ's nearest neighbour, and MaskGIT's training MFU and sampling speed.
+
+    python bench/gpu_suite.py                    # on a GPU, a few minutes: bench/results/<gpu>.json and .md
+    python bench/gpu_suite.py --only fsq,limits  # some sections
+    python bench/gpu_suite.py --smoke --out DIR  # tiny sizes, on the CPU in seconds: the test's run
+
+Sections, each in the same process, each guarded (an exception is recorded as {"error": ...} and the suite goes on);
+after each one the JSON and the Markdown file are rewritten atomically and its table is printed:
+  limits   copy time of FSQ's input (dst.copy_(src), bytes read + written), float32 and bf16, and the measured matmul
+           peak (bench/maskgit_mfu.py's matmul_peak: bf16 n=8192 on CUDA)
+  fsq      FSQ([8, 5, 5, 5]) on --tokens tokens (2^24), float32 and bf16, channel-last (1, N, 4) and channel-first
+           (B, 4, H, W), forward (no grad) and forward + backward, for each path of the book (kernel='eager',
+           'compile', 'triton') and vector-quantize-pytorch's FSQ (the peer). Each case: median ms (CUDA events around
+           each call on CUDA, perf_counter on the CPU) after untimed warm-up calls (compilation included; their seconds
+           are recorded), GB/s of the bytes the path must move (forward: input + codes + int32 indices; forward +
+           backward adds grad read, input read, grad written), the ratio to the copy time of the input, and exact
+           agreement with the eager path on the same input (index and code mismatches, largest gradient difference).
+  tune     the Triton kernel's tile (values per program) and warps per program: float32 channel-last forward and
+           forward + backward for each setting of a small grid, against the copy (fsq_lit.kernel.CONFIG is the default)
+  vq       fsq_lit.compare.time_quantizers at 2^10 ... 2^16 codes (chapter 08's timing figure), the gpu preset's tokens
+  maskgit  bench/maskgit_mfu.py at the paper's size (--tiny with --smoke): training MFU, sampling images/s
+Speed is never asserted. Exit status 1 if a path of the book gives other indices than the eager path, or if
+anything raised (after writing the results); 2 on a usage error.
+"""
+import argparse, datetime, functools, importlib.util, json, platform, re, statistics, subprocess, sys, time, traceback
+from importlib.metadata import version, PackageNotFoundError
+from pathlib import Path
+import torch
+from fsq_lit.runs import atomic_write
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / 'results'
+SECTIONS = ('limits', 'fsq', 'tune', 'vq', 'maskgit')
+LEVELS = [8, 5, 5, 5]
+PATHS = ('eager', 'compile', 'triton', 'peer')   # the book's three kernels, then vector-quantize-pytorch's FSQ
+DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
+LAYOUTS = ('channel_last', 'channel_first')
+
+
+@functools.cache
+def bench_module(name: str):
+    "bench/<name>.py as a module (bench/ is not a package)."
+    spec = importlib.util.spec_from_file_location(f'bench_{name}', BENCH / f'{name}.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def guarded(fn, *args) -> dict:
+    "fn(*args), or {'error': ...} if it raised (printed, and the suite goes on)."
+    try: return fn(*args)
+    except Exception as e:
+        if torch.cuda.is_available(): torch.cuda.empty_cache()
+        print(f"  ERROR in {getattr(fn, '__name__', fn)}: {type(e).__name__}: {e}", flush=True)
+        traceback.print_exc(limit=-4)
+        return dict(error=f'{type(e).__name__}: {e}')
+
+
+# ---------------------------------------------------------------- timing
+
+def sync(device):
+    if device.type == 'cuda': torch.cuda.synchronize(device)
+
+
+def warm(fn, device, n: int) -> float:
+    "Seconds taken by `n` untimed calls of fn (compilation happens here)."
+    t = time.perf_counter()
+    for _ in range(n): fn()
+    sync(device)
+    return time.perf_counter() - t
+
+
+def median_ms(fn, device, reps: int) -> float:
+    "Median milliseconds per call of fn over `reps` calls: CUDA events around each call on CUDA, perf_counter on the CPU."
+    if device.type != 'cuda':
+        ts = []
+        for _ in range(reps):
+            t = time.perf_counter(); fn(); ts.append(1e3 * (time.perf_counter() - t))
+        return statistics.median(ts)
+    ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+    for start, end in ev:
+        start.record(); fn(); end.record()
+    sync(device)
+    return statistics.median(s.elapsed_time(e) for s, e in ev)
+
+
+def rate(ms: float, nbytes: int, copy_ms: float | None = None, warmup_s: float | None = None) -> dict:
+    "A timing as recorded: ms, the bytes counted, GB/s, and the ratio to the copy time of the input if given."
+    r = dict(ms=float(f'{ms:.5g}'), bytes=nbytes, gbps=float(f'{nbytes / ms / 1e6:.4g}'))
+    if copy_ms: r['ratio_to_copy'] = float(f'{ms / copy_ms:.4g}')
+    if warmup_s is not None: r['warmup_s'] = round(warmup_s, 3)
+    return r
+
+
+# ---------------------------------------------------------------- limits
+
+def cf_shape(n: int, d: int) -> tuple:
+    "(B, d, H, H) holding n tokens: H the largest power of two <= 512 whose square divides n (2^24: (64, d, 512, 512))."
+    side = 512
+    while n % (side * side): side //= 2
+    return (n // side**2, d, side, side)
+
+
+def fsq_input(a, dtype, layout: str, seed: int = 0) -> torch.Tensor:
+    "Standard normal input of a.tokens tokens in the layout, drawn in float32 on the device, then cast."
+    shape = (1, a.tokens, len(LEVELS)) if layout == 'channel_last' else cf_shape(a.tokens, len(LEVELS))
+    g = torch.Generator(device=a.device).manual_seed(seed)
+    return torch.randn(shape, generator=g, device=a.device).to(dtype)
+
+
+def copy_case(x, a) -> dict:
+    "Time of dst.copy_(x), counting the bytes read and written."
+    dst = torch.empty_like(x)
+    fn = lambda: dst.copy_(x)
+    warm(fn, a.device, a.warmup)
+    return rate(median_ms(fn, a.device, a.reps), 2 * x.nbytes)
+
+
+def matmul(a) -> dict:
+    "bench/maskgit_mfu.py's measured matmul peak (bf16 on CUDA, float32 on the CPU)."
+    p = bench_module('maskgit_mfu').matmul_peak(a.device, a.matmul)
+    return dict(tflops=round(p['flops'] / 1e12, 3), median_tflops=round(p['median_flops'] / 1e12, 3), n=p['n'], dtype=p['dtype'])
+
+
+def limits(a) -> dict:
+    out = {f'copy_{k}': guarded(lambda dt: copy_case(fsq_input(a, dt, 'channel_last'), a), dt) for k, dt in DTYPES.items()}
+    return dict(tokens=a.tokens, **out, matmul=guarded(matmul, a))
+
+
+# ---------------------------------------------------------------- fsq
+
+def skip_reason(path: str, a) -> str | None:
+    "Why `path` is not measured here, or None."
+    cpu = a.device.type == 'cpu'
+    if path == 'compile' and cpu and a.smoke:
+        return "torch.compile on the CPU: inductor's C++ build takes minutes (tests/test_fused.py checks this path)"
+    if path == 'triton':
+        try: from fsq_lit.kernel import unavailable
+        except ImportError as e: return f'fsq_lit.kernel does not import: {e}'
+        if why := unavailable(a.device): return why
+        if cpu and not a.smoke: return "Triton's interpreter on the CPU: too slow at this size (--smoke checks its indices)"
+    if path == 'peer':
+        try: import vector_quantize_pytorch  # noqa: F401
+        except ImportError as e: return f'vector-quantize-pytorch is not installed: {e}'
+    return None
+
+
+def make_quantizer(path: str, channel_first: bool, device):
+    "The quantizer of `path`: fsq_lit's FSQ with kernel=path, or the peer's FSQ."
+    if path == 'peer':
+        from vector_quantize_pytorch import FSQ as PeerFSQ
+        return PeerFSQ(LEVELS, channel_first=channel_first).to(device)
+    from fsq_lit.fsq import FSQ
+    return FSQ(LEVELS, kernel=path, channel_first=channel_first, nan_check=False).to(device)
+
+
+def reference(x, g, device) -> dict:
+    "The eager path's codes, indices and input gradient (for upstream gradient g) on x."
+    q = make_quantizer('eager', x.ndim > 3, device)
+    with torch.no_grad(): codes, idx = q(x)
+    xg = x.detach().clone().requires_grad_()
+    torch.autograd.backward(q(xg)[0], g)
+    return dict(codes=codes, idx=idx, grad=xg.grad, g=g)
+
+
+def agreement(codes, idx, ref) -> dict:
+    "Index and code mismatches against the eager reference (a shape mismatch counts every index)."
+    ri, rc = ref['idx'], ref['codes']
+    n = int((idx.reshape(-1).long() != ri.reshape(-1).long()).sum()) if idx.numel() == ri.numel() else ri.numel()
+    c = codes.to(rc.dtype)
+    same = c.shape == rc.shape
+    return dict(index_mismatches=n, codes_mismatches=int((c != rc).sum()) if same else rc.numel(),
+                codes_max_abs_diff=float((c.float() - rc.float()).abs().max()) if same else None,
+                index_dtype=str(idx.dtype).removeprefix('torch.'))
+
+
+def time_forward(q, x, ref, a, copy_ms, first_s) -> dict:
+    "Forward under no_grad: input read, codes and indices written."
+    fn = lambda: q(x)
+    with torch.no_grad():
+        w = first_s + warm(fn, a.device, a.warmup)
+        ms = median_ms(fn, a.device, a.reps)
+    return rate(ms, 2 * x.nbytes + ref['idx'].nbytes, copy_ms, w)
+
+
+def time_train(q, x, ref, a, copy_ms) -> tuple[dict, float]:
+    "Forward + backward (forward's bytes, then grad read, input read, grad written), and the largest gradient difference."
+    xg = x.detach().clone().requires_grad_()
+    def step():
+        xg.grad = None
+        torch.autograd.backward(q(xg)[0], ref['g'])
+    w = warm(step, a.device, 1)
+    diff = float((xg.grad.float() - ref['grad'].float()).abs().max())
+    w += warm(step, a.device, a.warmup)
+    return rate(median_ms(step, a.device, a.reps), 5 * x.nbytes + ref['idx'].nbytes, copy_ms, w), diff
+
+
+def run_case(path: str, x, ref, a, copy_ms) -> dict:
+    "One path on x: agreement with eager, forward and forward + backward; skipped where it cannot run."
+    if why := skip_reason(path, a): return dict(skipped=why)
+    try:
+        t = time.perf_counter()
+        q = make_quantizer(path, x.ndim > 3, a.device)
+        with torch.no_grad(): codes, idx = q(x)
+        sync(a.device)
+    except (TypeError, ValueError) as e: return dict(skipped=f'{type(e).__name__}: {e}')
+    res = dict(agreement=agreement(codes, idx, ref))
+    del codes, idx
+    res['forward'] = time_forward(q, x, ref, a, copy_ms, time.perf_counter() - t)
+    res['forward_backward'], res['agreement']['grad_max_abs_diff'] = time_train(q, x, ref, a, copy_ms)
+    return res
+
+
+def case_line(c: dict) -> str:
+    "One progress line for a finished case."
+    what = f"  fsq {c['path']:<8} {c['dtype']:<9} {c['layout']:<14}"
+    if 'forward' not in c: return f"{what} {'skipped' if 'skipped' in c else 'ERROR'}: {c.get('skipped') or c.get('error')}"
+    f, fb, ag = c['forward'], c['forward_backward'], c['agreement']
+    return (f"{what} forward {f['ms']:.4g} ms ({f.get('ratio_to_copy', 0):.3g}x copy), forward+backward {fb['ms']:.4g} ms, "
+            f"index mismatches {ag['index_mismatches']}")
+
+
+def fsq_combo(dname: str, layout: str, a) -> dict:
+    "Every path on one input (dtype, layout), with the copy time of that input."
+    x, g = (fsq_input(a, DTYPES[dname], layout, seed) for seed in (0, 1))
+    copy, ref, cases = copy_case(x, a), reference(x, g, a.device), []
+    for path in PATHS:
+        cases.append(dict(path=path, dtype=dname, layout=layout, shape=list(x.shape), **guarded(run_case, path, x, ref, a, copy['ms'])))
+        print(case_line(cases[-1]), flush=True)
+    return dict(copy=copy, cases=cases)
+
+
+def fsq(a) -> dict:
+    out = dict(levels=LEVELS, tokens=a.tokens, reps=a.reps, warmup=a.warmup, copy={}, cases=[])
+    for dname in DTYPES:
+        for layout in LAYOUTS:
+            r = guarded(fsq_combo, dname, layout, a)
+            if 'error' in r: out['cases'] += [dict(path=p, dtype=dname, layout=layout, error=r['error']) for p in PATHS]
+            else: out['copy'][f'{dname}/{layout}'] = r['copy']; out['cases'] += r['cases']
+    return out
+
+
+# ---------------------------------------------------------------- tune
+
+def tune_grid(a) -> list[tuple[int, int]]:
+    "(values per program, warps) settings to try; two with --smoke."
+    return [(2048, 4), (4096, 4)] if a.smoke else [(e, w) for e in (1024, 2048, 4096, 8192, 16384) for w in (4, 8)]
+
+
+def tune_one(q, x, ref, a, copy_ms, elements: int, warps: int) -> dict:
+    "The kernel's times with one tile setting (CONFIG restored afterwards)."
+    from fsq_lit import kernel
+    saved = dict(kernel.CONFIG)
+    kernel.CONFIG.update(elements=elements, num_warps=warps)
+    try:
+        fwd = time_forward(q, x, ref, a, copy_ms, 0.0)
+        train, _ = time_train(q, x, ref, a, copy_ms)
+    finally: kernel.CONFIG.update(saved)
+    return dict(elements=elements, num_warps=warps, forward=fwd, forward_backward=train)
+
+
+def tune(a) -> dict:
+    "The Triton kernel's tile sweep on float32 channel-last input; skipped where the kernel cannot run."
+    if why := skip_reason('triton', a): return dict(skipped=why)
+    from fsq_lit import kernel
+    x, g = (fsq_input(a, torch.float32, 'channel_last', seed) for seed in (0, 1))
+    copy, ref, q = copy_case(x, a), reference(x, g, a.device), make_quantizer('triton', False, a.device)
+    rows = [guarded(tune_one, q, x, ref, a, copy['ms'], e, w) for e, w in tune_grid(a)]
+    return dict(default=dict(kernel.CONFIG), copy=copy, rows=rows)
+
+
+# ---------------------------------------------------------------- vq, maskgit
+
+def vq(a) -> dict:
+    "Chapter 08's timing of FSQ and VQ's nearest neighbour per codebook size, at its gpu preset's tokens and VQ dimension."
+    from fsq_lit.compare import time_quantizers, preset_config
+    cfg = preset_config('smoke' if a.smoke else 'gpu')
+    rows = time_quantizers(a.vq_sizes, vq_dim=cfg.vq_dim, tokens=cfg.timing_tokens, device=a.device)
+    return dict(tokens=cfg.timing_tokens, vq_dim=cfg.vq_dim, rows=[
+        dict(codes=r['target_size'], fsq_ms=round(1e3 * r['fsq_s'], 4), vq_ms=round(1e3 * r['vq_s'], 4),
+             vq_over_fsq=round(r['vq_s'] / r['fsq_s'], 2)) for r in rows])
+
+
+def maskgit(a) -> dict:
+    "bench/maskgit_mfu.py's run (its --tiny configuration with --smoke); skipped if it does not import."
+    try: m = bench_module('maskgit_mfu')
+    except Exception as e: return dict(skipped=f'bench/maskgit_mfu.py does not import: {type(e).__name__}: {e}')
+    return m.run(m.parse_args(['--device', str(a.device)] + (['--tiny'] if a.smoke else [])))
+
+
+# ---------------------------------------------------------------- tables
+
+def table(head, rows) -> list[str]:
+    return ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)] + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]
+
+
+def note(r: dict) -> str:
+    "A skip or error reason, short enough for a table cell."
+    s = str(r.get('skipped') or r.get('error') or '')
+    return (s if len(s) <= 100 else s[:97] + '...').replace('|', '/').replace('\n', ' ')
+
+
+def limits_table(r: dict) -> list[str]:
+    rows = [(k, f"{c['bytes'] / 2**20:.4g} MiB", c['ms'], c['gbps'], '') if 'ms' in c else (k, '', '', '', note(c))
+            for k, c in r.items() if k.startswith('copy_')]
+    m = r['matmul']
+    rows.append(('matmul', f"{m['dtype']} n={m['n']}", '', f"{m['tflops']} TFLOP/s", '') if 'tflops' in m else ('matmul', '', '', '', note(m)))
+    return table(('limit', 'read + written', 'ms', 'GB/s', 'note'), rows)
+
+
+def fsq_row(c: dict) -> tuple:
+    key = (c['path'], c['dtype'], c['layout'])
+    if 'forward' not in c: return key + ('',) * 9 + (note(c),)
+    f, fb, ag = c['forward'], c['forward_backward'], c['agreement']
+    return key + (f['ms'], f['gbps'], f.get('ratio_to_copy'), fb['ms'], fb['gbps'], fb.get('ratio_to_copy'),
+                  ag['index_mismatches'], ag['codes_mismatches'], round(f['warmup_s'] + fb['warmup_s'], 1), '')
+
+
+def fsq_table(r: dict) -> list[str]:
+    rows = []
+    for c in r['cases']:
+        cp = r['copy'].get(f"{c['dtype']}/{c['layout']}")
+        if c['path'] == PATHS[0] and cp: rows.append(('copy', c['dtype'], c['layout'], cp['ms'], cp['gbps'], 1) + ('',) * 7)
+        rows.append(fsq_row(c))
+    head = ('path', 'dtype', 'layout', 'fwd ms', 'fwd GB/s', 'fwd/copy', 'fwd+bwd ms', 'fwd+bwd GB/s', 'fwd+bwd/copy',
+            'index mismatches', 'code mismatches', 'warm-up s', 'note')
+    return [f"levels {r['levels']}, {r['tokens']} tokens, median of {r['reps']} calls"] + table(head, rows)
+
+
+def tune_table(r: dict) -> list[str]:
+    rows = [(x['elements'], x['num_warps'], x['forward']['ms'], x['forward']['ratio_to_copy'], x['forward_backward']['ms'],
+             x['forward_backward']['ratio_to_copy']) if 'forward' in x else ('', '', '', '', '', note(x)) for x in r['rows']]
+    d = r['default']
+    return ([f"float32 channel-last, copy {r['copy']['ms']} ms; the library's default: {d['elements']} values, {d['num_warps']} warps"] +
+            table(('values per program', 'warps', 'fwd ms', 'fwd/copy', 'fwd+bwd ms', 'fwd+bwd/copy'), rows))
+
+
+def vq_table(r: dict) -> list[str]:
+    return ([f"{r['tokens']} tokens, VQ dimension {r['vq_dim']}"] +
+            table(('codes', 'FSQ ms', 'VQ ms', 'VQ / FSQ'), [(x['codes'], x['fsq_ms'], x['vq_ms'], x['vq_over_fsq']) for x in r['rows']]))
+
+
+def maskgit_table(r: dict) -> list[str]:
+    c, s = r['config'], r['sampling']
+    rows = [(k, x['step_ms'], x['tokens_per_s'], x['achieved_tflops'], x['mfu_measured_peak'], x['mfu_spec_peak'], '')
+            for k, x in r['runs'].items()]
+    rows.append((f"sampling, {s['steps']} steps", '', '', s['achieved_tflops'], s['mfu_measured_peak'], '',
+                 f"{s['images_per_s']} images/s ({s['guided_images_per_s']} guided)"))
+    return ([f"{c['n_layer']} layers x {c['d_model']}, batch {c['batch']} x {c['positions']} positions, {r['dtype']}"] +
+            table(('run', 'ms/step', 'tokens/s', 'TFLOP/s', 'MFU (measured peak)', 'MFU (spec sheet)', 'images/s'), rows))
+
+
+TABLES = dict(limits=limits_table, fsq=fsq_table, tune=tune_table, vq=vq_table, maskgit=maskgit_table)
+
+
+def section_md(name: str, r: dict) -> list[str]:
+    "The section's heading and table (or its error or skip reason)."
+    if 'error' in r or 'skipped' in r: return [f'## {name}', '', f"{'error' if 'error' in r else 'skipped'}: {note(r)}", '']
+    try: return [f'## {name}', ''] + TABLES[name](r) + ['']
+    except Exception as e: return [f'## {name}', '', f'(table failed: {type(e).__name__}: {e}; see the JSON)', '']
+
+
+# ---------------------------------------------------------------- the run
+
+def versions() -> dict:
+    "torch, CUDA, Triton, the peer, Python, fsq_lit and the git commit."
+    def pkg(name):
+        try: return version(name)
+        except PackageNotFoundError: return None
+    try: commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=BENCH, capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError): commit = None
+    import fsq_lit
+    return dict(torch=torch.__version__, cuda=torch.version.cuda, triton=pkg('triton'), python=platform.python_version(),
+                vector_quantize_pytorch=pkg('vector-quantize-pytorch'), fsq_lit=fsq_lit.__version__, commit=commit)
+
+
+def header(a) -> dict:
+    gpu = torch.cuda.get_device_name(a.device) if a.device.type == 'cuda' else None
+    return dict(benchmark='bench/gpu_suite.py', gpu=gpu, device=str(a.device), smoke=a.smoke, sections=list(a.only),
+                date=datetime.datetime.now().isoformat(timespec='seconds'), versions=versions(),
+                machine=guarded(lambda: bench_module('fsq_speed').machine(a.device.type)), seconds={})
+
+
+def slug(res: dict) -> str:
+    "The results' file name: the GPU's name in lower case and dashes ('nvidia-h200'), or 'cpu'; '-smoke' added for --smoke."
+    name = re.sub(r'[^a-z0-9]+', '-', (res['gpu'] or res['device'].split(':')[0]).lower()).strip('-')
+    return name + ('-smoke' if res['smoke'] else '')
+
+
+def markdown(res: dict) -> str:
+    v, m = res['versions'], res['machine']
+    lines = [f"# bench/gpu_suite.py on {res['gpu'] or m.get('cpu')}{' (smoke)' if res['smoke'] else ''}", '',
+             f"{res['date']}; torch {v['torch']}, CUDA {v['cuda']}, Triton {v['triton']}, vector-quantize-pytorch "
+             f"{v['vector_quantize_pytorch']}, Python {v['python']}, commit {v['commit']}; {m.get('platform')}, {m.get('cpu')}, "
+             f"{m.get('cores')} cores", '']
+    return '\n'.join(lines + [l for s in SECTIONS if s in res for l in section_md(s, res[s])])
+
+
+def write(res: dict, out: Path) -> Path:
+    "The JSON and the Markdown file, each replaced atomically (a killed run keeps what finished)."
+    path = out / f'{slug(res)}.json'
+    atomic_write(path, json.dumps(res, indent=1) + '\n', mode='w')
+    atomic_write(path.with_suffix('.md'), markdown(res) + '\n', mode='w')
+    return path
+
+
+def problems(res: dict) -> list[str]:
+    "Index disagreements of the book's paths, and everything that raised."
+    bad = [f"{c['path']} {c['dtype']} {c['layout']}: {c['agreement']['index_mismatches']} indices differ from eager"
+           for c in res.get('fsq', {}).get('cases', []) if c['path'] != 'peer' and c.get('agreement', {}).get('index_mismatches')]
+    def errors(r, where):
+        if isinstance(r, dict):
+            if 'error' in r: yield f"{where}: {r['error']}"
+            for k, v in r.items(): yield from errors(v, f'{where}/{k}')
+        elif isinstance(r, list):
+            for i, v in enumerate(r): yield from errors(v, f'{where}/{i}')
+    return bad + [e for s in ('machine',) + SECTIONS for e in errors(res.get(s), s)]
+
+
+# ---------------------------------------------------------------- command line
+
+def _sections(s: str) -> tuple:
+    names = tuple(x.strip() for x in s.split(',') if x.strip())
+    if not names or set(names) - set(SECTIONS):
+        raise argparse.ArgumentTypeError(f"unknown section in {s!r}: choose from {', '.join(SECTIONS)}")
+    return tuple(x for x in SECTIONS if x in names)
+
+
+def _tokens(s: str) -> int:
+    try: n = int(s)
+    except ValueError: n = 0
+    if n < 1: raise argparse.ArgumentTypeError(f'must be a positive integer, got {s!r}')
+    return n
+
+
+def _device(ap, a) -> torch.device:
+    "The device asked for, or CUDA if there is one; the CPU without --smoke only when asked for by name."
+    if a.device is None and not torch.cuda.is_available() and not a.smoke:
+        ap.error('no CUDA device: use --smoke for the CPU smoke run, or --device cpu for the full sizes on the CPU (slow)')
+    try: dev = torch.device(a.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    except RuntimeError as e: ap.error(f'--device: {e}')
+    if dev.type == 'cuda' and not torch.cuda.is_available(): ap.error('--device cuda: no CUDA device is available')
+    return dev
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--smoke', action='store_true', help='tiny sizes (CPU, seconds): 2^12 tokens, 3 timed calls, '
+                                                         'matmul n=256, VQ at 2^10 and 2^11 codes, maskgit --tiny')
+    ap.add_argument('--device', default=None, help='default: cuda if available (else cpu with --smoke)')
+    ap.add_argument('--out', default=str(RESULTS), help='folder of <gpu>.json and <gpu>.md (default bench/results)')
+    ap.add_argument('--only', type=_sections, default=SECTIONS, help=f"comma-separated sections of {','.join(SECTIONS)}")
+    ap.add_argument('--tokens', type=_tokens, default=None, help='FSQ tokens (default 2^24; 2^12 with --smoke)')
+    a = ap.parse_args(argv)
+    a.device = _device(ap, a)
+    cuda = a.device.type == 'cuda'
+    a.tokens = a.tokens or (2**12 if a.smoke else 2**24)
+    a.reps, a.warmup = (3, 1) if a.smoke else (50 if cuda else 5, 3)
+    a.matmul = 256 if a.smoke else 8192 if cuda else 1024
+    a.vq_sizes = [2**10, 2**11] if a.smoke else [2**k for k in range(10, 17)]
+    return a
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    out, res = Path(a.out), header(a)
+    print(f"bench/gpu_suite.py on {res['gpu'] or res['machine'].get('cpu')}, torch {res['versions']['torch']}, "
+          f"CUDA {res['versions']['cuda']}, Triton {res['versions']['triton']}, sections {','.join(a.only)}", flush=True)
+    fns = dict(limits=limits, fsq=fsq, tune=tune, vq=vq, maskgit=maskgit)
+    for name in a.only:
+        t = time.perf_counter()
+        print(f'# {name}', flush=True)
+        res[name] = guarded(fns[name], a)
+        res['seconds'][name] = round(time.perf_counter() - t, 1)
+        path = write(res, out)
+        print('\n'.join(section_md(name, res[name])) + f'({res["seconds"][name]} s)\n', flush=True)
+    print(f'wrote {path} and {path.with_suffix(".md")}')
+    for p in (bad := problems(res)): print(f'PROBLEM: {p}')
+    return 1 if bad else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

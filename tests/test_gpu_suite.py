@@ -1,0 +1,59 @@
+"""bench/gpu_suite.py runs end to end at its --smoke size on the CPU and writes the promised JSON and Markdown
+(every section, every FSQ case timed or with a reason, exact index agreement with the eager path); speed is never asserted."""
+import json, os, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = ROOT / "bench" / "gpu_suite.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}   # a smoke run: no thread contention on 2 cores
+
+
+def suite(*args, timeout=180):
+    return subprocess.run([sys.executable, str(SUITE), *args], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def check_fsq(r: dict):
+    "Every case timed (with agreement) or skipped or failed with a reason; the eager path ran; indices agree."
+    paths, dtypes, layouts = ("eager", "compile", "triton", "peer"), ("float32", "bfloat16"), ("channel_last", "channel_first")
+    assert [(c["dtype"], c["layout"], c["path"]) for c in r["cases"]] == [(d, l, p) for d in dtypes for l in layouts for p in paths]
+    assert set(r["copy"]) == {f"{d}/{l}" for d in dtypes for l in layouts}
+    for c in r["cases"]:
+        assert "error" not in c, c
+        if "skipped" in c:
+            assert c["path"] != "eager" and c["skipped"]
+            continue
+        assert {"ms", "gbps", "ratio_to_copy", "bytes", "warmup_s"} <= set(c["forward"]) <= set(c["forward_backward"])
+        assert c["forward_backward"]["bytes"] > c["forward"]["bytes"] > 0
+        ag = c["agreement"]
+        assert ag["index_mismatches"] == 0 and ag["codes_mismatches"] == 0, c
+        assert ag["grad_max_abs_diff"] < (1e-4 if c["dtype"] == "float32" else 0.1), c   # bf16: a rounding step or two
+    assert {c["path"] for c in r["cases"] if "forward" in c} >= {"eager", "peer"}
+    assert all("inductor" in c["skipped"] for c in r["cases"] if c["path"] == "compile")   # skipped on the CPU in --smoke
+
+
+def test_gpu_suite_smoke(tmp_path):
+    res = suite("--smoke", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    r = json.loads((tmp_path / "cpu-smoke.json").read_text())
+    assert r["smoke"] and r["device"] == "cpu" and r["gpu"] is None and r["sections"] == ["limits", "fsq", "tune", "vq", "maskgit"]
+    assert r["versions"]["torch"] and r["date"] and {"cpu", "cores"} <= set(r["machine"])
+    lim = r["limits"]
+    assert lim["copy_float32"]["bytes"] == 2 * lim["copy_bfloat16"]["bytes"] == 2 * 4096 * 4 * 4   # read + write, float32
+    assert lim["matmul"]["tflops"] > 0 and lim["matmul"]["n"] == 256
+    check_fsq(r["fsq"])
+    tu = r["tune"]                                                      # the kernel's tile sweep (interpreted here)
+    assert [(x["elements"], x["num_warps"]) for x in tu["rows"]] == [(2048, 4), (4096, 4)] and tu["default"]["elements"] > 0
+    assert all(x["forward"]["ms"] > 0 and x["forward_backward"]["ratio_to_copy"] > 0 for x in tu["rows"])
+    assert [x["codes"] for x in r["vq"]["rows"]] == [2**10, 2**11] and all(x["vq_ms"] > 0 for x in r["vq"]["rows"])
+    assert r["maskgit"]["config"]["n_layer"] == 2 and r["maskgit"]["sampling"]["images_per_s"] > 0   # maskgit_mfu's --tiny
+    md = (tmp_path / "cpu-smoke.md").read_text()
+    for s in ("## limits", "## fsq", "## tune", "## vq", "## maskgit", "| path | dtype | layout |", "| eager | float32 | channel_last |"):
+        assert s in md and s in res.stdout, s
+
+
+def test_gpu_suite_usage_error(tmp_path):
+    res = suite("--smoke", "--only", "fsq,nope", "--out", str(tmp_path), timeout=60)
+    assert res.returncode == 2 and res.stdout == ""
+    errors = [l for l in res.stderr.splitlines() if "error:" in l]
+    assert len(errors) == 1 and "nope" in errors[0] and "limits, fsq, tune, vq, maskgit" in errors[0]
+    assert not list(tmp_path.iterdir())
