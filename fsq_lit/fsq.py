@@ -178,14 +178,19 @@ def _fast_view(self: FSQ, xf, channel_first: bool):
     return xf.view(-1, K * R), K * R, (-1, self.codebook_dim), -1
 
 @patch
-def _eager(self: FSQ, xv, consts, rshape, dim):
-    "Codes (STE gradient only when one is needed) and the indices of the rounded digits."
+def _eager(self: FSQ, xv, consts, rshape, dim, nan_check: bool = False):
+    "Codes (STE gradient only when one is needed) and the indices of the rounded digits (NaN-checked there if asked)."
     if torch.is_grad_enabled() and xv.requires_grad: codes, r = FSQFunction.apply(xv, *consts)
     else: codes, r, _ = fsq_forward(xv, *consts)
-    if not r.is_cuda and self._matmul_exact(r.dtype): return codes, self._place_matmul(r, dim)
+    if self._use_matmul(r): return codes, self._place_matmul(r, dim, nan_check)
     # r is a scratch buffer: when sizes match, turn it into integers in place (saves an allocation)
     digits = r.view(self.index_dtype).copy_(r) if r.element_size() == self.index_dtype.itemsize else r
     return codes, _horner(digits.view(rshape), self.grid.levels, self.index_dtype, dim, self._add)
+
+@patch
+def _use_matmul(self: FSQ, t) -> bool:
+    "Whether indices of `t`'s digits come from a matmul: on the CPU, where it is exact, outside compilation."
+    return not t.is_cuda and self._matmul_exact(t.dtype) and not torch.compiler.is_compiling()
 
 @patch
 def _matmul_exact(self: FSQ, dtype) -> bool:
@@ -195,7 +200,7 @@ def _matmul_exact(self: FSQ, dtype) -> bool:
     return self.codebook_size <= 2**24 and torch.get_float32_matmul_precision() == 'highest' and mkldnn in ('none', 'ieee')
 
 @patch
-def _place_matmul(self: FSQ, r, dim):
+def _place_matmul(self: FSQ, r, dim, nan_check: bool = False):
     "Indices as one matmul of the digits `r` (fast view) with a block-diagonal matrix of place values, plus `add`."
     key = ('places', r.shape[-1] if dim == -1 else r.shape[1], r.dtype)
     if key not in self._views:
@@ -204,8 +209,10 @@ def _place_matmul(self: FSQ, r, dim):
         W = torch.block_diag(*[b[:, None] if dim == -1 else b[None, :]] * n)
         self._views[key] = W, W.new_full((1, W.shape[1]), float(self._add))
     W, add = self._views[key]
-    if dim == -1: return torch.addmm(add, r, W).view(-1).to(self.index_dtype)     # (N * G,)
-    return torch.matmul(W, r).add_(self._add).to(self.index_dtype)               # (B, G, S)
+    idx = torch.addmm(add, r, W).view(-1) if dim == -1 else torch.matmul(W, r).add_(self._add)   # (N * G,) or (B, G, S)
+    # a NaN input has a NaN digit, so a NaN index: checking the indices reads 1/d of the data the input check reads
+    if nan_check and idx.numel() and bool(torch.isnan(idx.sum())): raise ValueError(_NAN_MSG)
+    return idx.to(self.index_dtype)
 
 @patch
 def _index_shape(self: FSQ, idx, shape, channel_first: bool):
@@ -239,12 +246,13 @@ def _quantize(self: FSQ, x, channel_first: bool):
     path = self._path(x)
     if path == 'triton': return self._triton(x, channel_first)
     xf = (x if x.dtype in (torch.float32, torch.float64) else x.float()).contiguous()
-    self._check_nan(xf)
+    late = self.nan_check and path == 'eager' and self._use_matmul(xf)      # checked on the indices instead
+    if not late: self._check_nan(xf)
     xv, n, rshape, dim = self._fast_view(xf, channel_first)
     consts = self._constants(n, channel_first, xf.dtype)
     if path == 'compile':
         codes, idx = _compiled_fsq()(xv, *[0.0 if c is None else c for c in consts], rshape, dim, tuple(self.levels), self._add)
-    else: codes, idx = self._eager(xv, consts, rshape, dim)
+    else: codes, idx = self._eager(xv, consts, rshape, dim, nan_check=late)
     return codes.view(xf.shape).to(x.dtype), self._index_shape(idx, x.shape, channel_first)
 
 @patch

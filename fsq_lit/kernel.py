@@ -11,9 +11,10 @@ from .indices import basis, index_dtype
 try:
     import triton, triton.language as tl
     from triton.language.extra import libdevice
-    from triton.runtime.interpreter import InterpretedFunction, TensorHandle
 except ImportError:   # Triton is optional: FSQ falls back to the eager path
     triton = None
+try: from triton.runtime import interpreter   # the kernel on the CPU
+except ImportError: interpreter = None
 
 # %% auto #0
 __all__ = ['CONFIG', 'bytes_moved', 'KernelConstants', 'kernel_constants', 'FSQKernel', 'unavailable', 'fsq_kernel']
@@ -87,20 +88,26 @@ def _fsq_kernel(x_ptr, g_ptr, out_ptr, idx_ptr, k_ptr, b_ptr, flag_ptr, P, S, ad
 
 # %% ../nbs/02a_kernel.ipynb #7b568e08
 _COMPILED = triton.jit(_fsq_kernel) if triton else None
-_INTERPRETED = InterpretedFunction(_fsq_kernel) if triton else None
+_INTERPRETED = interpreter.InterpretedFunction(_fsq_kernel) if interpreter else None
 CONFIG = dict(elements=4096, num_warps=4)   # tile size in values (tokens x padded channels) and warps per program
 
 def _on_host(fn):
     "A libdevice function for the interpreter: torch's CPU op applied to the interpreter's NumPy array."
-    return lambda x: tl.core.tensor(TensorHandle(fn(torch.from_numpy(x.handle.data)).numpy(), x.handle.dtype), x.type)
+    return lambda x: tl.core.tensor(interpreter.TensorHandle(fn(torch.from_numpy(x.handle.data)).numpy(), x.handle.dtype), x.type)
+
+def _fma(self, x, y, z):
+    "The interpreter's fma, one rounding: float32 products are exact in float64 (Triton before 3.9 rounded twice)."
+    return interpreter.TensorHandle((x.data.astype('float64') * y.data + z.data).astype(z.data.dtype), z.dtype.scalar)
 
 @contextlib.contextmanager
 def _interpreter():
-    "While the interpreter runs: libdevice's tanh and rint are torch.tanh and torch.round."
-    saved = libdevice.tanh, libdevice.rint
+    "While the interpreter runs: libdevice's tanh and rint are torch.tanh and torch.round; its fma rounds once."
+    builder = interpreter.InterpreterBuilder
+    saved = libdevice.tanh, libdevice.rint, builder.create_fma
     libdevice.tanh, libdevice.rint = _on_host(torch.tanh), _on_host(torch.round)
+    if not hasattr(getattr(interpreter, '_interpreter', None), 'fma_fp32'): builder.create_fma = _fma
     try: yield
-    finally: libdevice.tanh, libdevice.rint = saved
+    finally: libdevice.tanh, libdevice.rint, builder.create_fma = saved
 
 # %% ../nbs/02a_kernel.ipynb #7c39bccb
 def _launch(x, out, k: KernelConstants, channel_first: bool, g=None, idx=None, flag=None):
@@ -148,6 +155,7 @@ def unavailable(device) -> str | None:
     "Why the kernel cannot run on `device`, or None: it runs on CUDA, and on the CPU through Triton's interpreter."
     if triton is None: return "Triton is not installed (pip install triton)"
     kind = torch.device(device).type
+    if kind == 'cpu' and interpreter is None: return "this Triton has no interpreter (triton.runtime.interpreter)"
     return None if kind in ('cuda', 'cpu') else f"the kernel runs on CUDA (and on the CPU, interpreted), not on {kind}"
 
 def fsq_kernel(x: torch.Tensor, k: KernelConstants, channel_first: bool = False, nan_check: bool = False):
