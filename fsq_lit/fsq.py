@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from fastcore.basics import patch
 from .scalar import make_grid, check_int, bound
-from .ste import FSQFunction, fsq_forward, fsq_function
+from .ste import FSQFunction, fsq_forward, fsq_function, fsq_digits
 from .indices import index_dtype, _horner, codes_to_indices, indices_to_codes, implicit_codebook, basis
 from .kernel import kernel_constants, fsq_kernel, unavailable as kernel_unavailable
 
@@ -181,11 +181,30 @@ def _fast_view(self: FSQ, xf, channel_first: bool):
 def _eager(self: FSQ, xv, consts, rshape, dim, nan_check: bool = False):
     "Codes (STE gradient only when one is needed) and the indices of the rounded digits (NaN-checked there if asked)."
     if torch.is_grad_enabled() and xv.requires_grad: codes, r = FSQFunction.apply(xv, *consts)
+    elif self._use_matmul(xv): return self._eager_in_place(xv, consts, dim, nan_check)
     else: codes, r, _ = fsq_forward(xv, *consts)
     if self._use_matmul(r): return codes, self._place_matmul(r, dim, nan_check)
     # r is a scratch buffer: when sizes match, turn it into integers in place (saves an allocation)
     digits = r.view(self.index_dtype).copy_(r) if r.element_size() == self.index_dtype.itemsize else r
     return codes, _horner(digits.view(rshape), self.grid.levels, self.index_dtype, dim, self._add)
+
+@patch
+def _eager_in_place(self: FSQ, xv, consts, dim, nan_check: bool):
+    "Without autograd on the CPU: the digits, their indices, then the codes in the digits' buffer (one allocation less)."
+    shift, half_l, offset, center, scale = consts
+    r, _ = fsq_digits(xv, shift, half_l, offset)
+    idx = self._place_matmul(r, dim, nan_check)
+    if center is not None: r.add_(center)
+    inverse = self._pow2_inverse(scale)               # x * 2^-k is x / 2^k exactly: a multiplication is cheaper
+    return (r.div_(scale) if inverse is None else r.mul_(inverse)), idx
+
+@patch
+def _pow2_inverse(self: FSQ, scale):
+    "`1 / scale` when every scale is a power of two (then multiplying is dividing, bit for bit), else None; cached."
+    key = ('inverse', scale.shape, scale.dtype)
+    if key not in self._views:
+        self._views[key] = 1 / scale if all(math.frexp(w)[0] == 0.5 for w in self.grid.scale) else None
+    return self._views[key]
 
 @patch
 def _use_matmul(self: FSQ, t) -> bool:

@@ -8,7 +8,7 @@ import torch
 from .scalar import Grid, bound
 
 # %% auto #0
-__all__ = ['round_ste', 'quantize_ste', 'fsq_forward', 'FSQFunction', 'fsq_function']
+__all__ = ['round_ste', 'quantize_ste', 'fsq_digits', 'fsq_forward', 'FSQFunction', 'fsq_function']
 
 # %% ../nbs/01_ste.ipynb #fd63d56f
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -21,14 +21,18 @@ def quantize_ste(z: torch.Tensor, grid: Grid) -> torch.Tensor:
     return (round_ste(bound(z, grid)) + center) / scale
 
 # %% ../nbs/01_ste.ipynb #e60d85d4
-def fsq_forward(z, shift, half_l, offset, center, scale, keep_tanh: bool = False):
-    "The fused forward without autograd: `(codes, r, t)`, with `t = tanh(z + shift)` kept only if `keep_tanh`."
+def fsq_digits(z, shift, half_l, offset, keep_tanh: bool = False):
+    "The rounded bound `r = round(tanh(z + shift) * half_l - offset)` in a new buffer, and `t = tanh(z + shift)` if `keep_tanh`."
     t = torch.tanh(z) if shift is None else torch.add(z, shift).tanh_()
     y = t * half_l if keep_tanh else t.mul_(half_l)   # without keep_tanh, work in place in t's buffer
     if offset is not None: y.sub_(offset)
-    r = y.round_()
+    return y.round_(), (t if keep_tanh else None)
+
+def fsq_forward(z, shift, half_l, offset, center, scale, keep_tanh: bool = False):
+    "The fused forward without autograd: `(codes, r, t)`, with `t = tanh(z + shift)` kept only if `keep_tanh`."
+    r, t = fsq_digits(z, shift, half_l, offset, keep_tanh)
     codes = r / scale if center is None else torch.add(r, center).div_(scale)
-    return codes, r, (t if keep_tanh else None)
+    return codes, r, t
 
 class FSQFunction(torch.autograd.Function):
     "Fused FSQ: returns `codes = (round(tanh(z + shift) * half_l - offset) + center) / scale` with STE gradients, and the rounded `r`."
