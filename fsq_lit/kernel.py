@@ -4,11 +4,12 @@
 
 # %% ../nbs/02a_kernel.ipynb #a71aad0b
 from __future__ import annotations
-import math, contextlib, dataclasses
+import math, contextlib, dataclasses, functools, warnings
 import numpy as np
 import torch
 from .scalar import Grid, make_grid
 from .indices import basis, index_dtype
+from .ste import fsq_forward
 try:
     import triton, triton.language as tl
     from triton.language.extra import libdevice
@@ -153,16 +154,38 @@ def _buffer(x):
     return torch.empty_like(x, dtype=x.dtype if x.is_cuda else torch.float32)
 
 # %% ../nbs/02a_kernel.ipynb #d677bd33
-def unavailable(device) -> str | None:
-    "Why the kernel cannot run on `device`, or None: it runs on CUDA, and on the CPU through Triton's interpreter."
+def _cannot_launch(device) -> str | None:
+    "Why no kernel can be launched on `device`: no Triton, no interpreter for the CPU, or a device other than CUDA and the CPU."
     if triton is None: return "Triton is not installed (pip install triton)"
     kind = torch.device(device).type
     if kind == 'cpu' and interpreter is None: return "this Triton has no interpreter (triton.runtime.interpreter)"
     return None if kind in ('cuda', 'cpu') else f"the kernel runs on CUDA (and on the CPU, interpreted), not on {kind}"
 
+@functools.cache
+def _self_test(device: torch.device) -> str | None:
+    "None if the kernel gives the eager path's codes and indices for 4096 random tokens on `device`; else why not (warned once)."
+    grid, g = make_grid([8, 5, 5, 5]), torch.Generator().manual_seed(0)
+    x = (torch.randn(4096, 4, generator=g) * 2).to(device)
+    try: codes, idx, _ = fsq_kernel(x, kernel_constants(grid, device))
+    except Exception as e: why = f"the Triton kernel failed on {device} ({type(e).__name__}: {e})"
+    else:
+        ref, r, _ = fsq_forward(x, *grid.tensors(device=device, skip_zero=True))
+        ref_idx = (r.long() * torch.tensor(basis(grid.levels), device=device)).sum(-1) + kernel_constants(grid).add
+        bad = int((idx.long() != ref_idx).sum()) + int((codes != ref).sum())
+        why = f"the Triton kernel disagrees with the eager path on {device} in {bad} values" if bad else None
+    if why: warnings.warn(why + ": FSQ(kernel='auto') uses the eager path", RuntimeWarning)
+    return why
+
+def unavailable(device) -> str | None:
+    "Why FSQ should not use the kernel on `device`, or None: on CUDA once it passed its self-test, on the CPU interpreted."
+    if (why := _cannot_launch(device)): return why
+    device = torch.device(device)
+    if device.type != 'cuda': return None
+    return _self_test(torch.device('cuda', torch.cuda.current_device() if device.index is None else device.index))
+
 def fsq_kernel(x: torch.Tensor, k: KernelConstants, channel_first: bool = False, nan_check: bool = False):
     "`(codes, indices, nan)` of contiguous float32/bf16/fp16 `x` (channel-last `(..., G*d)` or `(B, G*d, ...)`); `nan` a flag tensor or None."
-    if (why := unavailable(x.device)): raise RuntimeError(why)
+    if (why := _cannot_launch(x.device)): raise RuntimeError(why)
     if x.dtype not in (torch.float32, torch.bfloat16, torch.float16) or not x.is_contiguous():
         raise ValueError(f"the kernel takes contiguous float32, bfloat16 or float16 input, got {x.dtype}"
                          f"{'' if x.is_contiguous() else ', not contiguous'}")
