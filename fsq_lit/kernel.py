@@ -4,7 +4,8 @@
 
 # %% ../nbs/02a_kernel.ipynb #a71aad0b
 from __future__ import annotations
-import math, contextlib, dataclasses, functools, warnings
+import math, json, contextlib, dataclasses, functools, warnings
+from pathlib import Path
 import numpy as np
 import torch
 from .scalar import Grid, make_grid
@@ -19,7 +20,7 @@ try: from triton.runtime import interpreter   # the kernel on the CPU
 except ImportError: interpreter = None
 
 # %% auto #0
-__all__ = ['CONFIG', 'bytes_moved', 'KernelConstants', 'kernel_constants', 'FSQKernel', 'unavailable', 'fsq_kernel']
+__all__ = ['CONFIG', 'bytes_moved', 'KernelConstants', 'kernel_constants', 'FSQKernel', 'unavailable', 'fsq_kernel', 'gpu_suites']
 
 # %% ../nbs/02a_kernel.ipynb #fb30d015
 def bytes_moved(levels, dtype=torch.float32, backward: bool = False) -> int:
@@ -192,3 +193,9 @@ def fsq_kernel(x: torch.Tensor, k: KernelConstants, channel_first: bool = False,
     flag = torch.zeros(1, dtype=torch.int32, device=x.device) if nan_check else None
     codes, idx = FSQKernel.apply(x, k, channel_first, flag)
     return codes, idx, flag
+
+# %% ../nbs/02a_kernel.ipynb #db7e87ad
+def gpu_suites(folder) -> list[dict]:
+    "The committed full-size results of `bench/gpu_suite.py` in `folder` (bench/results), one per GPU."
+    rs = [json.loads(p.read_text()) for p in sorted(Path(folder).glob('*.json'))]
+    return [r for r in rs if r.get('benchmark') == 'bench/gpu_suite.py' and not r.get('smoke')]
