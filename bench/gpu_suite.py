@@ -20,8 +20,12 @@ after each one the JSON and the Markdown file are rewritten atomically and its t
            forward + backward for each setting of a small grid, against the copy (fsq_lit.kernel.CONFIG is the default)
   vq       fsq_lit.compare.time_quantizers at 2^10 ... 2^16 codes (chapter 08's timing figure), the gpu preset's tokens
   maskgit  bench/maskgit_mfu.py at the paper's size (--tiny with --smoke): training MFU, sampling images/s
-Speed is never asserted. Exit status 1 if a path of the book gives other indices than the eager path, or if
-anything raised (after writing the results); 2 on a usage error.
+A run of some sections (--only) into a folder that holds this GPU's results keeps the other sections there; each
+section records the date and commit it was measured at (section_runs). On CUDA a timing is the median over blocks of
+10 back-to-back calls between two CUDA events (so the host's launch overhead overlaps the GPU's work, as in training);
+FSQ runs with nan_check=False (the default check costs one host sync per call). Speed is never asserted. Exit status 1
+(after writing the results) if a path of the book gives other indices than the eager path, if the Triton kernel's codes
+or gradients differ from eager's or its self-test fails, or if anything raised; 2 on a usage error.
 """
 import argparse, datetime, functools, importlib.util, json, platform, re, statistics, subprocess, sys, time, traceback
 from importlib.metadata import version, PackageNotFoundError
@@ -60,7 +64,7 @@ def guarded(fn, *args) -> dict:
 # ---------------------------------------------------------------- timing
 
 def sync(device):
-    if device.type == 'cuda': torch.cuda.synchronize(device)
+    bench_module('maskgit_mfu').sync(device)
 
 
 def warm(fn, device, n: int) -> float:
@@ -71,18 +75,23 @@ def warm(fn, device, n: int) -> float:
     return time.perf_counter() - t
 
 
+BLOCK_CALLS = 10   # calls between two CUDA events: a lone call would time the host's launch overhead too
+
+
 def median_ms(fn, device, reps: int) -> float:
-    "Median milliseconds per call of fn over `reps` calls: CUDA events around each call on CUDA, perf_counter on the CPU."
+    "Median milliseconds per call: on CUDA over blocks of BLOCK_CALLS back-to-back calls between two events, on the CPU per call."
     if device.type != 'cuda':
         ts = []
         for _ in range(reps):
             t = time.perf_counter(); fn(); ts.append(1e3 * (time.perf_counter() - t))
         return statistics.median(ts)
-    ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+    ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(max(1, reps // BLOCK_CALLS))]
     for start, end in ev:
-        start.record(); fn(); end.record()
+        start.record()
+        for _ in range(BLOCK_CALLS): fn()
+        end.record()
     sync(device)
-    return statistics.median(s.elapsed_time(e) for s, e in ev)
+    return statistics.median(s.elapsed_time(e) / BLOCK_CALLS for s, e in ev)
 
 
 def rate(ms: float, nbytes: int, copy_ms: float | None = None, warmup_s: float | None = None) -> dict:
@@ -135,10 +144,10 @@ def skip_reason(path: str, a) -> str | None:
     cpu = a.device.type == 'cpu'
     if path == 'compile' and cpu and a.smoke:
         return "torch.compile on the CPU: inductor's C++ build takes minutes (tests/test_fused.py checks this path)"
-    if path == 'triton':
-        try: from fsq_lit.kernel import unavailable
+    if path == 'triton':   # measured even if its self-test failed (that is reported as a problem)
+        try: from fsq_lit.kernel import _cannot_launch
         except ImportError as e: return f'fsq_lit.kernel does not import: {e}'
-        if why := unavailable(a.device): return why
+        if why := _cannot_launch(a.device): return why
         if cpu and not a.smoke: return "Triton's interpreter on the CPU: too slow at this size (--smoke checks its indices)"
     if path == 'peer':
         try: import vector_quantize_pytorch  # noqa: F401
@@ -231,8 +240,15 @@ def fsq_combo(dname: str, layout: str, a) -> dict:
     return dict(copy=copy, cases=cases)
 
 
+def self_test(a) -> str | None:
+    "The kernel's self-test on this device (what FSQ(kernel='auto') runs before using it): None, or why it failed."
+    from fsq_lit.kernel import unavailable
+    return unavailable(a.device) if a.device.type == 'cuda' else 'not run on the CPU'
+
+
 def fsq(a) -> dict:
-    out = dict(levels=LEVELS, tokens=a.tokens, reps=a.reps, warmup=a.warmup, copy={}, cases=[])
+    out = dict(levels=LEVELS, tokens=a.tokens, reps=a.reps, warmup=a.warmup, nan_check=False,
+               self_test=guarded(self_test, a), copy={}, cases=[])
     for dname in DTYPES:
         for layout in LAYOUTS:
             r = guarded(fsq_combo, dname, layout, a)
@@ -378,7 +394,7 @@ def versions() -> dict:
 def header(a) -> dict:
     gpu = torch.cuda.get_device_name(a.device) if a.device.type == 'cuda' else None
     return dict(benchmark='bench/gpu_suite.py', gpu=gpu, device=str(a.device), smoke=a.smoke, sections=list(a.only),
-                date=datetime.datetime.now().isoformat(timespec='seconds'), versions=versions(),
+                date=datetime.datetime.now().isoformat(timespec='seconds'), versions=versions(), section_runs={},
                 machine=guarded(lambda: bench_module('fsq_speed').machine(a.device.type)), seconds={})
 
 
@@ -397,6 +413,16 @@ def markdown(res: dict) -> str:
     return '\n'.join(lines + [l for s in SECTIONS if s in res for l in section_md(s, res[s])])
 
 
+def merged(res: dict, out: Path) -> dict:
+    "res with the sections of an earlier run on the same GPU that this run did not repeat (each section keeps its date and commit)."
+    path = out / f'{slug(res)}.json'
+    old = json.loads(path.read_text()) if path.exists() else {}
+    if old.get('benchmark') != res['benchmark']: return res
+    keep = [s for s in SECTIONS if s in old and s not in res['sections']]
+    return {**res, **{s: old[s] for s in keep}, 'sections': [s for s in SECTIONS if s in keep or s in res['sections']],
+            'section_runs': {**{s: old.get('section_runs', {}).get(s) for s in keep}, **res['section_runs']}}
+
+
 def write(res: dict, out: Path) -> Path:
     "The JSON and the Markdown file, each replaced atomically (a killed run keeps what finished)."
     path = out / f'{slug(res)}.json'
@@ -405,10 +431,21 @@ def write(res: dict, out: Path) -> Path:
     return path
 
 
+def disagreements(c: dict) -> list[str]:
+    "What of one case differs from eager: indices for every path of the book, codes and gradients for the Triton kernel too."
+    ag, what = c.get('agreement', {}), f"{c['path']} {c['dtype']} {c['layout']}"
+    if c['path'] == 'peer' or not ag: return []
+    bad = [f"{what}: {ag['index_mismatches']} indices differ from eager"] if ag['index_mismatches'] else []
+    if c['path'] == 'triton' and ag['codes_mismatches']: bad.append(f"{what}: {ag['codes_mismatches']} codes differ from eager")
+    if c['path'] == 'triton' and ag.get('grad_max_abs_diff'): bad.append(f"{what}: gradients differ from eager by up to {ag['grad_max_abs_diff']}")
+    return bad
+
+
 def problems(res: dict) -> list[str]:
-    "Index disagreements of the book's paths, and everything that raised."
-    bad = [f"{c['path']} {c['dtype']} {c['layout']}: {c['agreement']['index_mismatches']} indices differ from eager"
-           for c in res.get('fsq', {}).get('cases', []) if c['path'] != 'peer' and c.get('agreement', {}).get('index_mismatches')]
+    "Disagreements with the eager path, a failed kernel self-test, and everything that raised."
+    f = res.get('fsq', {})
+    bad = [b for c in f.get('cases', []) for b in disagreements(c)]
+    if isinstance(f.get('self_test'), str) and res['device'].startswith('cuda'): bad.append(f"kernel self-test: {f['self_test']}")
     def errors(r, where):
         if isinstance(r, dict):
             if 'error' in r: yield f"{where}: {r['error']}"
@@ -468,12 +505,14 @@ def main(argv=None) -> int:
     print(f"bench/gpu_suite.py on {res['gpu'] or res['machine'].get('cpu')}, torch {res['versions']['torch']}, "
           f"CUDA {res['versions']['cuda']}, Triton {res['versions']['triton']}, sections {','.join(a.only)}", flush=True)
     fns = dict(limits=limits, fsq=fsq, tune=tune, vq=vq, maskgit=maskgit)
+    base = merged(res, out)
     for name in a.only:
         t = time.perf_counter()
-        print(f'# {name}', flush=True)
+        print(f'# {name} ({time.strftime("%H:%M:%S")})', flush=True)
         res[name] = guarded(fns[name], a)
         res['seconds'][name] = round(time.perf_counter() - t, 1)
-        path = write(res, out)
+        res['section_runs'][name] = dict(date=res['date'], commit=res['versions']['commit'])
+        path = write({**base, **res, 'sections': base['sections'], 'section_runs': {**base['section_runs'], **res['section_runs']}}, out)
         print('\n'.join(section_md(name, res[name])) + f'({res["seconds"][name]} s)\n', flush=True)
     print(f'wrote {path} and {path.with_suffix(".md")}')
     for p in (bad := problems(res)): print(f'PROBLEM: {p}')

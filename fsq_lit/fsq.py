@@ -10,8 +10,8 @@ from torch import nn
 from fastcore.basics import patch
 from .scalar import make_grid, check_int, bound
 from .ste import FSQFunction, fsq_forward, fsq_function, fsq_digits
-from .indices import index_dtype, _horner, codes_to_indices, indices_to_codes, implicit_codebook, basis
-from .kernel import kernel_constants, fsq_kernel, unavailable as kernel_unavailable
+from .indices import index_dtype, _horner, codes_to_indices, indices_to_codes, implicit_codebook, basis, index_offset
+from .kernel import kernel_constants, fsq_kernel, pow2_scales, unavailable as kernel_unavailable
 
 # %% auto #0
 __all__ = ['KERNELS', 'random_rotation', 'FSQ']
@@ -28,8 +28,12 @@ def _fsq_fused(x, shift, half_l, offset, center, scale, rshape, dim, levels, add
 
 _compiled = None
 def _compiled_fsq():
+    "`_fsq_fused` under torch.compile, with the float32 roundings kept (no fused multiply-add: the indices stay exact)."
     global _compiled
-    if _compiled is None: _compiled = torch.compile(_fsq_fused, dynamic=None)
+    if _compiled is None:
+        import torch._inductor.config as inductor
+        keep = {'emulate_precision_casts': True} if hasattr(inductor, 'emulate_precision_casts') else {}
+        _compiled = torch.compile(_fsq_fused, dynamic=None, options=keep)
     return _compiled
 
 # %% ../nbs/03_fsq.ipynb #95a53d6a
@@ -108,7 +112,7 @@ class FSQ(nn.Module):
         g, tile = self.grid, self.num_codebooks * _TILE
         for name, t in zip(('shift', 'half_l', 'offset', 'center', 'scale'), g.tensors(skip_zero=True)):
             self.register_buffer('_' + name, None if t is None else t.repeat(tile), persistent=False)
-        self._add = sum(h * b for h, b in zip(g.half_width, basis(self.levels)))  # turns centred digits into level indices
+        self._add = index_offset(self.levels)      # turns centred digits into level indices
         self._views = {}  # constant slices per layout, dtype and device; emptied whenever buffers move
         self.register_buffer('grid_levels', torch.tensor(self.levels), persistent=True)   # saved: a state_dict names its grid
 
@@ -203,20 +207,27 @@ def _pow2_inverse(self: FSQ, scale):
     "`1 / scale` when every scale is a power of two (then multiplying is dividing, bit for bit), else None; cached."
     key = ('inverse', scale.shape, scale.dtype)
     if key not in self._views:
-        self._views[key] = 1 / scale if all(math.frexp(w)[0] == 0.5 for w in self.grid.scale) else None
+        self._views[key] = 1 / scale if pow2_scales(self.grid) else None
     return self._views[key]
+
+def _fp32_matmul_ieee() -> bool:
+    "Whether float32 CPU matmuls round as IEEE float32: no setting, legacy or per-backend, allows bf16 or TF32 products."
+    try: legacy = torch.get_float32_matmul_precision() == 'highest'
+    except RuntimeError: legacy = True                     # the per-backend settings are in use: they are read below
+    mkldnn = [getattr(torch.backends.mkldnn, 'fp32_precision', 'none'),
+              getattr(getattr(torch.backends.mkldnn, 'matmul', None), 'fp32_precision', 'none')]
+    return legacy and getattr(torch.backends, 'fp32_precision', 'none') in ('none', 'ieee') and all(p in ('none', 'ieee') for p in mkldnn)
 
 @patch
 def _use_matmul(self: FSQ, t) -> bool:
     "Whether indices of `t`'s digits come from a matmul: on the CPU, where it is exact, outside compilation."
-    return not t.is_cuda and self._matmul_exact(t.dtype) and not torch.compiler.is_compiling()
+    return not torch.compiler.is_compiling() and t.device.type == 'cpu' and self._matmul_exact(t.dtype)
 
 @patch
 def _matmul_exact(self: FSQ, dtype) -> bool:
     "Whether a matmul of the digits with the place values is exact: every partial sum an integer the dtype holds."
     if dtype == torch.float64: return self.codebook_size <= 2**53
-    mkldnn = getattr(getattr(torch.backends.mkldnn, 'matmul', None), 'fp32_precision', 'none')   # bf16/tf32 allowed?
-    return self.codebook_size <= 2**24 and torch.get_float32_matmul_precision() == 'highest' and mkldnn in ('none', 'ieee')
+    return self.codebook_size <= 2**24 and _fp32_matmul_ieee()
 
 @patch
 def _place_matmul(self: FSQ, r, dim, nan_check: bool = False):
@@ -246,7 +257,7 @@ def _path(self: FSQ, x) -> str:
     "The implementation that quantizes `x`: `kernel`, with 'auto' (and 'triton' while compiling) resolved."
     if torch.compiler.is_compiling() and self.kernel in ('auto', 'triton'): return 'eager'   # the compiler fuses it
     if self.kernel != 'auto': return self.kernel
-    fits = x.is_cuda and x.dtype != torch.float64 and kernel_unavailable(x.device) is None
+    fits = x.is_cuda and x.dtype in (torch.float32, torch.bfloat16, torch.float16) and kernel_unavailable(x.device) is None
     return 'triton' if fits else 'eager'
 
 @patch
@@ -256,7 +267,7 @@ def _triton(self: FSQ, x, channel_first: bool):
     if key not in self._views: self._views[key] = kernel_constants(self.grid, x.device)
     codes, idx, nan = fsq_kernel(x.contiguous(), self._views[key], channel_first, self.nan_check)
     if nan is not None and bool(nan): raise ValueError(_NAN_MSG)
-    if channel_first: idx = idx.view(x.shape[0], self.num_codebooks, -1)
+    if channel_first: idx = idx.view(x.shape[0], self.num_codebooks, math.prod(x.shape[2:]))
     return codes.view(x.shape), self._index_shape(idx, x.shape, channel_first)
 
 @patch

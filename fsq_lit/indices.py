@@ -9,7 +9,7 @@ import torch
 from .scalar import Grid, check_int, check_levels, make_grid
 
 # %% auto #0
-__all__ = ['PAPER_LEVELS', 'APPENDIX_LEVELS', 'basis', 'index_dtype', 'level_indices_to_indices', 'check_indices',
+__all__ = ['PAPER_LEVELS', 'APPENDIX_LEVELS', 'basis', 'index_offset', 'index_dtype', 'level_indices_to_indices', 'check_indices',
            'indices_to_level_indices', 'codes_to_level_indices', 'codes_to_indices', 'indices_to_codes',
            'implicit_codebook', 'listing_codes_to_indices', 'levels_for']
 
@@ -18,6 +18,11 @@ def basis(levels) -> tuple[int, ...]:
     "Mixed-radix place values `(1, L0, L0*L1, ...)`: the first channel is the least significant digit."
     levels = check_levels(levels)
     return tuple(math.prod(levels[:i]) for i in range(len(levels)))
+
+def index_offset(levels) -> int:
+    "sum_i floor(L_i / 2) b_i: added to the mixed-radix sum of the centred digits r_i, it gives the index (level indices start at 0)."
+    levels = check_levels(levels)
+    return sum(L // 2 * b for L, b in zip(levels, basis(levels)))
 
 def index_dtype(codebook_size: int) -> torch.dtype:
     "`torch.int32` when every index fits (at most 2^31 codes), else `torch.int64`."

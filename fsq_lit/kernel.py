@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from .scalar import Grid, make_grid
-from .indices import basis, index_dtype
-from .ste import fsq_forward
+from .indices import basis, index_dtype, index_offset
+from .ste import FSQFunction
 try:
     import triton, triton.language as tl
     from triton.language.extra import libdevice
@@ -20,7 +20,8 @@ try: from triton.runtime import interpreter   # the kernel on the CPU
 except ImportError: interpreter = None
 
 # %% auto #0
-__all__ = ['CONFIG', 'bytes_moved', 'KernelConstants', 'kernel_constants', 'FSQKernel', 'unavailable', 'fsq_kernel', 'gpu_suites']
+__all__ = ['CONFIG', 'bytes_moved', 'KernelConstants', 'pow2_scales', 'kernel_constants', 'FSQKernel', 'unavailable',
+           'fsq_kernel', 'gpu_suites']
 
 # %% ../nbs/02a_kernel.ipynb #fb30d015
 def bytes_moved(levels, dtype=torch.float32, backward: bool = False) -> int:
@@ -38,40 +39,46 @@ class KernelConstants:
     add: int               # sum_i floor(L_i / 2) b_i: turns centred digits into level indices
     d: int                 # channels per group
     pow2: bool             # every scale is a power of two: multiply by 1/scale instead of dividing
+    shift: bool            # some shift is not 0 (else, as eager, no addition: -0.0 stays -0.0)
+    center: bool           # some center is not 0
+
+def pow2_scales(grid: Grid) -> bool:
+    "Whether every scale of `grid` is a power of two, so that multiplying by `1 / scale` is dividing, bit for bit."
+    return all(math.frexp(w)[0] == 0.5 for w in grid.scale)
 
 def kernel_constants(grid: Grid, device=None) -> KernelConstants:
     "The grid's constants laid out for the kernel on `device`."
-    d = len(grid.levels); dp = triton.next_power_of_2(d) if triton else 1 << (d - 1).bit_length()
+    d = len(grid.levels); dp = 1 << (d - 1).bit_length()          # padded to a power of two
     c = torch.zeros(6, dp); c[4] = 1
     for i, t in enumerate(grid.tensors()): c[i, :d] = t
     c[5] = 1 / c[4]                                             # exact when the scale is a power of two
     idt = index_dtype(grid.codebook_size)
     places = torch.zeros(dp, dtype=idt); places[:d] = torch.tensor(basis(grid.levels), dtype=idt)
-    pow2 = all(math.frexp(w)[0] == 0.5 for w in grid.scale)   # w = 2^e exactly
-    add = sum(h * b for h, b in zip(grid.half_width, basis(grid.levels)))
-    return KernelConstants(c.flatten().to(device), places.to(device), add, d, pow2)
+    return KernelConstants(c.flatten().to(device), places.to(device), index_offset(grid.levels), d, pow2_scales(grid),
+                           any(grid.shift), any(grid.center))
 
 # %% ../nbs/02a_kernel.ipynb #939b0075
-def _fsq_kernel(x_ptr, g_ptr, out_ptr, idx_ptr, k_ptr, b_ptr, flag_ptr, P, S, add,
+def _fsq_kernel(x_ptr, g_ptr, out_ptr, idx_ptr, k_ptr, b_ptr, flag_ptr, P, S, NT, add,
                 D: tl.constexpr, DP: tl.constexpr, CF: tl.constexpr, BLOCK: tl.constexpr, WIDE: tl.constexpr,
-                POW2: tl.constexpr, NAN: tl.constexpr, BACKWARD: tl.constexpr, LOW: tl.constexpr):
+                POW2: tl.constexpr, NAN: tl.constexpr, BACKWARD: tl.constexpr, LOW: tl.constexpr,
+                SHIFT: tl.constexpr, CENTER: tl.constexpr):
     "FSQ forward (codes into out, indices into idx) or backward (gradient into out) of one tile."
     j = tl.arange(0, DP)
-    if CF:   # program (o, i): positions i*BLOCK.. of row o; channel j is j*S further on
-        o = tl.program_id(0).to(tl.int64) if WIDE else tl.program_id(0)
-        s = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    pid = tl.program_id(0).to(tl.int64) if WIDE else tl.program_id(0)
+    if CF:   # program o * NT + i: positions i*BLOCK.. of row o; channel j is j*S further on
+        o = pid // NT
+        s = (pid - o * NT) * BLOCK + tl.arange(0, BLOCK)
         p, pm = o * S + s, s < S
         offs = (o * D * S + s)[:, None] + (j * S)[None, :]
     else:    # program i: tokens i*BLOCK..; a token's channels are adjacent
-        i = tl.program_id(0).to(tl.int64) if WIDE else tl.program_id(0)
-        p = i * BLOCK + tl.arange(0, BLOCK)
+        p = pid * BLOCK + tl.arange(0, BLOCK)
         pm = p < P
         offs = (p * D)[:, None] + j[None, :]
     m = pm[:, None] if D == DP else pm[:, None] & (j < D)[None, :]
     x = tl.load(x_ptr + offs, mask=m, other=0.0).to(tl.float32)
     shift, half_l = tl.load(k_ptr + j)[None, :], tl.load(k_ptr + DP + j)[None, :]
     scale, inv = tl.load(k_ptr + 4 * DP + j)[None, :], tl.load(k_ptr + 5 * DP + j)[None, :]
-    t = libdevice.tanh(x + shift)
+    t = libdevice.tanh(x + shift if SHIFT else x)
     if BACKWARD:
         g = tl.load(g_ptr + offs, mask=m, other=0.0).to(tl.float32)
         g = g * inv if POW2 else tl.math.div_rn(g, tl.broadcast_to(scale, g.shape))
@@ -81,7 +88,8 @@ def _fsq_kernel(x_ptr, g_ptr, out_ptr, idx_ptr, k_ptr, b_ptr, flag_ptr, P, S, ad
     else:
         offset, center = tl.load(k_ptr + 2 * DP + j)[None, :], tl.load(k_ptr + 3 * DP + j)[None, :]
         r = libdevice.rint(t * half_l - offset)
-        codes = (r + center) * inv if POW2 else tl.math.div_rn(r + center, tl.broadcast_to(scale, r.shape))
+        rc = r + center if CENTER else r
+        codes = rc * inv if POW2 else tl.math.div_rn(rc, tl.broadcast_to(scale, r.shape))
         if LOW: codes = codes.to(out_ptr.dtype.element_ty, fp_downcast_rounding='rtne')
         tl.store(out_ptr + offs, codes, mask=m)
         idx = tl.reduce(r.to(idx_ptr.dtype.element_ty) * tl.load(b_ptr + j)[None, :], 1, tl.standard._sum_combine) + add
@@ -120,13 +128,17 @@ def _launch(x, out, k: KernelConstants, channel_first: bool, g=None, idx=None, f
     P, S = x.numel() // D, (math.prod(x.shape[2:]) if channel_first else 1)
     cf, block = S > 1, max(CONFIG['elements'] // DP, 16)
     if cf: block = min(block, triton.next_power_of_2(S))
-    grid = (P // S, triton.cdiv(S, block)) if cf else (triton.cdiv(P, block),)
-    args = (x, x if g is None else g, out, out if idx is None else idx, k.consts, k.places, out if flag is None else flag, P, S, k.add)
-    meta = dict(D=D, DP=DP, CF=cf, BLOCK=block, WIDE=x.numel() >= 2**31, POW2=k.pow2, NAN=flag is not None, BACKWARD=g is not None,
-                LOW=out.dtype != torch.float32)
-    if x.is_cuda: _COMPILED[grid](*args, **meta, num_warps=CONFIG['num_warps'], enable_fp_fusion=False)
-    else:
+    nt = triton.cdiv(S, block) if cf else 1                     # tiles per row (channel-first)
+    grid = ((P // S) * nt if cf else triton.cdiv(P, block),)    # one axis: 2^31 - 1 programs, not 65535
+    args = (x, x if g is None else g, out, out if idx is None else idx, k.consts, k.places, out if flag is None else flag,
+            P, S, nt, k.add)
+    meta = dict(D=D, DP=DP, CF=cf, BLOCK=block, WIDE=x.numel() >= 2**31 or grid[0] * block >= 2**31, POW2=k.pow2,
+                NAN=flag is not None, BACKWARD=g is not None, LOW=out.dtype != torch.float32, SHIFT=k.shift, CENTER=k.center)
+    if not x.is_cuda:
         with _interpreter(): _INTERPRETED[grid](*args, **meta)
+        return
+    with torch.cuda.device(x.device):                           # Triton launches on the current device
+        _COMPILED[grid](*args, **meta, num_warps=CONFIG['num_warps'], enable_fp_fusion=False, enable_reflect_ftz=False)
 
 # %% ../nbs/02a_kernel.ipynb #7b15eefd
 class FSQKernel(torch.autograd.Function):
@@ -164,15 +176,18 @@ def _cannot_launch(device) -> str | None:
 
 @functools.cache
 def _self_test(device: torch.device) -> str | None:
-    "None if the kernel gives the eager path's codes and indices for 4096 random tokens on `device`; else why not (warned once)."
+    "None if the kernel gives the eager path's codes, indices and gradient for 4096 random tokens on `device`; else why not (warned once)."
     grid, g = make_grid([8, 5, 5, 5]), torch.Generator().manual_seed(0)
-    x = (torch.randn(4096, 4, generator=g) * 2).to(device)
-    try: codes, idx, _ = fsq_kernel(x, kernel_constants(grid, device))
+    x, up = (torch.randn(4096, 4, generator=g) * 2).to(device), torch.randn(4096, 4, generator=g).to(device)
+    xk, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+    try:
+        codes, idx, _ = fsq_kernel(xk, kernel_constants(grid, device))
+        (gk,) = torch.autograd.grad(codes, xk, up)
     except Exception as e: why = f"the Triton kernel failed on {device} ({type(e).__name__}: {e})"
     else:
-        ref, r, _ = fsq_forward(x, *grid.tensors(device=device, skip_zero=True))
-        ref_idx = (r.long() * torch.tensor(basis(grid.levels), device=device)).sum(-1) + kernel_constants(grid).add
-        bad = int((idx.long() != ref_idx).sum()) + int((codes != ref).sum())
+        ref, r = FSQFunction.apply(xe, *grid.tensors(device=device, skip_zero=True))
+        ref_idx = (r.long() * torch.tensor(basis(grid.levels), device=device)).sum(-1) + index_offset(grid.levels)
+        bad = int((idx.long() != ref_idx).sum()) + int((codes != ref).sum()) + int((gk != torch.autograd.grad(ref, xe, up)[0]).sum())
         why = f"the Triton kernel disagrees with the eager path on {device} in {bad} values" if bad else None
     if why: warnings.warn(why + ": FSQ(kernel='auto') uses the eager path", RuntimeWarning)
     return why

@@ -49,6 +49,13 @@ def test_gpu_suite_smoke(tmp_path):
     md = (tmp_path / "cpu-smoke.md").read_text()
     for s in ("## limits", "## fsq", "## tune", "## vq", "## maskgit", "| path | dtype | layout |", "| eager | float32 | channel_last |"):
         assert s in md and s in res.stdout, s
+    assert r["fsq"]["self_test"] == "not run on the CPU" and r["fsq"]["nan_check"] is False
+    # a run of one section into the same folder keeps the others, each with the date and commit it was measured at
+    again = suite("--smoke", "--only", "limits", "--out", str(tmp_path))
+    assert again.returncode == 0, again.stderr[-3000:]
+    r2 = json.loads((tmp_path / "cpu-smoke.json").read_text())
+    assert r2["sections"] == r["sections"] and r2["fsq"] == r["fsq"] and r2["limits"] != r["limits"]
+    assert r2["section_runs"]["fsq"] == r["section_runs"]["fsq"] and r2["section_runs"]["limits"]["date"] >= r["section_runs"]["fsq"]["date"]
 
 
 def test_gpu_suite_usage_error(tmp_path):
