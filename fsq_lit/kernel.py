@@ -4,7 +4,7 @@
 
 # %% ../nbs/02a_kernel.ipynb #a71aad0b
 from __future__ import annotations
-import math, json, contextlib, dataclasses, functools, warnings
+import math, json, contextlib, dataclasses, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -174,30 +174,40 @@ def _cannot_launch(device) -> str | None:
     if kind == 'cpu' and interpreter is None: return "this Triton has no interpreter (triton.runtime.interpreter)"
     return None if kind in ('cuda', 'cpu') else f"the kernel runs on CUDA (and on the CPU, interpreted), not on {kind}"
 
-@functools.cache
+_SELF_TESTS = {}   # device -> None (passed) or why not
+
 def _self_test(device: torch.device) -> str | None:
     "None if the kernel gives the eager path's codes, indices and gradient for 4096 random tokens on `device`; else why not (warned once)."
+    if device in _SELF_TESTS: return _SELF_TESTS[device]
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):   # whatever the caller's mode
+        why = _compare_with_eager(device)
+    if why: warnings.warn(why + ": FSQ(kernel='auto') uses the eager path", RuntimeWarning)
+    _SELF_TESTS[device] = why
+    return why
+
+def _compare_with_eager(device) -> str | None:
+    "The self-test itself: the kernel against chapter 01's FSQFunction on [8, 5, 5, 5], forward and backward."
     grid, g = make_grid([8, 5, 5, 5]), torch.Generator().manual_seed(0)
     x, up = (torch.randn(4096, 4, generator=g) * 2).to(device), torch.randn(4096, 4, generator=g).to(device)
     xk, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
     try:
         codes, idx, _ = fsq_kernel(xk, kernel_constants(grid, device))
         (gk,) = torch.autograd.grad(codes, xk, up)
-    except Exception as e: why = f"the Triton kernel failed on {device} ({type(e).__name__}: {e})"
-    else:
-        ref, r = FSQFunction.apply(xe, *grid.tensors(device=device, skip_zero=True))
-        ref_idx = (r.long() * torch.tensor(basis(grid.levels), device=device)).sum(-1) + index_offset(grid.levels)
-        bad = int((idx.long() != ref_idx).sum()) + int((codes != ref).sum()) + int((gk != torch.autograd.grad(ref, xe, up)[0]).sum())
-        why = f"the Triton kernel disagrees with the eager path on {device} in {bad} values" if bad else None
-    if why: warnings.warn(why + ": FSQ(kernel='auto') uses the eager path", RuntimeWarning)
-    return why
+    except Exception as e: return f"the Triton kernel failed on {device} ({type(e).__name__}: {e})"
+    ref, r = FSQFunction.apply(xe, *grid.tensors(device=device, skip_zero=True))
+    ref_idx = (r.long() * torch.tensor(basis(grid.levels), device=device)).sum(-1) + index_offset(grid.levels)
+    bad = int((idx.long() != ref_idx).sum()) + int((codes != ref).sum()) + int((gk != torch.autograd.grad(ref, xe, up)[0]).sum())
+    return f"the Triton kernel disagrees with the eager path on {device} in {bad} values" if bad else None
 
 def unavailable(device) -> str | None:
     "Why FSQ should not use the kernel on `device`, or None: on CUDA once it passed its self-test, on the CPU interpreted."
     if (why := _cannot_launch(device)): return why
     device = torch.device(device)
     if device.type != 'cuda': return None
-    return _self_test(torch.device('cuda', torch.cuda.current_device() if device.index is None else device.index))
+    device = torch.device('cuda', torch.cuda.current_device() if device.index is None else device.index)
+    if device not in _SELF_TESTS and torch.cuda.is_current_stream_capturing():
+        return "the kernel's self-test cannot run while a CUDA graph is captured (call FSQ once before capturing)"
+    return _self_test(device)
 
 def fsq_kernel(x: torch.Tensor, k: KernelConstants, channel_first: bool = False, nan_check: bool = False):
     "`(codes, indices, nan)` of contiguous float32/bf16/fp16 `x` (channel-last `(..., G*d)` or `(B, G*d, ...)`); `nan` a flag tensor or None."
