@@ -23,7 +23,8 @@ after each one the JSON and the Markdown file are rewritten atomically and its t
 A run of some sections (--only) into a folder that holds this GPU's results keeps the other sections there; each
 section records the date and commit it was measured at (section_runs). On CUDA a timing is the median over blocks of
 10 back-to-back calls between two CUDA events (so the host's launch overhead overlaps the GPU's work, as in training);
-FSQ runs with nan_check=False (the default check costs one host sync per call). Speed is never asserted. Exit status 1
+FSQ runs with nan_check=False (the default check costs one host sync per call), and the kernel once more with it
+('triton+nan'). Speed is never asserted. Exit status 1
 (after writing the results) if a path of the book gives other indices than the eager path, if the Triton kernel's codes
 or gradients differ from eager's or its self-test fails, or if anything raised; 2 on a usage error.
 """
@@ -37,7 +38,7 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / 'results'
 SECTIONS = ('limits', 'fsq', 'tune', 'vq', 'maskgit')
 LEVELS = [8, 5, 5, 5]
-PATHS = ('eager', 'compile', 'triton', 'peer')   # the book's three kernels, then vector-quantize-pytorch's FSQ
+PATHS = ('eager', 'compile', 'triton', 'triton+nan', 'peer')   # the book's kernels (the last with FSQ's default NaN check), the peer
 DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
 LAYOUTS = ('channel_last', 'channel_first')
 
@@ -144,7 +145,7 @@ def skip_reason(path: str, a) -> str | None:
     cpu = a.device.type == 'cpu'
     if path == 'compile' and cpu and a.smoke:
         return "torch.compile on the CPU: inductor's C++ build takes minutes (tests/test_fused.py checks this path)"
-    if path == 'triton':   # measured even if its self-test failed (that is reported as a problem)
+    if path.startswith('triton'):   # measured even if its self-test failed (that is reported as a problem)
         try: from fsq_lit.kernel import _cannot_launch
         except ImportError as e: return f'fsq_lit.kernel does not import: {e}'
         if why := _cannot_launch(a.device): return why
@@ -161,7 +162,8 @@ def make_quantizer(path: str, channel_first: bool, device):
         from vector_quantize_pytorch import FSQ as PeerFSQ
         return PeerFSQ(LEVELS, channel_first=channel_first).to(device)
     from fsq_lit.fsq import FSQ
-    return FSQ(LEVELS, kernel=path, channel_first=channel_first, nan_check=False).to(device)
+    nan = path == 'triton+nan'              # FSQ's default: a NaN flag in the kernel, one host sync per call
+    return FSQ(LEVELS, kernel=path.removesuffix('+nan'), channel_first=channel_first, nan_check=nan).to(device)
 
 
 def reference(x, g, device) -> dict:
@@ -436,8 +438,8 @@ def disagreements(c: dict) -> list[str]:
     ag, what = c.get('agreement', {}), f"{c['path']} {c['dtype']} {c['layout']}"
     if c['path'] == 'peer' or not ag: return []
     bad = [f"{what}: {ag['index_mismatches']} indices differ from eager"] if ag['index_mismatches'] else []
-    if c['path'] == 'triton' and ag['codes_mismatches']: bad.append(f"{what}: {ag['codes_mismatches']} codes differ from eager")
-    if c['path'] == 'triton' and ag.get('grad_max_abs_diff'): bad.append(f"{what}: gradients differ from eager by up to {ag['grad_max_abs_diff']}")
+    if c['path'].startswith('triton') and ag['codes_mismatches']: bad.append(f"{what}: {ag['codes_mismatches']} codes differ from eager")
+    if c['path'].startswith('triton') and ag.get('grad_max_abs_diff'): bad.append(f"{what}: gradients differ from eager by up to {ag['grad_max_abs_diff']}")
     return bad
 
 

@@ -14,7 +14,7 @@ def suite(*args, timeout=180):
 
 def check_fsq(r: dict):
     "Every case timed (with agreement) or skipped or failed with a reason; the eager path ran; indices agree."
-    paths, dtypes, layouts = ("eager", "compile", "triton", "peer"), ("float32", "bfloat16"), ("channel_last", "channel_first")
+    paths, dtypes, layouts = ("eager", "compile", "triton", "triton+nan", "peer"), ("float32", "bfloat16"), ("channel_last", "channel_first")
     assert [(c["dtype"], c["layout"], c["path"]) for c in r["cases"]] == [(d, l, p) for d in dtypes for l in layouts for p in paths]
     assert set(r["copy"]) == {f"{d}/{l}" for d in dtypes for l in layouts}
     for c in r["cases"]:
