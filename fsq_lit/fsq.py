@@ -182,12 +182,12 @@ def _fast_view(self: FSQ, xf, channel_first: bool):
     return xf.view(-1, K * R), K * R, (-1, self.codebook_dim), -1
 
 @patch
-def _eager(self: FSQ, xv, consts, rshape, dim, nan_check: bool = False):
-    "Codes (STE gradient only when one is needed) and the indices of the rounded digits (NaN-checked there if asked)."
+def _eager(self: FSQ, xv, consts, rshape, dim, matmul: bool = False, nan_check: bool = False):
+    "Codes (STE gradient only when one is needed) and the digits' indices: by `matmul` (NaN-checked there if asked) or Horner."
     if torch.is_grad_enabled() and xv.requires_grad: codes, r = FSQFunction.apply(xv, *consts)
-    elif self._use_matmul(xv): return self._eager_in_place(xv, consts, dim, nan_check)
+    elif matmul: return self._eager_in_place(xv, consts, dim, nan_check)
     else: codes, r, _ = fsq_forward(xv, *consts)
-    if self._use_matmul(r): return codes, self._place_matmul(r, dim, nan_check)
+    if matmul: return codes, self._place_matmul(r, dim, nan_check)
     # r is a scratch buffer: when sizes match, turn it into integers in place (saves an allocation)
     digits = r.view(self.index_dtype).copy_(r) if r.element_size() == self.index_dtype.itemsize else r
     return codes, _horner(digits.view(rshape), self.grid.levels, self.index_dtype, dim, self._add)
@@ -276,13 +276,13 @@ def _quantize(self: FSQ, x, channel_first: bool):
     path = self._path(x)
     if path == 'triton': return self._triton(x, channel_first)
     xf = (x if x.dtype in (torch.float32, torch.float64) else x.float()).contiguous()
-    late = self.nan_check and path == 'eager' and self._use_matmul(xf)      # checked on the indices instead
-    if not late: self._check_nan(xf)
+    matmul = path == 'eager' and self._use_matmul(xf)
+    if not (matmul and self.nan_check): self._check_nan(xf)                  # else checked on the indices
     xv, n, rshape, dim = self._fast_view(xf, channel_first)
     consts = self._constants(n, channel_first, xf.dtype)
     if path == 'compile':
         codes, idx = _compiled_fsq()(xv, *[0.0 if c is None else c for c in consts], rshape, dim, tuple(self.levels), self._add)
-    else: codes, idx = self._eager(xv, consts, rshape, dim, nan_check=late)
+    else: codes, idx = self._eager(xv, consts, rshape, dim, matmul, nan_check=matmul and self.nan_check)
     return codes.view(xf.shape).to(x.dtype), self._index_shape(idx, x.shape, channel_first)
 
 @patch
