@@ -507,14 +507,13 @@ def main(argv=None) -> int:
     print(f"bench/gpu_suite.py on {res['gpu'] or res['machine'].get('cpu')}, torch {res['versions']['torch']}, "
           f"CUDA {res['versions']['cuda']}, Triton {res['versions']['triton']}, sections {','.join(a.only)}", flush=True)
     fns = dict(limits=limits, fsq=fsq, tune=tune, vq=vq, maskgit=maskgit)
-    base = merged(res, out)
     for name in a.only:
         t = time.perf_counter()
         print(f'# {name} ({time.strftime("%H:%M:%S")})', flush=True)
         res[name] = guarded(fns[name], a)
         res['seconds'][name] = round(time.perf_counter() - t, 1)
         res['section_runs'][name] = dict(date=res['date'], commit=res['versions']['commit'])
-        path = write({**base, **res, 'sections': base['sections'], 'section_runs': {**base['section_runs'], **res['section_runs']}}, out)
+        path = write(merged(res, out), out)
         print('\n'.join(section_md(name, res[name])) + f'({res["seconds"][name]} s)\n', flush=True)
     print(f'wrote {path} and {path.with_suffix(".md")}')
     for p in (bad := problems(res)): print(f'PROBLEM: {p}')
