@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from .scalar import Grid, make_grid
-from .indices import basis, index_dtype, index_offset
+from .indices import basis, index_dtype, index_offset, level_indices_to_indices
 from .ste import FSQFunction
 try:
     import triton, triton.language as tl
@@ -195,8 +195,8 @@ def _compare_with_eager(device) -> str | None:
         (gk,) = torch.autograd.grad(codes, xk, up)
     except Exception as e: return f"the Triton kernel failed on {device} ({type(e).__name__}: {e})"
     ref, r = FSQFunction.apply(xe, *grid.tensors(device=device, skip_zero=True))
-    ref_idx = (r.long() * torch.tensor(basis(grid.levels), device=device)).sum(-1) + index_offset(grid.levels)
-    bad = int((idx.long() != ref_idx).sum()) + int((codes != ref).sum()) + int((gk != torch.autograd.grad(ref, xe, up)[0]).sum())
+    ref_idx = level_indices_to_indices(r, grid.levels, add=index_offset(grid.levels))   # chapter 02's Horner rule
+    bad = int((idx != ref_idx).sum()) + int((codes != ref).sum()) + int((gk != torch.autograd.grad(ref, xe, up)[0]).sum())
     return f"the Triton kernel disagrees with the eager path on {device} in {bad} values" if bad else None
 
 def unavailable(device) -> str | None:
