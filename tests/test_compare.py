@@ -1,12 +1,12 @@
 """The FSQ-versus-VQ study (nbs/08_compare.ipynb): the console script on the smoke preset (and its usage errors),
 an interrupted study that resumes, the committed results the chapter shows, and the claim checks."""
-import json, os, subprocess, sys
+import subprocess, sys
 from pathlib import Path
 import pytest
 import torch
 import fsq_lit.compare as compare
 from fsq_lit.compare import preset_config, check_claims, load_study, load_recons, run_study, CompareConfig, PRESETS
-from conftest import console_script, cli_env, preset_drift
+from conftest import console_script, cli_env, preset_drift, check_usage_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "nbs" / "results"
@@ -47,21 +47,17 @@ def _main(tmp_path, *args):
                           timeout=120, cwd=tmp_path)
 
 
-@pytest.mark.parametrize("args, message", [
+CASES = [
     (["--preset", "nope"], "unknown preset 'nope'"),
     (["--preset", "smoke", "--steps", "0"], "steps must be >= 1"),
     (["--preset", "smoke", "--out", "FILE"], "is a file"),
     (["--preset", "smoke", "--out", "OTHER"], "is not empty and is not a fsq-compare run"),
-    (["--preset", "smoke", "--out", "FILE/sub"], "Not a directory")])
-def test_cli_usage_errors(tmp_path, args, message):
+    (["--preset", "smoke", "--out", "FILE/sub"], "Not a directory")]
+
+
+def test_cli_usage_errors(tmp_path):
     "Issue 11 item 14: a bad argument or an unusable --out gives one line `fsq-compare: error: ...`, exit 2, before any scene is rendered."
-    (tmp_path / "FILE").write_text("x")
-    (tmp_path / "OTHER").mkdir(); (tmp_path / "OTHER" / "notes.txt").write_text("mine")
-    p = _main(tmp_path, *args, "--no_progress")
-    assert p.returncode == 2, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
-    assert p.stderr.startswith("fsq-compare: error: ") and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
-    assert "Traceback" not in p.stderr and not (tmp_path / "cache").exists()   # no data was rendered
-    assert (tmp_path / "FILE").read_text() == "x" and sorted(os.listdir(tmp_path / "OTHER")) == ["notes.txt"]
+    check_usage_errors(tmp_path, "fsq-compare", "fsq_lit.compare", CASES)
 
 
 TIMES = {"train_s", "images_per_s"}   # wall-clock fields: the only ones that differ between two identical runs
