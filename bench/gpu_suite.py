@@ -1,12 +1,13 @@
 """The book's GPU performance in one run: the memory and matmul limits, FSQ's paths against them and the peer,
 VQ's nearest neighbour, and MaskGIT's training MFU and sampling speed.
 
-    python bench/gpu_suite.py                    # on a GPU, a few minutes: bench/results/<gpu>.json and .md
+    python bench/gpu_suite.py                    # on a GPU, a few minutes: bench/results/<gpu>.json, .md and .png
     python bench/gpu_suite.py --only fsq,limits  # some sections
     python bench/gpu_suite.py --smoke --out DIR  # tiny sizes, on the CPU in seconds: the test's run
 
 Sections, each in the same process, each guarded (an exception is recorded as {"error": ...} and the suite goes on);
-after each one the JSON and the Markdown file are rewritten atomically and its table is printed:
+after each one the JSON, the Markdown file and the FSQ figure (chapter 02a's plot_suite) are rewritten atomically
+and its table is printed:
   limits   copy time of FSQ's input (dst.copy_(src), bytes read + written), float32 and bf16, and the measured matmul
            peak (bench/maskgit_mfu.py's matmul_peak: bf16 n=8192 on CUDA)
   fsq      FSQ([8, 5, 5, 5]) on --tokens tokens (2^24), float32 and bf16, channel-last (1, N, 4) and channel-first
@@ -425,11 +426,25 @@ def merged(res: dict, out: Path) -> dict:
             'section_runs': {**{s: old.get('section_runs', {}).get(s) for s in keep}, **res['section_runs']}}
 
 
+def figure(res: dict, path: Path):
+    "The FSQ section's figure (chapter 02a's plot_suite) as a PNG, replaced atomically; reported, never fatal, if it fails."
+    if 'cases' not in res.get('fsq', {}): return
+    try:
+        import matplotlib; matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        from fsq_lit.kernel import plot_suite
+        fig = plot_suite(res)
+        atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=100))
+        plt.close(fig)
+    except Exception as e: print(f'  no figure: {type(e).__name__}: {e}', flush=True)
+
+
 def write(res: dict, out: Path) -> Path:
-    "The JSON and the Markdown file, each replaced atomically (a killed run keeps what finished)."
+    "The JSON, the Markdown file and the FSQ figure, each replaced atomically (a killed run keeps what finished)."
     path = out / f'{slug(res)}.json'
     atomic_write(path, json.dumps(res, indent=1) + '\n', mode='w')
     atomic_write(path.with_suffix('.md'), markdown(res) + '\n', mode='w')
+    figure(res, path.with_suffix('.png'))
     return path
 
 
@@ -515,7 +530,7 @@ def main(argv=None) -> int:
         res['section_runs'][name] = dict(date=res['date'], commit=res['versions']['commit'])
         path = write(merged(res, out), out)
         print('\n'.join(section_md(name, res[name])) + f'({res["seconds"][name]} s)\n', flush=True)
-    print(f'wrote {path} and {path.with_suffix(".md")}')
+    print('wrote ' + ', '.join(str(f) for f in (path, path.with_suffix('.md'), path.with_suffix('.png')) if f.exists()))
     for p in (bad := problems(res)): print(f'PROBLEM: {p}')
     return 1 if bad else 0
 

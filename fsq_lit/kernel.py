@@ -21,7 +21,7 @@ except ImportError: interpreter = None
 
 # %% auto #0
 __all__ = ['CONFIG', 'bytes_moved', 'KernelConstants', 'pow2_scales', 'kernel_constants', 'FSQKernel', 'unavailable',
-           'fsq_kernel', 'gpu_suites']
+           'fsq_kernel', 'gpu_suites', 'suite_lines', 'plot_suite']
 
 # %% ../nbs/02a_kernel.ipynb #fb30d015
 def bytes_moved(levels, dtype=torch.float32, backward: bool = False) -> int:
@@ -224,3 +224,49 @@ def gpu_suites(folder) -> list[dict]:
     "The committed full-size results of `bench/gpu_suite.py` in `folder` (bench/results), one per GPU."
     rs = [json.loads(p.read_text()) for p in sorted(Path(folder).glob('*.json'))]
     return [r for r in rs if r.get('benchmark') == 'bench/gpu_suite.py' and not r.get('smoke')]
+
+# %% ../nbs/02a_kernel.ipynb #5f52280c
+def suite_lines(r: dict) -> list[str]:
+    "One suite's FSQ section as text: each path's times and ratios to the copy, and its index mismatches against eager."
+    f, v = r['fsq'], r['versions']
+    out = [f"{r['gpu'] or r['device']}, {r['date'][:10]}, torch {v['torch']}, Triton {v['triton']}: {f['tokens']:,} tokens of {f['levels']}"]
+    for c in f.get('cases', []):
+        if 'forward' not in c: out.append(f"  {c['path']:10} {c['dtype']:8} {c['layout']:13} {c.get('skipped') or c.get('error')}"); continue
+        fw, fb, ag = c['forward'], c['forward_backward'], c['agreement']
+        out.append(f"  {c['path']:10} {c['dtype']:8} {c['layout']:13} forward {fw['ms']:7.3f} ms = {fw['ratio_to_copy']:5.2f} x copy, "
+                   f"+ backward {fb['ms']:7.3f} ms = {fb['ratio_to_copy']:5.2f} x; {ag['index_mismatches']} indices differ from eager")
+    return out
+
+# %% ../nbs/02a_kernel.ipynb #8d7289e1
+def plot_suite(r: dict):
+    "One suite's FSQ section as a figure: forward and forward + backward time over the copy time, per dtype, layout and path."
+    import matplotlib.pyplot as plt
+    f = r['fsq']
+    groups = list(dict.fromkeys((c['dtype'], c['layout']) for c in f['cases']))
+    paths = list(dict.fromkeys(c['path'] for c in f['cases']))
+    case = {(c['dtype'], c['layout'], c['path']): c for c in f['cases']}
+    n = len(paths) + 1                                                 # a blank row between groups
+    fig, axes = plt.subplots(1, 2, figsize=(11, 1 + 0.22 * n * len(groups)), sharey=True)
+    for ax, key in zip(axes, ('forward', 'forward_backward')):
+        for gi, (dt, lay) in enumerate(groups):
+            floor = None
+            for pi, p in enumerate(paths):
+                y, c = gi * n + pi, case.get((dt, lay, p), {})
+                if key not in c: ax.text(1, y, f" {'error' if 'error' in c else 'skipped'}", va='center', fontsize=7, color='0.4'); continue
+                m = c[key]
+                ax.barh(y, m['ratio_to_copy'], color=f'C{pi}', height=0.8)
+                ax.text(m['ratio_to_copy'], y, f" {m['ms']:.3g} ms", va='center', fontsize=7)
+                floor = m['bytes'] / f['copy'][f'{dt}/{lay}']['bytes']
+            if floor: ax.plot([floor, floor], [gi * n - 0.5, gi * n + len(paths) - 0.5], 'k:', lw=1.5)
+        ax.axvline(1, color='0.5', lw=1, label='copy of the input')
+        ax.plot([], [], 'k:', lw=1.5, label='floor: bytes moved / bytes copied')
+        if key == 'forward': ax.axvline(1.2, color='k', ls='--', lw=1, label='goal: 1.2 x copy')
+        ax.set_xscale('log'); ax.set_xlabel('time / copy time of the same input')
+        ax.set_title(key.replace('_', ' + '), fontsize=10)
+    axes[0].set_yticks([gi * n + pi for gi in range(len(groups)) for pi in range(len(paths))],
+                       [f"{dt} {lay.replace('channel_', '')}: {p}" for dt, lay in groups for p in paths], fontsize=7)
+    axes[0].invert_yaxis()
+    fig.suptitle(f"FSQ on {r['gpu'] or r['device']}: {f['tokens']:,} tokens of {f['levels']}", fontsize=11)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc='lower center', ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig

@@ -31,6 +31,24 @@ def check_fsq(r: dict):
     assert all("inductor" in c["skipped"] for c in r["cases"] if c["path"] == "compile")   # skipped on the CPU in --smoke
 
 
+def check_rendering(r: dict, folder: Path):
+    "Chapter 02a's renderings of a suite's FSQ section: the figure the suite saved, the text, the figure's bars; smoke runs are not listed as GPU results."
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from fsq_lit.kernel import gpu_suites, suite_lines, plot_suite
+    png = (folder / "cpu-smoke.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    cases = r["fsq"]["cases"]
+    lines = suite_lines(r)
+    assert len(lines) == 1 + len(cases) and "4,096 tokens of [8, 5, 5, 5]" in lines[0]
+    assert sum("x copy" in l for l in lines) == sum("forward" in c for c in cases) and sum("inductor" in l for l in lines) == 4
+    fig = plot_suite(r)
+    assert [len(ax.patches) for ax in fig.axes] == [sum("forward" in c for c in cases)] * 2    # one bar per timed case and pass
+    assert len(fig.axes[0].get_yticklabels()) == len(cases)
+    plt.close(fig)
+    assert gpu_suites(folder) == []
+
+
 def test_gpu_suite_smoke(tmp_path):
     res = suite("--smoke", "--out", str(tmp_path))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -50,6 +68,7 @@ def test_gpu_suite_smoke(tmp_path):
     for s in ("## limits", "## fsq", "## tune", "## vq", "## maskgit", "| path | dtype | layout |", "| eager | float32 | channel_last |"):
         assert s in md and s in res.stdout, s
     assert r["fsq"]["self_test"] == "not run on the CPU" and r["fsq"]["nan_check"] is False
+    check_rendering(r, tmp_path)
     # a run of one section into the same folder keeps the others, each with the date and commit it was measured at
     again = suite("--smoke", "--only", "limits", "--out", str(tmp_path))
     assert again.returncode == 0, again.stderr[-3000:]
