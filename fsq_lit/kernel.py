@@ -240,7 +240,7 @@ def suite_lines(r: dict) -> list[str]:
 # %% ../nbs/02a_kernel.ipynb #8d7289e1
 def plot_suite(r: dict):
     "One suite's FSQ section as a figure: forward and forward + backward time over the copy time, per dtype, layout and path."
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt, matplotlib.ticker as ticker
     f = r['fsq']
     groups = list(dict.fromkeys((c['dtype'], c['layout']) for c in f['cases']))
     paths = list(dict.fromkeys(c['path'] for c in f['cases']))
@@ -262,6 +262,10 @@ def plot_suite(r: dict):
         ax.plot([], [], 'k:', lw=1.5, label='floor: bytes moved / bytes copied')
         if key == 'forward': ax.axvline(1.2, color='k', ls='--', lw=1, label='goal: 1.2 x copy')
         ax.set_xscale('log'); ax.set_xlabel('time / copy time of the same input')
+        lo, hi = ax.get_xlim()                                                     # 1, 2, 5, 10, ... within three decades
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5) if hi / lo < 1e3 else (1,)))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f'{v:g}'))
         ax.set_title(key.replace('_', ' + '), fontsize=10)
     axes[0].set_yticks([gi * n + pi for gi in range(len(groups)) for pi in range(len(paths))],
                        [f"{dt} {lay.replace('channel_', '')}: {p}" for dt, lay in groups for p in paths], fontsize=7)
