@@ -13,12 +13,13 @@ and its table is printed:
   fsq      FSQ([8, 5, 5, 5]) on --tokens tokens (2^24), float32 and bf16, channel-last (1, N, 4) and channel-first
            (B, 4, H, W), forward (no grad) and forward + backward, for each path of the book (kernel='eager',
            'compile', 'triton') and vector-quantize-pytorch's FSQ (the peer). Each case: median ms (CUDA events around
-           each call on CUDA, perf_counter on the CPU) after untimed warm-up calls (compilation included; their seconds
+           blocks of 10 calls on CUDA, perf_counter on the CPU) after untimed warm-up calls (compilation included; their seconds
            are recorded), GB/s of the bytes the path must move (forward: input + codes + int32 indices; forward +
            backward adds grad read, input read, grad written), the ratio to the copy time of the input, and exact
            agreement with the eager path on the same input (index and code mismatches, largest gradient difference).
   tune     the Triton kernel's tile (values per program) and warps per program: float32 channel-last forward and
-           forward + backward for each setting of a small grid, against the copy (fsq_lit.kernel.CONFIG is the default)
+           forward + backward for each setting of a small grid, against the copy (fsq_lit.kernel.CONFIG is the default),
+           and the fastest setting (least forward + forward-and-backward time: the candidate for CONFIG)
   vq       fsq_lit.compare.time_quantizers at 2^10 ... 2^16 codes (chapter 08's timing figure), the gpu preset's tokens
   maskgit  bench/maskgit_mfu.py at the paper's size (--tiny with --smoke): training MFU, sampling images/s
 A run of some sections (--only) into a folder that holds this GPU's results keeps the other sections there; each
@@ -286,7 +287,15 @@ def tune(a) -> dict:
     x, g = (fsq_input(a, torch.float32, 'channel_last', seed) for seed in (0, 1))
     copy, ref, q = copy_case(x, a), reference(x, g, a.device), make_quantizer('triton', False, a.device)
     rows = [guarded(tune_one, q, x, ref, a, copy['ms'], e, w) for e, w in tune_grid(a)]
-    return dict(default=dict(kernel.CONFIG), copy=copy, rows=rows)
+    return dict(default=dict(kernel.CONFIG), copy=copy, rows=rows, best=best_setting(rows))
+
+
+def best_setting(rows: list[dict]) -> dict | None:
+    "The timed setting with the least forward + (forward + backward) time: the candidate for fsq_lit.kernel.CONFIG."
+    timed = [x for x in rows if 'forward' in x]
+    if not timed: return None
+    b = min(timed, key=lambda x: x['forward']['ms'] + x['forward_backward']['ms'])
+    return dict(elements=b['elements'], num_warps=b['num_warps'])
 
 
 # ---------------------------------------------------------------- vq, maskgit
@@ -350,8 +359,9 @@ def fsq_table(r: dict) -> list[str]:
 def tune_table(r: dict) -> list[str]:
     rows = [(x['elements'], x['num_warps'], x['forward']['ms'], x['forward']['ratio_to_copy'], x['forward_backward']['ms'],
              x['forward_backward']['ratio_to_copy']) if 'forward' in x else ('', '', '', '', '', note(x)) for x in r['rows']]
-    d = r['default']
-    return ([f"float32 channel-last, copy {r['copy']['ms']} ms; the library's default: {d['elements']} values, {d['num_warps']} warps"] +
+    d, b = r['default'], r.get('best')
+    best = f"; fastest (forward + forward-and-backward time): {b['elements']} values, {b['num_warps']} warps" if b else ''
+    return ([f"float32 channel-last, copy {r['copy']['ms']} ms; the library's default: {d['elements']} values, {d['num_warps']} warps{best}"] +
             table(('values per program', 'warps', 'fwd ms', 'fwd/copy', 'fwd+bwd ms', 'fwd+bwd/copy'), rows))
 
 

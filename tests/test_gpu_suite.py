@@ -62,6 +62,8 @@ def test_gpu_suite_smoke(tmp_path):
     tu = r["tune"]                                                      # the kernel's tile sweep (interpreted here)
     assert [(x["elements"], x["num_warps"]) for x in tu["rows"]] == [(2048, 4), (4096, 4)] and tu["default"]["elements"] > 0
     assert all(x["forward"]["ms"] > 0 and x["forward_backward"]["ratio_to_copy"] > 0 for x in tu["rows"])
+    best = min(tu["rows"], key=lambda x: x["forward"]["ms"] + x["forward_backward"]["ms"])
+    assert tu["best"] == {"elements": best["elements"], "num_warps": best["num_warps"]}
     assert [x["codes"] for x in r["vq"]["rows"]] == [2**10, 2**11] and all(x["vq_ms"] > 0 for x in r["vq"]["rows"])
     assert r["maskgit"]["config"]["n_layer"] == 2 and r["maskgit"]["sampling"]["images_per_s"] > 0   # maskgit_mfu's --tiny
     md = (tmp_path / "cpu-smoke.md").read_text()
