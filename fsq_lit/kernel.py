@@ -238,36 +238,39 @@ def suite_lines(r: dict) -> list[str]:
     return out
 
 # %% ../nbs/02a_kernel.ipynb #8d7289e1
+def _suite_panel(ax, f: dict, key: str, groups: list, paths: list):
+    "One panel of `plot_suite`: a bar per (dtype, layout) group and path of `f`'s `key` timings, each group's byte floor, the copy."
+    case, n = {(c['dtype'], c['layout'], c['path']): c for c in f['cases']}, len(paths) + 1     # a blank row between groups
+    for gi, (dt, lay) in enumerate(groups):
+        floor = None
+        for pi, p in enumerate(paths):
+            y, c = gi * n + pi, case.get((dt, lay, p), {})
+            if key not in c: ax.text(1, y, f" {'error' if 'error' in c else 'skipped'}", va='center', fontsize=7, color='0.4'); continue
+            m = c[key]
+            ax.barh(y, m['ratio_to_copy'], color=f'C{pi}', height=0.8)
+            ax.text(m['ratio_to_copy'], y, f" {m['ms']:.3g} ms", va='center', fontsize=7)
+            floor = m['bytes'] / f['copy'][f'{dt}/{lay}']['bytes']
+        if floor: ax.plot([floor, floor], [gi * n - 0.5, gi * n + len(paths) - 0.5], 'k:', lw=1.5)
+    ax.axvline(1, color='0.5', lw=1, label='copy of the input')
+    ax.plot([], [], 'k:', lw=1.5, label='floor: bytes moved / bytes copied')
+    if key == 'forward': ax.axvline(1.2, color='k', ls='--', lw=1, label='goal: 1.2 x copy')
+    ax.set_title(key.replace('_', ' + '), fontsize=10)
+
 def plot_suite(r: dict):
     "One suite's FSQ section as a figure: forward and forward + backward time over the copy time, per dtype, layout and path."
     import matplotlib.pyplot as plt, matplotlib.ticker as ticker
     f = r['fsq']
     groups = list(dict.fromkeys((c['dtype'], c['layout']) for c in f['cases']))
     paths = list(dict.fromkeys(c['path'] for c in f['cases']))
-    case = {(c['dtype'], c['layout'], c['path']): c for c in f['cases']}
-    n = len(paths) + 1                                                 # a blank row between groups
-    fig, axes = plt.subplots(1, 2, figsize=(11, 1 + 0.22 * n * len(groups)), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 1 + 0.22 * (len(paths) + 1) * len(groups)), sharey=True)
     for ax, key in zip(axes, ('forward', 'forward_backward')):
-        for gi, (dt, lay) in enumerate(groups):
-            floor = None
-            for pi, p in enumerate(paths):
-                y, c = gi * n + pi, case.get((dt, lay, p), {})
-                if key not in c: ax.text(1, y, f" {'error' if 'error' in c else 'skipped'}", va='center', fontsize=7, color='0.4'); continue
-                m = c[key]
-                ax.barh(y, m['ratio_to_copy'], color=f'C{pi}', height=0.8)
-                ax.text(m['ratio_to_copy'], y, f" {m['ms']:.3g} ms", va='center', fontsize=7)
-                floor = m['bytes'] / f['copy'][f'{dt}/{lay}']['bytes']
-            if floor: ax.plot([floor, floor], [gi * n - 0.5, gi * n + len(paths) - 0.5], 'k:', lw=1.5)
-        ax.axvline(1, color='0.5', lw=1, label='copy of the input')
-        ax.plot([], [], 'k:', lw=1.5, label='floor: bytes moved / bytes copied')
-        if key == 'forward': ax.axvline(1.2, color='k', ls='--', lw=1, label='goal: 1.2 x copy')
+        _suite_panel(ax, f, key, groups, paths)
         ax.set_xscale('log'); ax.set_xlabel('time / copy time of the same input')
         lo, hi = ax.get_xlim()                                                     # 1, 2, 5, 10, ... within three decades
         ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5) if hi / lo < 1e3 else (1,)))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f'{v:g}'))
-        ax.set_title(key.replace('_', ' + '), fontsize=10)
-    axes[0].set_yticks([gi * n + pi for gi in range(len(groups)) for pi in range(len(paths))],
+    axes[0].set_yticks([gi * (len(paths) + 1) + pi for gi in range(len(groups)) for pi in range(len(paths))],
                        [f"{dt} {lay.replace('channel_', '')}: {p}" for dt, lay in groups for p in paths], fontsize=7)
     axes[0].invert_yaxis()
     fig.suptitle(f"FSQ on {r['gpu'] or r['device']}: {f['tokens']:,} tokens of {f['levels']}", fontsize=11)
