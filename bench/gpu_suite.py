@@ -6,8 +6,8 @@ VQ's nearest neighbour, and MaskGIT's training MFU and sampling speed.
     python bench/gpu_suite.py --smoke --out DIR  # tiny sizes, on the CPU in seconds: the test's run
 
 Sections, each in the same process, each guarded (an exception is recorded as {"error": ...} and the suite goes on);
-after each one the JSON, the Markdown file and the FSQ figure (chapter 02a's plot_suite) are rewritten atomically
-and its table is printed:
+after each one the JSON and the Markdown file are rewritten atomically (after fsq also its figure, chapter 02a's
+plot_suite) and its table is printed:
   limits   copy time of FSQ's input (dst.copy_(src), bytes read + written), float32 and bf16, and the measured matmul
            peak (bench/maskgit_mfu.py's matmul_peak: bf16 n=8192 on CUDA)
   fsq      FSQ([8, 5, 5, 5]) on --tokens tokens (2^24), float32 and bf16, channel-last (1, N, 4) and channel-first
@@ -450,11 +450,10 @@ def figure(res: dict, path: Path):
 
 
 def write(res: dict, out: Path) -> Path:
-    "The JSON, the Markdown file and the FSQ figure, each replaced atomically (a killed run keeps what finished)."
+    "The JSON and the Markdown file, each replaced atomically (a killed run keeps what finished)."
     path = out / f'{slug(res)}.json'
     atomic_write(path, json.dumps(res, indent=1) + '\n', mode='w')
     atomic_write(path.with_suffix('.md'), markdown(res) + '\n', mode='w')
-    figure(res, path.with_suffix('.png'))
     return path
 
 
@@ -539,6 +538,7 @@ def main(argv=None) -> int:
         res['seconds'][name] = round(time.perf_counter() - t, 1)
         res['section_runs'][name] = dict(date=res['date'], commit=res['versions']['commit'])
         path = write(merged(res, out), out)
+        if name == 'fsq': figure(res, path.with_suffix('.png'))   # the only section the figure shows
         print('\n'.join(section_md(name, res[name])) + f'({res["seconds"][name]} s)\n', flush=True)
     print('wrote ' + ', '.join(str(f) for f in (path, path.with_suffix('.md'), path.with_suffix('.png')) if f.exists()))
     for p in (bad := problems(res)): print(f'PROBLEM: {p}')
