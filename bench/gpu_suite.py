@@ -23,9 +23,11 @@ plot_suite) and its table is printed:
   vq       fsq_lit.compare.time_quantizers at 2^10 ... 2^16 codes (chapter 08's timing figure), the gpu preset's tokens
   maskgit  bench/maskgit_mfu.py at the paper's size (--tiny with --smoke): training MFU, sampling images/s
 A run of some sections (--only) into a folder that holds this GPU's results keeps the other sections there; each
-section records the date and commit it was measured at (section_runs). On CUDA a timing is the median over blocks of
-10 back-to-back calls between two CUDA events (so the host's launch overhead overlaps the GPU's work, as in training);
-FSQ runs with nan_check=False (the default check costs one host sync per call), and the kernel once more with it
+section records the date and commit it was measured at (section_runs). On CUDA each FSQ and copy timing is taken twice:
+as called, the median over blocks of 10 back-to-back calls between two CUDA events (the host's launch overhead overlaps
+the GPU's work, as in training, but where the host's work per call, Python and autograd, exceeds the GPU's, this is the
+host's time), and the GPU's own ('gpu_ms'), the same 10 calls captured once in a CUDA graph and replayed (no host work;
+a path that cannot be captured records 'gpu_error' instead). FSQ runs with nan_check=False (the default check costs one host sync per call), and the kernel once more with it
 ('triton+nan'). Speed is never asserted. Exit status 1
 (after writing the results) if a path of the book gives other indices than the eager path, if the Triton kernel's codes
 or gradients differ from eager's or its self-test fails, or if anything raised; 2 on a usage error.
@@ -97,11 +99,35 @@ def median_ms(fn, device, reps: int) -> float:
     return statistics.median(s.elapsed_time(e) / BLOCK_CALLS for s, e in ev)
 
 
-def rate(ms: float, nbytes: int, copy_ms: float | None = None, warmup_s: float | None = None) -> dict:
-    "A timing as recorded: ms, the bytes counted, GB/s, and the ratio to the copy time of the input if given."
+def graph_ms(fn, device, reps: int) -> float:
+    "Median ms per call of fn replayed from a CUDA graph of BLOCK_CALLS calls: the GPU's own time, no host work in it."
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side): fn()                 # one call on a side stream before capturing, as CUDA graphs ask
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(BLOCK_CALLS): fn()
+    return median_ms(graph.replay, device, reps) / BLOCK_CALLS
+
+
+def gpu_time(fn, q, a) -> dict:
+    "{'gpu_ms': graph_ms of fn} on CUDA, {'gpu_error': why not} if it cannot be captured, {} on the CPU."
+    if a.device.type != 'cuda': return {}
+    if getattr(q, 'nan_check', False): return dict(gpu_error='the NaN check waits for the GPU in every call: no CUDA graph')
+    try: return dict(gpu_ms=graph_ms(fn, a.device, a.reps))
+    except Exception as e: return dict(gpu_error=f'{type(e).__name__}: {e}'[:200])
+
+
+def rate(ms: float, nbytes: int, copy_ms: float | None = None, warmup_s: float | None = None, gpu: dict | None = None) -> dict:
+    "A timing as recorded: ms, the bytes counted, GB/s, the ratio to the copy time if given, and gpu_time's result."
     r = dict(ms=float(f'{ms:.5g}'), bytes=nbytes, gbps=float(f'{nbytes / ms / 1e6:.4g}'))
     if copy_ms: r['ratio_to_copy'] = float(f'{ms / copy_ms:.4g}')
     if warmup_s is not None: r['warmup_s'] = round(warmup_s, 3)
+    if gpu and 'gpu_ms' in gpu:
+        r['gpu_ms'] = float(f"{gpu['gpu_ms']:.5g}")
+        if copy_ms: r['gpu_ratio_to_copy'] = float(f"{gpu['gpu_ms'] / copy_ms:.4g}")
+    elif gpu: r['gpu_error'] = gpu['gpu_error']
     return r
 
 
@@ -126,7 +152,8 @@ def copy_case(x, a) -> dict:
     dst = torch.empty_like(x)
     fn = lambda: dst.copy_(x)
     warm(fn, a.device, a.warmup)
-    return rate(median_ms(fn, a.device, a.reps), 2 * x.nbytes)
+    ms = median_ms(fn, a.device, a.reps)
+    return rate(ms, 2 * x.nbytes, ms, gpu=gpu_time(fn, None, a))   # its ratios: 1, and its GPU time over its time as called
 
 
 def matmul(a) -> dict:
@@ -193,8 +220,8 @@ def time_forward(q, x, ref, a, copy_ms, first_s) -> dict:
     fn = lambda: q(x)
     with torch.no_grad():
         w = first_s + warm(fn, a.device, a.warmup)
-        ms = median_ms(fn, a.device, a.reps)
-    return rate(ms, 2 * x.nbytes + ref['idx'].nbytes, copy_ms, w)
+        ms, gpu = median_ms(fn, a.device, a.reps), gpu_time(fn, q, a)
+    return rate(ms, 2 * x.nbytes + ref['idx'].nbytes, copy_ms, w, gpu)
 
 
 def time_train(q, x, ref, a, copy_ms) -> tuple[dict, float]:
@@ -206,7 +233,8 @@ def time_train(q, x, ref, a, copy_ms) -> tuple[dict, float]:
     w = warm(step, a.device, 1)
     diff = float((xg.grad.float() - ref['grad'].float()).abs().max())
     w += warm(step, a.device, a.warmup)
-    return rate(median_ms(step, a.device, a.reps), 5 * x.nbytes + ref['idx'].nbytes, copy_ms, w), diff
+    ms, gpu = median_ms(step, a.device, a.reps), gpu_time(step, q, a)
+    return rate(ms, 5 * x.nbytes + ref['idx'].nbytes, copy_ms, w, gpu), diff
 
 
 def run_case(path: str, x, ref, a, copy_ms) -> dict:
@@ -230,8 +258,8 @@ def case_line(c: dict) -> str:
     what = f"  fsq {c['path']:<8} {c['dtype']:<9} {c['layout']:<14}"
     if 'forward' not in c: return f"{what} {'skipped' if 'skipped' in c else 'ERROR'}: {c.get('skipped') or c.get('error')}"
     f, fb, ag = c['forward'], c['forward_backward'], c['agreement']
-    return (f"{what} forward {f['ms']:.4g} ms ({f.get('ratio_to_copy', 0):.3g}x copy), forward+backward {fb['ms']:.4g} ms, "
-            f"index mismatches {ag['index_mismatches']}")
+    return (f"{what} forward {f['ms']:.4g} ms ({f.get('ratio_to_copy', 0):.3g}x copy; GPU {f.get('gpu_ms', '-')}), "
+            f"forward+backward {fb['ms']:.4g} ms (GPU {fb.get('gpu_ms', '-')}), index mismatches {ag['index_mismatches']}")
 
 
 def fsq_combo(dname: str, layout: str, a) -> dict:
@@ -291,10 +319,11 @@ def tune(a) -> dict:
 
 
 def best_setting(rows: list[dict]) -> dict | None:
-    "The timed setting with the least forward + (forward + backward) time: the candidate for fsq_lit.kernel.CONFIG."
+    "The setting with the least forward + (forward + backward) time (GPU alone where measured): the candidate for kernel.CONFIG."
     timed = [x for x in rows if 'forward' in x]
     if not timed: return None
-    b = min(timed, key=lambda x: x['forward']['ms'] + x['forward_backward']['ms'])
+    key = 'gpu_ms' if all('gpu_ms' in x['forward'] and 'gpu_ms' in x['forward_backward'] for x in timed) else 'ms'
+    b = min(timed, key=lambda x: x['forward'][key] + x['forward_backward'][key])
     return dict(elements=b['elements'], num_warps=b['num_warps'])
 
 
@@ -337,32 +366,43 @@ def limits_table(r: dict) -> list[str]:
     return table(('limit', 'read + written', 'ms', 'GB/s', 'note'), rows)
 
 
+def times(t: dict) -> tuple:
+    "A timing's table cells: ms and ratio to the copy as called, then the GPU's own (blank where not measured)."
+    return t['ms'], t.get('ratio_to_copy', ''), t.get('gpu_ms', ''), t.get('gpu_ratio_to_copy', '')
+
+
 def fsq_row(c: dict) -> tuple:
     key = (c['path'], c['dtype'], c['layout'])
-    if 'forward' not in c: return key + ('',) * 9 + (note(c),)
+    if 'forward' not in c: return key + ('',) * 11 + (note(c),)
     f, fb, ag = c['forward'], c['forward_backward'], c['agreement']
-    return key + (f['ms'], f['gbps'], f.get('ratio_to_copy'), fb['ms'], fb['gbps'], fb.get('ratio_to_copy'),
-                  ag['index_mismatches'], ag['codes_mismatches'], round(f['warmup_s'] + fb['warmup_s'], 1), '')
+    return key + times(f) + times(fb) + (ag['index_mismatches'], ag['codes_mismatches'], round(f['warmup_s'] + fb['warmup_s'], 1),
+                                         note(dict(error=f.get('gpu_error') or fb.get('gpu_error'))))
 
 
 def fsq_table(r: dict) -> list[str]:
     rows = []
     for c in r['cases']:
         cp = r['copy'].get(f"{c['dtype']}/{c['layout']}")
-        if c['path'] == PATHS[0] and cp: rows.append(('copy', c['dtype'], c['layout'], cp['ms'], cp['gbps'], 1) + ('',) * 7)
+        if c['path'] == PATHS[0] and cp: rows.append(('copy', c['dtype'], c['layout']) + times(cp) + ('',) * 8)
         rows.append(fsq_row(c))
-    head = ('path', 'dtype', 'layout', 'fwd ms', 'fwd GB/s', 'fwd/copy', 'fwd+bwd ms', 'fwd+bwd GB/s', 'fwd+bwd/copy',
-            'index mismatches', 'code mismatches', 'warm-up s', 'note')
-    return [f"levels {r['levels']}, {r['tokens']} tokens, median of {r['reps']} calls"] + table(head, rows)
+    head = ('path', 'dtype', 'layout', 'fwd ms', 'fwd/copy', 'fwd GPU ms', 'fwd GPU/copy', 'fwd+bwd ms', 'fwd+bwd/copy',
+            'fwd+bwd GPU ms', 'fwd+bwd GPU/copy', 'index mismatches', 'code mismatches', 'warm-up s', 'note')
+    return [f"levels {r['levels']}, {r['tokens']} tokens, median of {r['reps']} calls. {TIMES}"] + table(head, rows)
+
+
+TIMES = ("'ms': as called from Python, 10 calls back to back between CUDA events (the host's work per call, Python and "
+         "autograd, is the time where it exceeds the GPU's); 'GPU ms': replayed from a CUDA graph of 10 calls, the GPU's own time; "
+         "ratios over the copy time of the same input (GB/s and bytes in the JSON).")
 
 
 def tune_table(r: dict) -> list[str]:
-    rows = [(x['elements'], x['num_warps'], x['forward']['ms'], x['forward']['ratio_to_copy'], x['forward_backward']['ms'],
-             x['forward_backward']['ratio_to_copy']) if 'forward' in x else ('', '', '', '', '', note(x)) for x in r['rows']]
+    rows = [(x['elements'], x['num_warps']) + times(x['forward']) + times(x['forward_backward']) + ('',)
+            if 'forward' in x else ('',) * 10 + (note(x),) for x in r['rows']]
     d, b = r['default'], r.get('best')
-    best = f"; fastest (forward + forward-and-backward time): {b['elements']} values, {b['num_warps']} warps" if b else ''
-    return ([f"float32 channel-last, copy {r['copy']['ms']} ms; the library's default: {d['elements']} values, {d['num_warps']} warps{best}"] +
-            table(('values per program', 'warps', 'fwd ms', 'fwd/copy', 'fwd+bwd ms', 'fwd+bwd/copy'), rows))
+    best = f"; fastest (forward + forward-and-backward time, GPU's own where measured): {b['elements']} values, {b['num_warps']} warps" if b else ''
+    return ([f"float32 channel-last, copy {r['copy']['ms']} ms; the library's default: {d['elements']} values, {d['num_warps']} warps{best}. {TIMES}"] +
+            table(('values per program', 'warps', 'fwd ms', 'fwd/copy', 'fwd GPU ms', 'fwd GPU/copy', 'fwd+bwd ms', 'fwd+bwd/copy',
+                   'fwd+bwd GPU ms', 'fwd+bwd GPU/copy', 'note'), rows))
 
 
 def vq_table(r: dict) -> list[str]:
