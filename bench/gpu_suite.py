@@ -433,15 +433,22 @@ def section_md(name: str, r: dict) -> list[str]:
 # ---------------------------------------------------------------- the run
 
 def versions() -> dict:
-    "torch, CUDA, Triton, the peer, Python, fsq_lit and the git commit."
+    "torch, CUDA, Triton, the peer, Python, fsq_lit, the git commit and the tracked files that differ from it."
     def pkg(name):
         try: return version(name)
         except PackageNotFoundError: return None
-    try: commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=BENCH, capture_output=True, text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError): commit = None
     import fsq_lit
     return dict(torch=torch.__version__, cuda=torch.version.cuda, triton=pkg('triton'), python=platform.python_version(),
-                vector_quantize_pytorch=pkg('vector-quantize-pytorch'), fsq_lit=fsq_lit.__version__, commit=commit)
+                vector_quantize_pytorch=pkg('vector-quantize-pytorch'), fsq_lit=fsq_lit.__version__, **git_state())
+
+
+def git_state() -> dict:
+    "HEAD's commit and the tracked files that differ from it (a copied working tree can carry an older .git): None without git."
+    def git(*args):
+        return subprocess.run(['git', *args], cwd=BENCH, capture_output=True, text=True, timeout=10, check=True).stdout
+    try: return dict(commit=git('rev-parse', 'HEAD').strip() or None,
+                     modified=sorted(l[3:] for l in git('status', '--porcelain', '--untracked-files=no').splitlines()))
+    except (OSError, subprocess.SubprocessError): return dict(commit=None, modified=None)
 
 
 def header(a) -> dict:
@@ -461,9 +468,15 @@ def markdown(res: dict) -> str:
     v, m = res['versions'], res['machine']
     lines = [f"# bench/gpu_suite.py on {res['gpu'] or m.get('cpu')}{' (smoke)' if res['smoke'] else ''}", '',
              f"{res['date']}; torch {v['torch']}, CUDA {v['cuda']}, Triton {v['triton']}, vector-quantize-pytorch "
-             f"{v['vector_quantize_pytorch']}, Python {v['python']}, commit {v['commit']}; {m.get('platform')}, {m.get('cpu')}, "
+             f"{v['vector_quantize_pytorch']}, Python {v['python']}, commit {v['commit']}{changed(v)}; {m.get('platform')}, {m.get('cpu')}, "
              f"{m.get('cores')} cores", '']
     return '\n'.join(lines + [l for s in SECTIONS if s in res for l in section_md(s, res[s])])
+
+
+def changed(v: dict) -> str:
+    "' with N files changed (a, b, ...)' when the run's tree differed from its commit, else ''."
+    n = v.get('modified') or []
+    return f" with {len(n)} files changed ({', '.join(n[:6])}{', ...' if len(n) > 6 else ''})" if n else ''
 
 
 def merged(res: dict, out: Path) -> dict:
