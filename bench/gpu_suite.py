@@ -23,7 +23,7 @@ plot_suite) and its table is printed:
   vq       fsq_lit.compare.time_quantizers at 2^10 ... 2^16 codes (chapter 08's timing figure), the gpu preset's tokens
   maskgit  bench/maskgit_mfu.py at the paper's size (--tiny with --smoke): training MFU, sampling images/s
 A run of some sections (--only) into a folder that holds this GPU's results keeps the other sections there; each
-section records the date and commit it was measured at (section_runs). On CUDA each FSQ and copy timing is taken twice:
+section records the date, commit and files changed from it that it was measured at (section_runs). On CUDA each FSQ and copy timing is taken twice:
 as called, the median over blocks of 10 back-to-back calls between two CUDA events (the host's launch overhead overlaps
 the GPU's work, as in training, but where the host's work per call, Python and autograd, exceeds the GPU's, this is the
 host's time), and the GPU's own ('gpu_ms'), the same 10 calls captured once in a CUDA graph and replayed (no host work;
@@ -589,7 +589,7 @@ def main(argv=None) -> int:
         print(f'# {name} ({time.strftime("%H:%M:%S")})', flush=True)
         res[name] = guarded(fns[name], a)
         res['seconds'][name] = round(time.perf_counter() - t, 1)
-        res['section_runs'][name] = dict(date=res['date'], commit=res['versions']['commit'])
+        res['section_runs'][name] = dict(date=res['date'], commit=res['versions']['commit'], modified=res['versions']['modified'])
         path = write(merged(res, out), out)
         if name == 'fsq': figure(res, path.with_suffix('.png'))   # the only section the figure shows
         print('\n'.join(section_md(name, res[name])) + f'({res["seconds"][name]} s)\n', flush=True)

@@ -1,6 +1,6 @@
 """bench/gpu_suite.py runs end to end at its --smoke size on the CPU and writes the promised JSON and Markdown
 (every section, every FSQ case timed or with a reason, exact index agreement with the eager path); speed is never asserted."""
-import json, os, subprocess, sys
+import copy, importlib.util, json, os, subprocess, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +47,17 @@ def check_rendering(r: dict, folder: Path):
     assert len(fig.axes[0].get_yticklabels()) == len(cases)
     plt.close(fig)
     assert gpu_suites(folder) == []
+    # with the GPU's own times (a GPU run's gpu_ms), those are the bars and the lines, the as-called time a tick
+    g = copy.deepcopy(r)
+    for c in g["fsq"]["cases"]:
+        for t in (c[k] for k in ("forward", "forward_backward") if k in c):
+            t.update(gpu_ms=t["ms"] / 2, gpu_ratio_to_copy=t["ratio_to_copy"] / 2)
+    fig = plot_suite(g)
+    timed = [c for c in g["fsq"]["cases"] if "forward" in c]
+    assert [p.get_width() for p in fig.axes[0].patches] == [c["forward"]["gpu_ratio_to_copy"] for c in timed]
+    assert sum(l.get_marker() == "|" and len(l.get_xdata()) == 1 for l in fig.axes[0].lines) == len(timed)
+    plt.close(fig)
+    assert not any("as called" in l for l in suite_lines(g)) and sum("as called" in l for l in lines) == len(timed)
 
 
 def test_gpu_suite_smoke(tmp_path):
@@ -54,7 +65,7 @@ def test_gpu_suite_smoke(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     r = json.loads((tmp_path / "cpu-smoke.json").read_text())
     assert r["smoke"] and r["device"] == "cpu" and r["gpu"] is None and r["sections"] == ["limits", "fsq", "tune", "vq", "maskgit"]
-    assert r["versions"]["torch"] and r["date"] and {"cpu", "cores"} <= set(r["machine"])
+    assert r["versions"]["torch"] and isinstance(r["versions"]["modified"], list) and r["date"] and {"cpu", "cores"} <= set(r["machine"])
     lim = r["limits"]
     assert lim["copy_float32"]["bytes"] == 2 * lim["copy_bfloat16"]["bytes"] == 2 * 4096 * 4 * 4   # read + write, float32
     assert lim["matmul"]["tflops"] > 0 and lim["matmul"]["n"] == 256
@@ -85,3 +96,18 @@ def test_gpu_suite_usage_error(tmp_path):
     errors = [l for l in res.stderr.splitlines() if "error:" in l]
     assert len(errors) == 1 and "nope" in errors[0] and "limits, fsq, tune, vq, maskgit" in errors[0]
     assert not list(tmp_path.iterdir())
+
+
+def test_gpu_times_recorded_and_preferred():
+    "A GPU time (CUDA-graph replay) is recorded beside the time as called, and the tile sweep picks its best by it."
+    spec = importlib.util.spec_from_file_location("gpu_suite", SUITE)
+    gs = importlib.util.module_from_spec(spec); spec.loader.exec_module(gs)
+    t = gs.rate(2.0, 4_000_000, copy_ms=1.0, gpu=dict(gpu_ms=1.5))
+    assert (t["ms"], t["ratio_to_copy"], t["gpu_ms"], t["gpu_ratio_to_copy"], t["gbps"]) == (2.0, 2.0, 1.5, 1.5, 2.0)
+    assert gs.rate(2.0, 1, gpu=dict(gpu_error="no graph"))["gpu_error"] == "no graph" and "gpu_ms" not in gs.rate(2.0, 1, gpu={})
+    row = lambda e, ms, gpu: dict(elements=e, num_warps=4, forward=dict(ms=ms, gpu_ms=gpu), forward_backward=dict(ms=ms, gpu_ms=gpu))
+    rows = [row(1024, 1.0, 3.0), row(2048, 2.0, 1.0), dict(elements=4096, num_warps=4, error="boom")]
+    assert gs.best_setting(rows) == dict(elements=2048, num_warps=4)                 # the GPU's own time decides
+    for x in rows[:2]:
+        for k in ("forward", "forward_backward"): del x[k]["gpu_ms"]
+    assert gs.best_setting(rows) == dict(elements=1024, num_warps=4)                 # without it, the time as called
