@@ -19,15 +19,17 @@ plot_suite) and its table is printed:
            agreement with the eager path on the same input (index and code mismatches, largest gradient difference).
   tune     the Triton kernel's tile (values per program) and warps per program: float32 channel-last forward and
            forward + backward for each setting of a small grid, against the copy (fsq_lit.kernel.CONFIG is the default),
-           and the fastest setting (least forward + forward-and-backward time: the candidate for CONFIG)
+           and the fastest setting (least forward + forward-and-backward time, the GPU's own where measured: the
+           candidate for CONFIG)
   vq       fsq_lit.compare.time_quantizers at 2^10 ... 2^16 codes (chapter 08's timing figure), the gpu preset's tokens
   maskgit  bench/maskgit_mfu.py at the paper's size (--tiny with --smoke): training MFU, sampling images/s
 A run of some sections (--only) into a folder that holds this GPU's results keeps the other sections there; each
-section records the date, commit and files changed from it that it was measured at (section_runs). On CUDA each FSQ and copy timing is taken twice:
-as called, the median over blocks of 10 back-to-back calls between two CUDA events (the host's launch overhead overlaps
-the GPU's work, as in training, but where the host's work per call, Python and autograd, exceeds the GPU's, this is the
-host's time), and the GPU's own ('gpu_ms'), the same 10 calls captured once in a CUDA graph and replayed (no host work;
-a path that cannot be captured records 'gpu_error' instead). FSQ runs with nan_check=False (the default check costs one host sync per call), and the kernel once more with it
+section records the date, the commit and the files changed from it that it was measured at (section_runs). On CUDA each
+FSQ and copy timing is taken twice: as called, the median over blocks of 10 back-to-back calls between two CUDA events
+(the host's launch overhead overlaps the GPU's work, as in training, but where the host's work per call, Python and
+autograd, exceeds the GPU's, this is the host's time); and the GPU's own ('gpu_ms'), the same 10 calls captured once in
+a CUDA graph and replayed (no host work; a path that cannot be captured records 'gpu_error' instead). FSQ runs with
+nan_check=False (the default check costs one host sync per call), and the kernel once more with it
 ('triton+nan'). Speed is never asserted. Exit status 1
 (after writing the results) if a path of the book gives other indices than the eager path, if the Triton kernel's codes
 or gradients differ from eager's or its self-test fails, or if anything raised; 2 on a usage error.
