@@ -241,6 +241,10 @@ def _gpu_or_called(t: dict) -> tuple[float, float]:
     "A timing's ms and ratio to the copy: the GPU's own where measured, else as called."
     return (t['gpu_ms'], t['gpu_ratio_to_copy']) if 'gpu_ms' in t else (t['ms'], t['ratio_to_copy'])
 
+def _floor(f: dict, c: dict, key: str) -> float:
+    "The floor of case `c`'s `key` pass in suite section `f`: the bytes it must move over the bytes the copy of its input moves."
+    return c[key]['bytes'] / f['copy'][f"{c['dtype']}/{c['layout']}"]['bytes']
+
 # %% ../nbs/02a_kernel.ipynb #8d7289e1
 def _suite_panel(ax, f: dict, key: str, groups: list, paths: list):
     "One panel of `plot_suite`: a bar per (dtype, layout) group and path of `f`'s `key` timings, each group's byte floor, the copy."
@@ -254,7 +258,7 @@ def _suite_panel(ax, f: dict, key: str, groups: list, paths: list):
             ax.barh(y, x, color=f'C{pi}', height=0.8)
             if 'gpu_ms' in m: ax.plot(m['ratio_to_copy'], y, '|', color='k', ms=7, mew=1.5)
             ax.text(max(x, m['ratio_to_copy']), y, f" {ms:.3g} ms", va='center', fontsize=7)
-            floor = m['bytes'] / f['copy'][f'{dt}/{lay}']['bytes']
+            floor = _floor(f, c, key)
         if floor: ax.plot([floor, floor], [gi * n - 0.5, gi * n + len(paths) - 0.5], 'k:', lw=1.5)
     ax.axvline(1, color='0.5', lw=1, label='copy of the input')
     ax.plot([], [], 'k:', lw=1.5, label='floor: bytes moved / bytes copied')
