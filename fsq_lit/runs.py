@@ -14,9 +14,10 @@ from .fsq import FSQ
 from .quantizer import code_stats
 
 # %% auto #0
-__all__ = ['RunError', 'CheckpointError', 'atomic_write', 'write_json', 'read_json', 'remove_stale_tmp', 'save_checkpoint',
-           'has_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state', 'flatten_config', 'diff_definitions',
-           'check_definition', 'RunDir', 'preset_config', 'usage_errors', 'split_list', 'run_demo', 'demo_main']
+__all__ = ['RunError', 'CheckpointError', 'atomic_write', 'write_json', 'read_json', 'remove_stale_tmp', 'save_figure',
+           'save_checkpoint', 'has_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state', 'flatten_config',
+           'diff_definitions', 'check_definition', 'RunDir', 'preset_config', 'usage_errors', 'split_list', 'run_demo',
+           'demo_main']
 
 # %% ../nbs/04a_runs.ipynb #e0a8109a
 class RunError(RuntimeError):
@@ -82,10 +83,14 @@ def read_json(path, missing=_REQUIRED):
         raise RunError(f"{path} is not valid JSON ({e}): restore it, or delete it and start again") from None
 
 def remove_stale_tmp(folder) -> list[Path]:
-    "Delete the `.NAME.*.tmp` files a killed `atomic_write` left in `folder`; returns them."
-    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    "Delete the `.NAME.*.tmp` files a killed `atomic_write` left in `folder` and every folder inside it; returns them."
+    stale = sorted(p for p in Path(folder).rglob(".*.tmp") if p.is_file())
     for p in stale: p.unlink(missing_ok=True)
     return stale
+
+def save_figure(fig, path, dpi: int = 110) -> Path:
+    "Save the matplotlib figure `fig` as PNG to `path`, atomically: a figure is never seen half drawn."
+    return atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=dpi))
 
 # %% ../nbs/04a_runs.ipynb #36a4082e
 def _prev(path: Path) -> Path: return path.with_name(path.stem + ".prev" + path.suffix)

@@ -36,7 +36,8 @@ def pick_device(cfg=None) -> torch.device:
     "The device to train on: `cfg.device` (or a device string) unless it is `'auto'`, then `cuda:LOCAL_RANK` if CUDA is available, else CPU."
     dev = cfg if isinstance(cfg, (str, torch.device)) else getattr(cfg, "device", "auto") if cfg is not None else "auto"
     if str(dev) == "auto": dev = "cuda" if torch.cuda.is_available() else "cpu"
-    d = torch.device(dev)
+    try: d = torch.device(dev)
+    except RuntimeError: raise ValueError(f"unknown device {str(dev)!r}: use auto, cpu, cuda or cuda:N") from None
     if d.type == "cuda":
         if not torch.cuda.is_available(): raise ValueError(f"device {str(dev)!r} was asked for, but CUDA is not available here")
         if d.index is None:   # plain "cuda" (and "auto"): this process's GPU, torchrun's LOCAL_RANK
