@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_runs.ipynb #daf0b997
 from __future__ import annotations
-import contextlib, errno, json, os, random, shutil, sys, tempfile, time, warnings
+import contextlib, errno, hashlib, json, os, random, shutil, sys, tempfile, time, warnings
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 import numpy as np
@@ -14,10 +14,10 @@ from .fsq import FSQ
 from .quantizer import code_stats
 
 # %% auto #0
-__all__ = ['RunError', 'CheckpointError', 'atomic_write', 'write_json', 'read_json', 'remove_stale_tmp', 'save_figure',
-           'save_checkpoint', 'has_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state', 'flatten_config',
-           'diff_definitions', 'check_definition', 'RunDir', 'preset_config', 'usage_errors', 'split_list', 'run_demo',
-           'demo_main']
+__all__ = ['CHECKSUM', 'RunError', 'CheckpointError', 'atomic_write', 'write_json', 'read_json', 'remove_stale_tmp',
+           'save_figure', 'content_digest', 'save_checkpoint', 'has_checkpoint', 'load_checkpoint', 'rng_state',
+           'set_rng_state', 'flatten_config', 'diff_definitions', 'check_definition', 'RunDir', 'preset_config',
+           'usage_errors', 'split_list', 'run_demo', 'demo_main']
 
 # %% ../nbs/04a_runs.ipynb #e0a8109a
 class RunError(RuntimeError):
@@ -95,21 +95,46 @@ def save_figure(fig, path, dpi: int = 110) -> Path:
 # %% ../nbs/04a_runs.ipynb #36a4082e
 def _prev(path: Path) -> Path: return path.with_name(path.stem + ".prev" + path.suffix)
 
+CHECKSUM = "checksum"   # the key under which a checkpoint carries the digest of the rest of it
+
+def _digest(obj, h):
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode()); h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for k, v in obj.items(): h.update(repr(k).encode()); _digest(v, h)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__}{len(obj)}".encode())
+        for v in obj: _digest(v, h)
+    else: h.update(repr(obj).encode())
+
+def content_digest(obj) -> str:
+    "SHA-256 (hex) of a checkpoint's contents: each tensor's dtype, shape and bytes and every other value, in order. The same contents give the same digest in any process."
+    h = hashlib.sha256(); _digest(obj, h)
+    return h.hexdigest()
+
+def _unreadable(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"cannot read checkpoint {path}: {why}. Delete it (and ckpt.prev.pt) to start the run afresh, or restore a copy")
+
 def _load(path: Path, map_location):
-    try: return torch.load(path, map_location=map_location, weights_only=True)
+    try: ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:   # untrusted bytes can fail in any way: each is reported the same
         size = path.stat().st_size
-        why = "it is empty" if size == 0 else f"it is not a complete checkpoint ({size} bytes; {type(e).__name__})"
-        raise CheckpointError(f"cannot read checkpoint {path}: {why}. Delete it (and ckpt.prev.pt) to start the run "
-                              f"afresh, or restore a copy") from None
+        raise _unreadable(path, "it is empty" if size == 0 else f"it is not a complete checkpoint ({size} bytes; {type(e).__name__})") from None
+    if isinstance(ck, dict) and CHECKSUM in ck and content_digest({k: v for k, v in ck.items() if k != CHECKSUM}) != ck.pop(CHECKSUM):
+        raise _unreadable(path, "its contents do not match the checksum saved with them (a damaged byte)")
+    return ck
 
 def _verify(tmp: Path):
     try: torch.load(tmp, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e: raise CheckpointError(f"a new checkpoint did not verify after writing ({type(e).__name__}: {e})") from None
 
-def save_checkpoint(path, obj) -> Path:
-    "Write `obj` atomically to `path`, verify that it loads, and keep the checkpoint it replaces as `*.prev.pt`."
+def save_checkpoint(path, obj: dict) -> Path:
+    "Write `obj` atomically to `path` with the `content_digest` of its contents, verify that it loads, and keep the checkpoint it replaces as `*.prev.pt`."
     path = Path(path)
+    if not isinstance(obj, dict) or CHECKSUM in obj: raise TypeError(f"a checkpoint is a dict without a {CHECKSUM!r} key, got {type(obj).__name__}")
+    obj = {**obj, CHECKSUM: content_digest(obj)}
     return atomic_write(path, lambda f: torch.save(obj, f), verify=_verify, keep=_prev(path))
 
 def has_checkpoint(path) -> bool:
@@ -275,9 +300,9 @@ def split_list(s: str | None, conv=str) -> list:
     except ValueError: raise ValueError(f"expected a comma-separated list of {conv.__name__} values, got {s!r}") from None
 
 # %% ../nbs/04a_runs.ipynb #5b338bc9
-def run_demo(levels=(8, 5, 5, 5), tokens: int = 65536, seed: int = 0, scale: float = 1.0) -> dict:
-    "Quantize `tokens` random vectors N(0, scale^2), decode them, and return (and print) usage statistics."
-    q = FSQ(levels)
+def run_demo(levels=(8, 5, 5, 5), tokens: int = 65536, seed: int = 0, scale: float = 1.0, eps: float = 1e-3) -> dict:
+    "Quantize `tokens` random vectors N(0, scale^2) with FSQ(`levels`, `eps`), decode them, and return (and print) usage statistics."
+    q = FSQ(levels, eps=eps)
     if not 1 <= tokens * q.dim <= 2**31: raise ValueError(f"tokens must be between 1 and {2**31 // q.dim} for {q.dim} channels, got {tokens}")
     z = torch.randn(tokens, q.dim, generator=torch.Generator().manual_seed(seed)) * scale
     t0 = time.perf_counter()
@@ -297,6 +322,7 @@ def run_demo(levels=(8, 5, 5, 5), tokens: int = 65536, seed: int = 0, scale: flo
 def demo_main(levels: str = "8,5,5,5",  # comma-separated levels, e.g. 8,5,5,5
               tokens: int = 65536,       # number of random vectors
               seed: int = 0,             # random seed
-              scale: float = 1.0):       # standard deviation of the random vectors
+              scale: float = 1.0,        # standard deviation of the random vectors
+              eps: float = 1e-3):        # FSQ's bound margin (large levels need a smaller one)
     "fsq-demo: quantize random vectors with FSQ, decode them, print codebook usage."
-    with usage_errors("fsq-demo"): run_demo(split_list(levels, int), tokens, seed, scale)
+    with usage_errors("fsq-demo"): run_demo(split_list(levels, int), tokens, seed, scale, eps)

@@ -19,4 +19,5 @@ if __name__ == '__main__':
         # like nbdev_test, skip cells marked `#| eval: false` (their stored outputs, if any, are kept)
         skip = lambda cell: cell.cell_type == 'code' and re.search(r'^#\|\s*eval:\s*false', cell.source, re.M) is not None
         CaptureShell().execute(p, p, exc_stop=True, preproc=skip)
-    subprocess.run([Path(sys.executable).parent / 'nbdev_clean'], cwd=ROOT, check=True)
+    for p in paths:   # only the notebooks run here: others may be open in an editor
+        subprocess.run([Path(sys.executable).parent / 'nbdev_clean', '--fname', str(p)], cwd=ROOT, check=True)
