@@ -17,7 +17,7 @@ from .scalar import check_int
 from .scenes import render_scenes, SCENE_LABELS, GENERATOR_VERSION, COMPLEXITY
 
 # %% auto #0
-__all__ = ['HUB_DATASETS', 'scenes_cache_path', 'make_scenes', 'png_bits_per_pixel', 'as_images', 'scene_tensors',
+__all__ = ['HUB_DATASETS', 'scenes_cache_path', 'make_scenes', 'png_bits_per_pixel', 'as_images', 'to_uint8', 'scene_tensors',
            'load_digits_images', 'load_lfw', 'hub_transform', 'load_hub']
 
 # %% ../nbs/04_data.ipynb #e0b352f6
@@ -231,6 +231,10 @@ def as_images(x: torch.Tensor) -> torch.Tensor:
     if x.dtype == torch.uint8: return x.permute(0, 3, 1, 2).float().div_(255)
     if x.is_floating_point() and x.ndim == 4 and x.shape[1] == 3: return x
     raise TypeError(f"expected uint8 (B, H, W, 3) or float (B, 3, H, W) images, got {x.dtype} {tuple(x.shape)}")
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    "Float images (B, 3, H, W) in [0, 1] (clamped) → uint8 (B, H, W, 3) on the CPU, as this chapter stores them."
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 # %% ../nbs/04_data.ipynb #725ee244
 def _arrow_numpy(col: pa.ChunkedArray) -> np.ndarray:

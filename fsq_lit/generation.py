@@ -4,32 +4,31 @@
 
 # %% ../nbs/11a_generation.ipynb #f165ad15
 from __future__ import annotations
-import contextlib, hashlib, math, time
-from dataclasses import dataclass, field, asdict, replace
+import contextlib, math, time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 import torch
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from fastcore.script import call_parse
 from .scalar import check_int
 from .scenes import SCENE_LABELS
-from .data import as_images, make_scenes, scene_tensors
-from .runs import RunDir, RunError, atomic_write, write_json, read_json, flatten_config, usage_errors, split_list, \
-    preset_config as _preset_config
-from .train import TrainConfig, fit, pick_device, hardware
+from .data import as_images, to_uint8, make_scenes, scene_tensors
+from .runs import RunError, atomic_write, split_list
+from .train import TrainConfig, fit
+from .study import Study, weights_checksum, read_derived, once
 from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer
-from .compare import VQ_VARIANTS, save_figure
+from .compare import VQ_VARIANTS
 from .transformer import TransformerConfig
 from .tokens import tokenizer_checksum, make_tokens, token_tensors, scene_tokens_key
 from .features import FeatureNetConfig, feature_net, feature_net_key, fid, class_accuracy, generation_metrics
 from .maskgit import MaskGITConfig, MaskGIT, maskgit_loss, sample
 
 # %% auto #0
-__all__ = ['STAGE_ONE', 'MODELS', 'PRESETS', 'SAMPLES_PER_CLASS', 'LABELS', 'FID_TOLERANCE', 'PR_TOLERANCE', 'GenerationConfig',
-           'preset_config', 'study_dir', 'load_study', 'record_key', 'measurements', 'scene_data', 'reconstruct',
-           'to_uint8', 'check_tokenizer', 'real_set', 'feature_space', 'stage_one', 'stage_two', 'generate',
-           'condition_labels', 'measure', 'samples_path', 'save_samples', 'save_decoding', 'kept_records', 'run_study',
-           'plot_samples', 'plot_sweeps', 'plot_decoding', 'plot_study', 'main_records', 'check_claims',
-           'results_table', 'verdict_lines', 'main']
+__all__ = ['STAGE_ONE', 'MODELS', 'PRESETS', 'MASKGIT', 'SAMPLES_PER_CLASS', 'LABELS', 'FID_TOLERANCE', 'PR_TOLERANCE',
+           'GenerationConfig', 'MaskGITStudy', 'scene_data', 'reconstruct', 'load_given', 'real_set', 'stage_one',
+           'stage_two', 'generate', 'condition_labels', 'samples_path', 'save_samples', 'save_decoding', 'plot_samples',
+           'plot_sweeps', 'plot_decoding', 'main_records', 'main']
 
 # %% ../nbs/11a_generation.ipynb #baf77801
 STAGE_ONE = {   # the tokenizers of the study, each a TokenizerConfig's quantizer settings
@@ -136,30 +135,25 @@ PRESETS = {
                 lr=4e-4, warmup=200, n_samples=5000, compile=True, feature=dict(width=64, steps=2000)),
 }
 
-def preset_config(name: str, **overrides) -> GenerationConfig:
-    "The named preset of `PRESETS` with `overrides` (None = not given): `fsq_lit.runs.preset_config`."
-    return _preset_config(PRESETS, name, GenerationConfig, **overrides)
-
 # %% ../nbs/11a_generation.ipynb #db153b3f
-def study_dir(cfg: GenerationConfig, out) -> RunDir:
-    "The study's run directory (not yet opened): it records `cfg` but `progress`, which cannot change a result."
-    return RunDir(out, 'fsq-maskgit', flatten_config(cfg), ignore=('progress',))
+class MaskGITStudy(Study):
+    "The MaskGIT study: one record per (model, sampling steps, guidance); scenes, feature network and tokenizers are shared, each MaskGIT is trained once."
+    kind, config, presets, head = 'fsq-maskgit', GenerationConfig, PRESETS, "The paper's MaskGIT claims, on these measurements:"
 
-def load_study(out) -> dict:
-    "What `run_study` wrote so far: records (results.json) and meta (study.json); missing files give empty entries."
-    out = Path(out)
-    return dict(records=read_json(out / 'results.json', []), meta=read_json(out / 'study.json', {}))
+    def plan(self, cfg: GenerationConfig) -> list[tuple]:
+        "Every (model, steps, guidance) the study measures: each model at the main setting, then the sweeps."
+        main = [(m, cfg.sample_steps, float(cfg.guidance)) for m in cfg.models]
+        sweep = [(m, s, float(cfg.guidance)) for m in cfg.sweep_models for s in cfg.sweep_steps]
+        sweep += [(m, cfg.sample_steps, float(g)) for m in cfg.sweep_models for g in cfg.sweep_guidance]
+        return list(dict.fromkeys(main + sweep))
 
-def record_key(r: dict) -> tuple:
-    "(model, sampling steps, guidance) of a record."
-    return r['model'], r['steps'], float(r['guidance'])
+    def key(self, r: dict) -> tuple: return r['model'], r['steps'], float(r['guidance'])
 
-def measurements(cfg: GenerationConfig) -> list[tuple]:
-    "Every (model, steps, guidance) the study measures: each model at the main setting, then the sweeps."
-    main = [(m, cfg.sample_steps, float(cfg.guidance)) for m in cfg.models]
-    sweep = [(m, s, float(cfg.guidance)) for m in cfg.sweep_models for s in cfg.sweep_steps]
-    sweep += [(m, cfg.sample_steps, float(g)) for m in cfg.sweep_models for g in cfg.sweep_guidance]
-    return list(dict.fromkeys(main + sweep))
+    def line(self, r: dict) -> str:
+        return (f"{r['model']} T={r['steps']} guidance={r['guidance']}: FID {r['fid']:.2f}  precision {r['precision']:.3f}  "
+                f"recall {r['recall']:.3f}  class acc {r['class_accuracy']:.3f}")
+
+MASKGIT = MaskGITStudy()
 
 # %% ../nbs/11a_generation.ipynb #cf13a38c
 def scene_data(cfg: GenerationConfig, progress: bool = True) -> dict:
@@ -171,60 +165,50 @@ def scene_data(cfg: GenerationConfig, progress: bool = True) -> dict:
 @torch.no_grad()
 def reconstruct(tok, images, batch_size: int = 256) -> torch.Tensor:
     "uint8 images (N, H, W, 3) through the tokenizer and back, as uint8 (N, H, W, 3)."
-    dev, out = next(tok.parameters()).device, []
-    for i in range(0, len(images), batch_size):
-        y = tok(as_images(images[i:i + batch_size]).to(dev))[0].float().clamp(0, 1)
-        out.append(to_uint8(y))
-    return torch.cat(out)
+    dev = next(tok.parameters()).device
+    return torch.cat([to_uint8(tok(as_images(images[i:i + batch_size]).to(dev))[0].float()) for i in range(0, len(images), batch_size)])
 
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    "Float images (N, 3, H, W) in [0, 1] as uint8 (N, H, W, 3) on the CPU, the format the data chapter stores."
-    return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
-
-def check_tokenizer(tok, cfg: GenerationConfig, key: str, where) -> None:
-    "A tokenizer given by path must be what `key` names: its quantizer, codebook (levels or size), image size and token grid."
-    want, c = cfg.stage_one(key), tok.cfg
-    fields = ('quantizer', 'image_size', 'factor') + (('levels',) if want.quantizer == 'fsq' else ('codebook_size',))
-    bad = [f"{k} {getattr(c, k)!r} (needs {getattr(want, k)!r})" for k in fields if getattr(c, k) != getattr(want, k)]
-    if bad: raise ValueError(f"{where} is not a {key!r} tokenizer of this study: {'; '.join(bad)}")
+def load_given(cfg: GenerationConfig, key: str, path):
+    """The tokenizer saved at `path` (the `--tokenizers` flag) for `key` of `STAGE_ONE`: it must load (its config and
+    weights agree) and be what `key` names (its quantizer settings, image size and token grid); a `RunError` naming `path` otherwise."""
+    try: tok = load_tokenizer(path)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e: raise RunError(f"--tokenizers {key}={path}: {e}") from None
+    want = cfg.stage_one(key)
+    bad = [f"{k} {getattr(tok.cfg, k)!r} (needs {getattr(want, k)!r})" for k in ('image_size', 'factor', *STAGE_ONE[key])
+           if getattr(tok.cfg, k) != getattr(want, k)]
+    if bad: raise RunError(f"--tokenizers: {path} is not a {key!r} tokenizer of this study: {'; '.join(bad)}")
+    return tok
 
 def real_set(cfg: GenerationConfig, data: dict) -> tuple:
     "The held-out scenes every generated set is compared with, and their labels: the first n_samples (or all) of the test split, so both sets have one size."
     n = min(cfg.n_samples, cfg.n_test)
     return data['test_x'][:n], data['test_y'][:n]
 
-def feature_space(cfg: GenerationConfig, net) -> str:
-    "The name of the metrics' feature space: the feature network's cache key and a checksum of its weights (a retrained net is another space)."
-    h = hashlib.sha256()
-    for k, v in net.state_dict().items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return f"{feature_net_key(cfg.feature_config())}@{h.hexdigest()[:16]}"
-
 # %% ../nbs/11a_generation.ipynb #c7ca2c71
-def stage_one(cfg: GenerationConfig, key: str, out, data: dict, net, given=None) -> tuple:
-    """Stage I for `key`: the tokenizer given by path, or the one trained in `out/stage1/<key>` (trained there now, resumably,
-    if it is not finished); returns it with its held-out usage, perplexity, PSNR, reconstruction FID (rFID) and the class accuracy of its reconstructions."""
-    d = Path(out) / 'stage1' / key
-    if given is not None:
-        tok = load_tokenizer(given); check_tokenizer(tok, cfg, key, given)
+def stage_one(cfg: GenerationConfig, key: str, ctx: dict) -> tuple:
+    """Stage I for `key`: the tokenizer given by path (`ctx['tokenizers']`), or the one trained in `out/stage1/<key>`
+    (trained there now, resumably, if it is not finished); returns it with its held-out usage, perplexity, PSNR,
+    reconstruction FID (rFID) and the class accuracy of its reconstructions."""
+    d, given, data = ctx['out'] / 'stage1' / key, (ctx.get('tokenizers') or {}).get(key), ctx['data']
+    if given is not None: tok = load_given(cfg, key, given)
     elif (d / 'summary.json').is_file() and (d / 'tokenizer').is_dir(): tok = load_tokenizer(d / 'tokenizer')
     else: tok, _ = train_tokenizer(cfg.stage_one(key), out=d, data=(data['train_x'], data['test_x'][:0]))
-    dev = pick_device(cfg.stage_one(key).train)
-    tok = tok.to(dev).eval()
+    tok = tok.to(ctx['device']).eval()
     (x, y), ev = real_set(cfg, data), evaluate_tokenizer(tok, data['test_x'])
     recon = reconstruct(tok, x)
     return tok, dict(tokenizer=str(given or d / 'tokenizer'), tokenizer_checksum=tokenizer_checksum(tok),
-                     codebook_size=tok.quantizer.codebook_size, usage=ev['usage'], perplexity=ev['perplexity'],
-                     psnr=ev['psnr'], rfid=fid(net, x, recon), recon_class_accuracy=class_accuracy(net, recon, y))
+                     codebook_size=tok.quantizer.codebook_size, usage=ev['usage'], perplexity=ev['perplexity'], psnr=ev['psnr'],
+                     rfid=fid(ctx['net'], x, recon), recon_class_accuracy=class_accuracy(ctx['net'], recon, y))
 
-def stage_two(cfg: GenerationConfig, model: str, tok, data: dict, out) -> tuple:
+def stage_two(cfg: GenerationConfig, model: str, ctx: dict) -> tuple:
     """Stage II: MaskGIT `model` trained with `fit` on the tokens of the training scenes (tokenized once, cached: 10),
     in `out/stage2/<model>-<tokenizer checksum>` (resumable; a finished run is loaded, not retrained)."""
+    tok, data = ctx['stage1'][MODELS[model][0]][0], ctx['data']
     key = scene_tokens_key(cfg.image_size, cfg.data_seed, 0, cfg.n_train, 'train')   # chapter 10's key for these scenes
     tokens = token_tensors(make_tokens(tok, data['train_x'], data['train_y'], key, progress=cfg.progress))
-    mcfg = cfg.stage_two(model, tok.quantizer.codebook_size)
     torch.manual_seed(cfg.seed)
-    net = MaskGIT(mcfg)
-    tcfg = replace(cfg.train_config(net.flops_per_sample()), out=str(Path(out) / 'stage2' / f"{model}-{tokenizer_checksum(tok)[:12]}"))
+    net = MaskGIT(cfg.stage_two(model, tok.quantizer.codebook_size))
+    tcfg = replace(cfg.train_config(net.flops_per_sample()), out=str(ctx['out'] / 'stage2' / f"{model}-{tokenizer_checksum(tok)[:12]}"))
     res = fit(net, tokens, maskgit_loss, tcfg)
     last = res.history[-1] if res.history else {}
     return res.model.eval(), dict(train_steps=res.step, params=sum(p.numel() for p in res.model.parameters()),
@@ -249,18 +233,42 @@ def condition_labels(test_y: torch.Tensor, n: int) -> torch.Tensor:
     "The classes to sample: the held-out scenes' labels (repeated if n is larger), so real and generated sets have one class mix."
     return test_y.repeat(math.ceil(n / len(test_y)))[:n]
 
-def measure(cfg: GenerationConfig, key: tuple, model, tok, net, space: str, data: dict, st1: dict, st2: dict) -> dict:
-    "One record: `model` sampled at (steps, guidance) = key[1:], measured against the held-out scenes in the feature `space` of `net`."
+# %% ../nbs/11a_generation.ipynb #ffc0e2e1
+@patch
+def prepare(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
+    "The scenes, the feature network and its space, and every stage-I tokenizer (`stage_one`), into `ctx`; the network and space into study.json."
+    ctx['data'] = scene_data(cfg, cfg.progress)
+    net, info = feature_net(cfg.feature_config(), progress=cfg.progress, device=ctx['device'])
+    space = f"{feature_net_key(cfg.feature_config())}@{weights_checksum(net)}"
+    ctx.update(net=net, space=space); ctx['meta'].update(feature_net=info, feature_space=space)
+    ctx['stage1'] = {k: stage_one(cfg, k, ctx) for k in dict.fromkeys(MODELS[m][0] for m in cfg.models)}
+
+@patch
+def keep(self: MaskGITStudy, cfg: GenerationConfig, r: dict, ctx: dict) -> dict | None:
+    "`r` if it was measured in this feature space with the stage-I tokenizer now in use; else None (measure it again), and a line why."
+    key = MODELS[r['model']][0]; now = ctx['stage1'][key][1]
+    why = ('another feature network' if r.get('feature_space') != ctx['space'] else
+           f"another {key!r} tokenizer than {now['tokenizer']} (its weights differ)" if r.get('tokenizer_checksum') != now['tokenizer_checksum'] else
+           None)
+    if why: once(ctx, ('discarded', why), lambda: print(f"measuring again the records measured with {why}", flush=True))
+    return None if why else r
+
+# %% ../nbs/11a_generation.ipynb #c1b8895f
+@patch
+def measure(self: MaskGITStudy, cfg: GenerationConfig, key: tuple, ctx: dict) -> dict:
+    """One record: the model of `key` (its stage II trained once per run, `once`) sampled at (steps, guidance) = key[1:],
+    scored against the held-out scenes in the feature space of `prepare`, with its tokenizer's and its training's numbers."""
     name, steps, guidance = key
-    real, real_y = real_set(cfg, data)
+    tok, st1 = ctx['stage1'][MODELS[name][0]]
+    model, st2 = once(ctx, ('stage2', name), lambda: stage_two(cfg, name, ctx))
+    real, real_y = real_set(cfg, ctx['data'])
     labels = condition_labels(real_y, cfg.n_samples)
     t = time.perf_counter()
     fake = generate(model, tok, labels, steps, guidance, cfg.choice_temperature, cfg.seed, progress=cfg.progress)
     dt = time.perf_counter() - t
-    m = generation_metrics(net, real, fake, labels)
     return dict(model=name, quantizer=STAGE_ONE[MODELS[name][0]]['quantizer'], head=MODELS[name][1], steps=steps,
-                guidance=guidance, n_samples=len(fake), n_real=len(real), **m, sample_images_per_s=round(len(fake) / dt, 1),
-                **st1, **st2, feature_space=space)
+                guidance=guidance, n_samples=len(fake), n_real=len(real), **generation_metrics(ctx['net'], real, fake, labels),
+                sample_images_per_s=round(len(fake) / dt, 1), **st1, **st2, feature_space=ctx['space'])
 
 # %% ../nbs/11a_generation.ipynb #0c5dd3c4
 SAMPLES_PER_CLASS = 6   # the sample grid: this many images of each class per model
@@ -275,91 +283,41 @@ def save_samples(cfg: GenerationConfig, model_name: str, model, tok, out) -> Non
 
 def save_decoding(cfg: GenerationConfig, model, tok, out, label: int = 0) -> None:
     "One sample of class `label` decoded step by step: each step's predicted tokens as images and the mask after it, in out/decoding.pt."
-    dev = next(model.parameters()).device
+    dev, h = next(model.parameters()).device, math.isqrt(model.cfg.num_tokens)
     _, traj = sample(model, torch.tensor([label], device=dev), steps=cfg.sample_steps, choice_temperature=cfg.choice_temperature,
                      guidance=cfg.guidance, generator=torch.Generator(dev).manual_seed(cfg.seed), trajectory=True)
-    h = math.isqrt(model.cfg.num_tokens)
     ids = torch.stack([s['sampled'][0] for s in traj]).view(-1, h, h)
     masks = torch.stack([s['mask'][0] for s in traj]).view(-1, h, h).cpu()
     atomic_write(Path(out) / 'decoding.pt', lambda f: torch.save(dict(images=to_uint8(tok.detokenize(ids)), masks=masks, label=label), f))
 
-def kept_records(cfg: GenerationConfig, out, space: str) -> dict:
-    "{key: record} of the measurements of `cfg` that `out` already holds in feature `space`: a resumed study does not redo them."
-    want = set(measurements(cfg))
-    return {record_key(r): r for r in load_study(out)['records'] if record_key(r) in want and r.get('feature_space') == space}
-
-# %% ../nbs/11a_generation.ipynb #d2d9d94a
-def _stamp(meta: dict, device, t0: float) -> dict:
-    hw, old = hardware(device), meta.get('hardware')
-    meta.update(hardware=hw if old in (None, hw) else f"{old}, then {hw}", date=time.strftime('%Y-%m-%d', time.gmtime()),
-                total_s=round(meta.get('total_s', 0.0) + time.perf_counter() - t0, 1))
-    return meta
-
-def _check_kept(done: dict, key: str, st1: dict):
-    "Records measured with another stage-I tokenizer than the one now in use would mix two studies: refuse."
-    old = {r['tokenizer_checksum'] for r in done.values() if MODELS[r['model']][0] == key}
-    if old - {st1['tokenizer_checksum']}:
-        raise RunError(f"the study's {key!r} records were measured with another tokenizer than {st1['tokenizer']} "
-                       "(its weights differ); use a new --out for another tokenizer")
-
-def _run_models(cfg, key, tok, st1, net, space, data, out, done, meta, device, t0):
-    "Stage II, sampling and measurements of every model on tokenizer `key`; results.json and study.json rewritten after each record."
-    todo = measurements(cfg)
-    for name in [m for m in cfg.models if MODELS[m][0] == key]:
-        keys = [k for k in todo if k[0] == name and k not in done]
-        figures = samples_path(out, name).exists() and (name != cfg.models[0] or (Path(out) / 'decoding.pt').exists())
-        if not keys and figures: continue
-        model, st2 = stage_two(cfg, name, tok, data, out)
-        for k in keys:
-            done[k] = measure(cfg, k, model, tok, net, space, data, st1, st2)
-            write_json(Path(out) / 'results.json', [done[k] for k in todo if k in done])
-            write_json(Path(out) / 'study.json', _stamp(meta, device, t0)); t0 = time.perf_counter()
-            print(f"[{len(done)}/{len(todo)}] {name} T={k[1]} guidance={k[2]}: FID {done[k]['fid']:.2f}  "
-                  f"precision {done[k]['precision']:.3f}  recall {done[k]['recall']:.3f}  class acc {done[k]['class_accuracy']:.3f}", flush=True)
-        save_samples(cfg, name, model, tok, out)
-        if name == cfg.models[0]: save_decoding(cfg, model, tok, out)
-    return t0
-
-def run_study(cfg: GenerationConfig, out, tokenizers: dict | None = None) -> dict:
-    """Both stages for every model of `cfg` whose records `out` lacks, then the figures. `tokenizers` = {stage-I key:
-    path of a saved tokenizer} reuses tokenizers instead of training them. Writes results.json, study.json, the figures."""
-    tokenizers = tokenizers or {}
-    with study_dir(cfg, out):
-        t0 = time.perf_counter()
-        data = scene_data(cfg, cfg.progress)
-        device = pick_device(cfg.stage_one('fsq').train)
-        net, finfo = feature_net(cfg.feature_config(), progress=cfg.progress, device=device)
-        space = feature_space(cfg, net)
-        meta = {**load_study(out)['meta'], 'config': asdict(cfg), 'feature_net': finfo, 'feature_space': space}
-        done = kept_records(cfg, out, space)
-        for key in dict.fromkeys(MODELS[m][0] for m in cfg.models):
-            tok, st1 = stage_one(cfg, key, out, data, net, tokenizers.get(key))
-            _check_kept(done, key, st1)
-            t0 = _run_models(cfg, key, tok, st1, net, space, data, out, done, meta, device, t0)
-        write_json(Path(out) / 'study.json', _stamp(meta, device, t0))
-        plot_study(out)
-    return load_study(out)
+@patch
+def finish(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
+    "Every model's sample grid and the first model's decoding: made where missing or damaged (`read_derived`), or where the model was measured in this run."
+    out = ctx['out']
+    for name in cfg.models:
+        fresh, tok = ('stage2', name) in ctx, ctx['stage1'][MODELS[name][0]][0]
+        grid = fresh or read_derived(samples_path(out, name)) is None
+        decoding = name == cfg.models[0] and (fresh or read_derived(out / 'decoding.pt') is None)
+        if grid or decoding: model = once(ctx, ('stage2', name), lambda: stage_two(cfg, name, ctx))[0]
+        if grid: save_samples(cfg, name, model, tok, out)
+        if decoding: save_decoding(cfg, model, tok, out)
 
 # %% ../nbs/11a_generation.ipynb #a1152251
 LABELS = {'fsq': 'FSQ', 'vq': 'VQ (entropy loss)', 'vq-ema+reseed': 'VQ (EMA + reseeding)', 'fsq-factorized': 'FSQ, factorized head'}
 
-def plot_samples(out, path=None):
-    "The sample grid: for each model, SAMPLES_PER_CLASS samples (columns) of every class (rows)."
+def plot_samples(samples: dict):
+    "The sample grid: for each model of `samples` = {model: images}, SAMPLES_PER_CLASS samples (columns) of every class (rows)."
     import matplotlib.pyplot as plt
-    models = [m for m in MODELS if samples_path(out, m).exists()]
-    n, k = len(SCENE_LABELS), SAMPLES_PER_CLASS
-    fig, axs = plt.subplots(1, max(1, len(models)), figsize=(max(1, len(models)) * (0.45 * k + 0.3) + 1.0, 0.45 * n + 0.6), squeeze=False)
-    for ax, m in zip(axs[0], models):
-        x = torch.load(samples_path(out, m), weights_only=True)            # (n*k, H, W, 3), class-major
+    n, k, cols = len(SCENE_LABELS), SAMPLES_PER_CLASS, max(1, len(samples))
+    fig, axs = plt.subplots(1, cols, figsize=(cols * (0.45 * k + 0.3) + 1.0, 0.45 * n + 0.6), squeeze=False)
+    for ax, (m, x) in zip(axs[0], samples.items()):
         H = x.shape[1]
         ax.imshow(x.view(n, k, H, H, 3).permute(0, 2, 1, 3, 4).reshape(n * H, k * H, 3).numpy())
         ax.set_title(LABELS[m], fontsize=9); ax.set_xticks([])
         ax.set_yticks([(i + 0.5) * H for i in range(n)], SCENE_LABELS if ax is axs[0, 0] else [''] * n, fontsize=7)
-    fig.tight_layout()
-    if path is not None: save_figure(fig, path)
     return fig
 
-def plot_sweeps(records, cfg: GenerationConfig, path=None):
+def plot_sweeps(records, cfg: GenerationConfig):
     "FID against sampling steps (guidance fixed) and against guidance (steps fixed), one line per swept model."
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -372,14 +330,11 @@ def plot_sweeps(records, cfg: GenerationConfig, path=None):
     axs[0].set_xlabel('sampling steps T'); axs[0].set_title(f'FID against steps (guidance {cfg.guidance:g})', fontsize=10)
     axs[1].set_xlabel('guidance a'); axs[1].set_title(f'FID against guidance (T = {cfg.sample_steps})', fontsize=10)
     for ax in axs: ax.set_ylabel('FID (scene features)'); ax.grid(alpha=0.3); ax.legend(fontsize=8)
-    fig.tight_layout()
-    if path is not None: save_figure(fig, path)
     return fig
 
-def plot_decoding(out, path=None):
-    "One sample decoded step by step: the image of each step's predicted tokens, the tokens still masked after it greyed out."
+def plot_decoding(d: dict):
+    "One sample decoded step by step (decoding.pt's dict): the image of each step's predicted tokens, the tokens still masked after it greyed out."
     import matplotlib.pyplot as plt
-    d = torch.load(Path(out) / 'decoding.pt', weights_only=True)
     x, masks = d['images'].float() / 255, d['masks']
     T, H = len(x), x.shape[1]
     fig, axs = plt.subplots(1, T, figsize=(1.1 * T, 1.5), squeeze=False)
@@ -388,20 +343,16 @@ def plot_decoding(out, path=None):
         ax.imshow((x[t] * (1 - 0.7 * m) + 0.35 * m).numpy()); ax.axis('off')
         ax.set_title(f"{t + 1}: {int(masks[t].sum())} left", fontsize=7)
     fig.suptitle(f"decoding one '{SCENE_LABELS[d['label']]}' (grey: masked after the step)", fontsize=8)
-    fig.tight_layout()
-    if path is not None: save_figure(fig, path)
     return fig
 
-def plot_study(out, save: bool = True) -> list:
-    "Draw samples.png, sweeps.png and decoding.png from what `out` holds (also for a study cut short)."
-    import matplotlib.pyplot as plt
-    st = load_study(out); out = Path(out)
-    cfg = GenerationConfig(**st['meta']['config']) if 'config' in st['meta'] else GenerationConfig()
-    figs = [(plot_samples(out), 'samples.png'), (plot_sweeps(st['records'], cfg), 'sweeps.png')]
-    if (out / 'decoding.pt').exists(): figs.append((plot_decoding(out), 'decoding.png'))
-    if save:
-        for f, name in figs: save_figure(f, out / name); plt.close(f)
-    return [f for f, _ in figs]
+@patch
+def draw(self: MaskGITStudy, st: dict, out: Path) -> list:
+    "samples.png, sweeps.png and decoding.png from what `out` holds; a missing or damaged samples or decoding file is left out."
+    samples = {m: x for m in MODELS if (x := read_derived(samples_path(out, m))) is not None}
+    figs = [(plot_samples(samples), 'samples.png'), (plot_sweeps(st['records'], self.config_of(st)), 'sweeps.png')]
+    figs += [(plot_decoding(d), 'decoding.png')] if (d := read_derived(out / 'decoding.pt')) is not None else []
+    for f, _ in figs: f.tight_layout()
+    return figs
 
 # %% ../nbs/11a_generation.ipynb #b1fedcbc
 FID_TOLERANCE = 0.15   # "samples as well as": FID at most 15% above the other's (the paper: 4.534 against 4.509, 0.6%)
@@ -411,25 +362,21 @@ def main_records(records, cfg: GenerationConfig) -> dict:
     "{model: record} at the main decoder setting (cfg.sample_steps, cfg.guidance)."
     return {r['model']: r for r in records if r['steps'] == cfg.sample_steps and r['guidance'] == float(cfg.guidance)}
 
-def check_claims(records, cfg: GenerationConfig) -> dict:
+@patch
+def claims(self: MaskGITStudy, records, cfg: GenerationConfig) -> dict:
     "The paper's MaskGIT claims (and the factorized head's), each True, False or None (not measured), from `records`."
-    m = main_records(records, cfg)
-    fsq, vq, fac, ema = m.get('fsq'), m.get('vq'), m.get('fsq-factorized'), m.get('vq-ema+reseed')
-    both = fsq is not None and vq is not None
-    return {
-        f'FSQ samples as well as VQ (FID at most {FID_TOLERANCE:.0%} above VQ\'s)': fsq['fid'] <= (1 + FID_TOLERANCE) * vq['fid'] if both else None,
-        f'FSQ samples as well as the book\'s strongest VQ, EMA + reseeding (FID at most {FID_TOLERANCE:.0%} above)':
-            fsq['fid'] <= (1 + FID_TOLERANCE) * ema['fid'] if fsq is not None and ema is not None else None,
-        f'FSQ\'s precision and recall are at most {PR_TOLERANCE} below VQ\'s': (fsq['precision'] >= vq['precision'] - PR_TOLERANCE and
-                                                                            fsq['recall'] >= vq['recall'] - PR_TOLERANCE) if both else None,
-        'FSQ uses all its codes (>= 99% on held-out scenes) and more of them than VQ': (fsq['usage'] >= 0.99 and fsq['usage'] > vq['usage']) if both else None,
-        f'FSQ\'s samples show their class as often as VQ\'s (class accuracy at most {PR_TOLERANCE} below)':
-            fsq['class_accuracy'] >= vq['class_accuracy'] - PR_TOLERANCE if both else None,
-        f'the factorized head samples as well as the full head (FID at most {FID_TOLERANCE:.0%} above)':
-            fac['fid'] <= (1 + FID_TOLERANCE) * fsq['fid'] if fsq is not None and fac is not None else None,
-    }
+    fsq, vq, fac, ema = map(main_records(records, cfg).get, ('fsq', 'vq', 'fsq-factorized', 'vq-ema+reseed'))
+    as_good = lambda a, b: a['fid'] <= (1 + FID_TOLERANCE) * b['fid'] if a and b else None   # FID of a at most the tolerance above b's
+    near = lambda *ks: all(fsq[k] >= vq[k] - PR_TOLERANCE for k in ks) if fsq and vq else None
+    return {f"FSQ samples as well as VQ (FID at most {FID_TOLERANCE:.0%} above VQ's)": as_good(fsq, vq),
+            f"FSQ samples as well as the book's strongest VQ, EMA + reseeding (FID at most {FID_TOLERANCE:.0%} above)": as_good(fsq, ema),
+            f"FSQ's precision and recall are at most {PR_TOLERANCE} below VQ's": near('precision', 'recall'),
+            'FSQ uses all its codes (>= 99% on held-out scenes) and more of them than VQ': fsq['usage'] >= 0.99 and fsq['usage'] > vq['usage'] if fsq and vq else None,
+            f"FSQ's samples show their class as often as VQ's (class accuracy at most {PR_TOLERANCE} below)": near('class_accuracy'),
+            f'the factorized head samples as well as the full head (FID at most {FID_TOLERANCE:.0%} above)': as_good(fac, fsq)}
 
-def results_table(records, cfg: GenerationConfig) -> str:
+@patch
+def table(self: MaskGITStudy, records, cfg: GenerationConfig) -> str:
     "The main table (decoder at cfg.sample_steps, cfg.guidance) as markdown."
     head = ('| model | codes | usage | PSNR | rFID | recon. class acc. | FID | precision | recall | class acc. | params | samples/s |\n'
             '|---|---|---|---|---|---|---|---|---|---|---|---|\n')
@@ -439,23 +386,14 @@ def results_table(records, cfg: GenerationConfig) -> str:
             for k, r in main_records(records, cfg).items()]
     return head + '\n'.join(rows)
 
-def verdict_lines(records, cfg: GenerationConfig, plumbing: bool = False) -> list[str]:
-    "A heading and one line per claim; `plumbing=True` (the smoke preset) marks them as checks of the code, not evidence."
-    head = ("PLUMBING CHECK, NOT EVIDENCE: the smoke preset trains for a few steps on a few scenes, so these verdicts only "
-            "show that the study runs end to end; they say nothing about the paper's claims." if plumbing
-            else "The paper's MaskGIT claims, on these measurements:")
-    word = lambda v: 'held' if v else 'not measurable' if v is None else 'DID NOT HOLD'
-    return [head] + [f"{'[plumbing] ' if plumbing else ''}{word(v)}: {k}" for k, v in check_claims(records, cfg).items()]
-
 # %% ../nbs/11a_generation.ipynb #4d2bcf8c
-def _tokenizer_paths(spec: str | None) -> dict:
-    "'fsq=PATH,vq=PATH' -> {'fsq': PATH, 'vq': PATH}, each a saved tokenizer (ValueError otherwise)."
+def _tokenizer_paths(spec: str | None, cfg: GenerationConfig) -> dict:
+    "'fsq=PATH,vq=PATH' -> {'fsq': PATH, 'vq': PATH}, each a saved tokenizer of its key's kind (`load_given`); ValueError or RunError otherwise."
     out = {}
     for item in split_list(spec):
         key, sep, path = item.partition('=')
         if not sep or key not in STAGE_ONE: raise ValueError(f"--tokenizers: expected KEY=PATH with KEY in {sorted(STAGE_ONE)}, got {item!r}")
-        if not (Path(path) / 'config.json').is_file(): raise ValueError(f"--tokenizers: {path} is not a saved tokenizer (no config.json)")
-        out[key] = path
+        load_given(cfg, key, path); out[key] = path
     return out
 
 @call_parse
@@ -468,15 +406,9 @@ def main(preset: str = 'cpu',             # smoke, cpu or gpu
          device: str = None,              # auto, cpu, cuda, ...
          no_progress: bool = False):      # no progress bars
     "MaskGIT on FSQ and on VQ tokens: train both stages, sample, measure; write results.json, study.json and figures to `out`."
-    with usage_errors('fsq-maskgit'):
-        cfg = preset_config(preset, steps=steps, tok_steps=tok_steps, n_samples=n_samples, device=device,
-                            progress=False if no_progress else None)
-        given = _tokenizer_paths(tokenizers)
-        rd = study_dir(cfg, out).open()
-    with rd, usage_errors('fsq-maskgit', catch=(RunError,)):
-        st = run_study(cfg, out, given)
-        lines = verdict_lines(st['records'], cfg, plumbing=preset == 'smoke')
-        write_json(Path(out) / 'study.json', {**st['meta'], 'verdicts': lines})
-    print(results_table(st['records'], cfg), *lines, sep='\n')
-    print(f"{st['meta']['hardware']}; {st['meta']['total_s']:.0f} s in all; wrote {out}/results.json, study.json, samples.png, "
-          "sweeps.png, decoding.png")
+    given = {}   # filled with the config, so that a bad --tokenizers stops before the folder is touched
+    def config():
+        cfg = MASKGIT.preset(preset, steps=steps, tok_steps=tok_steps, n_samples=n_samples, device=device,
+                             progress=False if no_progress else None)
+        given.update(_tokenizer_paths(tokenizers, cfg)); return cfg
+    MASKGIT.command(config, out, plumbing=preset == 'smoke', tokenizers=given)

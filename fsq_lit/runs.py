@@ -17,7 +17,7 @@ from .quantizer import code_stats
 __all__ = ['CHECKSUM', 'RunError', 'CheckpointError', 'atomic_write', 'write_json', 'read_json', 'remove_stale_tmp',
            'save_figure', 'content_digest', 'save_checkpoint', 'has_checkpoint', 'load_checkpoint', 'rng_state',
            'set_rng_state', 'flatten_config', 'diff_definitions', 'check_definition', 'RunDir', 'preset_config',
-           'usage_errors', 'split_list', 'run_demo', 'demo_main']
+           'usage_errors', 'run_errors', 'split_list', 'run_demo', 'demo_main']
 
 # %% ../nbs/04a_runs.ipynb #e0a8109a
 class RunError(RuntimeError):
@@ -34,7 +34,7 @@ def _fsync_dir(d: Path):
         finally: os.close(fd)
 
 def _write_failed(path: Path, e: BaseException) -> CheckpointError:
-    full = (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "write failed" in str(e) or "No space" in str(e)
+    full = (isinstance(e, OSError) and e.errno == errno.ENOSPC) or any(s in str(e) for s in ("write failed", "No space", "unexpected pos"))
     why = "no space left on the device" if full else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return CheckpointError(f"could not write {path}: {why}; the previous {path.name} (if any) is unchanged")
 
@@ -292,6 +292,15 @@ def usage_errors(prog: str, catch=(ValueError, TypeError, OSError, RunError)):
     except catch as e:
         print(f"{prog}: error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+@contextlib.contextmanager
+def run_errors(prog: str):
+    "Inside a command's run: a `RunError` (a damaged file, a full disk) or an `OSError` (a read-only folder) is one line and exit 2; Ctrl-C (SIGINT) is one line and exit 130."
+    try:
+        with usage_errors(prog, catch=(RunError, OSError)): yield
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; run the same command to resume", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
 
 def split_list(s: str | None, conv=str) -> list:
     "A comma-separated flag value as a list (`'8,5,5'` -> `[8, 5, 5]` with `conv=int`); `None` -> `[]`."

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 import torch
 from fastcore.basics import patch
-from .runs import RunDir, RunError, flatten_config, write_json, read_json, usage_errors, save_figure, preset_config as _preset_config
+from .runs import RunDir, RunError, flatten_config, write_json, read_json, usage_errors, run_errors, save_figure, preset_config as _preset_config
 from .train import pick_device, hardware
 
 # %% auto #0
@@ -35,7 +35,7 @@ def stamp(meta: dict, device, seconds: float) -> dict:
 def weights_checksum(model: torch.nn.Module) -> str:
     "SHA-256 (hex, 16 digits) of a model's state: every name and every byte of its parameters and buffers. A record measured with a model carries it, so that a changed model discards the record."
     h = hashlib.sha256()
-    for k, v in model.state_dict().items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    for k, v in model.state_dict().items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
 def read_derived(path):
@@ -43,7 +43,7 @@ def read_derived(path):
     try: return torch.load(path, weights_only=True)
     except FileNotFoundError: return None
     except Exception:
-        print(f"{path} is damaged: rebuilding it", flush=True); return None
+        print(f"{path} is damaged or incomplete; a run of the study makes it again", flush=True); return None
 
 def once(ctx: dict, key, make):
     "`ctx[key]`, made by `make()` the first time it is asked for: work that several keys of a study share (a trained model, a dataset)."
@@ -177,12 +177,7 @@ def command(self: Study, make_config, out, plumbing: bool = False, **given) -> d
     with usage_errors(self.kind):
         cfg = make_config(); self.device(cfg)
         rd = self.open_dir(cfg, out)
-    try:
-        with rd, usage_errors(self.kind, catch=(RunError, OSError)):
-            st = self.run(cfg, out, plumbing=plumbing, **given)
-    except KeyboardInterrupt:
-        print(f"{self.kind}: interrupted; run the same command to resume", file=sys.stderr, flush=True)
-        raise SystemExit(130) from None
+    with rd, run_errors(self.kind): st = self.run(cfg, out, plumbing=plumbing, **given)
     print(self.table(st['records'], cfg), *st['meta']['verdicts'], sep='\n')
     files = sorted(p.name for p in Path(out).iterdir() if p.suffix in ('.json', '.png') and p.name != 'run.json')
     print(f"{st['meta']['hardware']}; {st['meta']['total_s']:.0f} s in all; wrote {', '.join(files)} to {out}")
