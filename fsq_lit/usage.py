@@ -4,25 +4,23 @@
 
 # %% ../nbs/08a_usage.ipynb #f4fc67d9
 from __future__ import annotations
-import math, time
+import math
 from dataclasses import dataclass, asdict, field, replace
-from pathlib import Path
 import torch
+from fastcore.basics import patch
 from fastcore.script import call_parse
 from .indices import levels_for, indices_to_level_indices
 from .quantizer import code_stats
 from .data import as_images, png_bits_per_pixel
-from .runs import RunDir, RunError, flatten_config, write_json, read_json, usage_errors
-from .runs import preset_config as _preset_config
+from .runs import write_json, read_json
 from .train import pick_device
 from .tokenizer import train_tokenizer, scene_images
-from .compare import CompareConfig, PRESETS as COMPARE_PRESETS, save_figure, _stamp
-from fastcore.basics import patch
+from .study import Study, PLUMBING, once
+from .compare import CompareConfig, PRESETS as COMPARE_PRESETS
 
 # %% auto #0
-__all__ = ['LEVEL_SETS', 'PRESETS', 'FIGURES', 'uniform_usage', 'channel_stats', 'UsageConfig', 'run_key', 'measure_run',
-           'preset_config', 'study_dir', 'load_study', 'run_study', 'factor_records', 'plot_eval', 'plot_factor',
-           'plot_channels', 'plot_study', 'factor_effects', 'conclusion_lines', 'usage_table', 'main']
+__all__ = ['LEVEL_SETS', 'PRESETS', 'USAGE', 'FIGURES', 'uniform_usage', 'channel_stats', 'UsageConfig', 'UsageStudy',
+           'factor_records', 'plot_factor', 'plot_channels', 'factor_effects', 'main']
 
 # %% ../nbs/08a_usage.ipynb #f72cc74e
 def uniform_usage(codebook_size: int, tokens: int) -> float:
@@ -67,8 +65,7 @@ class UsageConfig:
 
     def __post_init__(self):
         if isinstance(self.compare, dict): self.compare = CompareConfig(**self.compare)
-        self.sizes, self.eval_images, self.complexities, self.widths, self.step_counts, self.vq_eval, self.vq_data = map(
-            tuple, (self.sizes, self.eval_images, self.complexities, self.widths, self.step_counts, self.vq_eval, self.vq_data))
+        for f in ('sizes', 'eval_images', 'complexities', 'widths', 'step_counts', 'vq_eval', 'vq_data'): setattr(self, f, tuple(getattr(self, f)))
         self.level_sets = tuple(tuple(int(L) for L in ls) for ls in self.level_sets)
         if min(self.eval_images) < self.compare.n_test:
             raise ValueError(f"eval_images must be at least compare.n_test = {self.compare.n_test}, got {self.eval_images}")
@@ -79,56 +76,6 @@ class UsageConfig:
         "The size of `sizes` nearest (in log2) to the product of `levels`."
         return min(self.sizes, key=lambda s: abs(math.log2(s) - math.log2(math.prod(levels))))
 
-# %% ../nbs/08a_usage.ipynb #d102a7c5
-def _run(cfg: UsageConfig, quantizer, size, variant='fsq', levels=None, complexity=0, channels=None, steps=None) -> tuple:
-    "A run: (quantizer, variant, size, levels or None, complexity, channels, steps), the base's settings where not given."
-    levels = tuple(levels or levels_for(size)) if quantizer == 'fsq' else None
-    return (quantizer, variant, size, levels, complexity, channels or cfg.compare.channels, steps or cfg.compare.steps)
-
-@patch
-def runs(self: UsageConfig) -> dict[str, list[tuple]]:
-    "{factor: its runs}; a run that two factors share (the base) is one run."
-    S, f = self.sizes, lambda s, **k: _run(self, 'fsq', s, **k)
-    return {'eval': [f(s) for s in S] + [_run(self, 'vq', s, v) for s in S for v in self.vq_eval],
-            'data': [f(s, complexity=c) for c in self.complexities for s in S] +
-                    [_run(self, 'vq', s, v, complexity=c) for c in self.complexities for s in S for v in self.vq_data],
-            'levels': [f(s, levels=ls) for s in S for ls in [levels_for(s)] + [l for l in self.level_sets if self.nearest_size(l) == s]],
-            'capacity': [f(self.capacity_size, channels=w, steps=n) for n in self.step_counts for w in self.widths]}
-
-@patch
-def all_runs(self: UsageConfig) -> list[tuple]:
-    "Every run once, in the order the study trains them (the cheap factors first)."
-    return list(dict.fromkeys(r for rs in self.runs().values() for r in rs))
-
-def run_key(r: dict) -> tuple:
-    "The run a record measured."
-    return (r['quantizer'], r['variant'], r['target_size'], tuple(r['levels']) if r['levels'] else None, r['complexity'],
-            r['channels'], r['steps'])
-
-# %% ../nbs/08a_usage.ipynb #c97f66c5
-@torch.no_grad()
-def _indices(tok, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    "Token indices (N, h, w) of uint8 images (N, H, W, 3)."
-    dev = next(tok.parameters()).device
-    return torch.cat([tok.tokenize(as_images(images[i:i + batch_size]).to(dev)).cpu() for i in range(0, len(images), batch_size)])
-
-def measure_run(cfg: UsageConfig, run: tuple, data) -> dict:
-    "Train the tokenizer of `run` on `data` = (train, held-out) uint8 images and return its record: the compare study's metrics on the first `compare.n_test` held-out scenes, usage counted on `eval_images` of them, and for FSQ `channel_stats`."
-    q, v, s, levels, c, ch, steps = run
-    tc = replace(replace(cfg.compare, channels=ch, steps=steps).tokenizer_config(q, v, s), **({'levels': levels} if levels else {}))
-    train, test = data
-    tok, summary = train_tokenizer(tc, data=(train, test[:cfg.compare.n_test]))
-    idx, K = _indices(tok, test[:max(cfg.eval_images)]), tok.quantizer.codebook_size
-    per = idx[0].numel()
-    rec = dict(quantizer=q, variant=v, target_size=s, levels=list(levels) if levels else None, codebook_size=K, complexity=c,
-               channels=ch, steps=summary['steps'], **{k: summary[k] for k in ('usage', 'perplexity', 'bits', 'psnr')},
-               eval_tokens=cfg.compare.n_test * per, train_s=summary['train_s'],
-               by_tokens=[dict(images=n, tokens=n * per, **code_stats(idx[:n], K), uniform=uniform_usage(K, n * per))
-                          for n in cfg.eval_images])
-    if q == 'fsq': rec.update(channel_stats(idx[:cfg.compare.n_test], levels))
-    return rec
-
-# %% ../nbs/08a_usage.ipynb #86ffe01f
 PRESETS = {
     'smoke': dict(sizes=(2**4, 2**6), eval_images=(16, 32), complexities=(0, 2), widths=(8, 16), step_counts=(4, 8),
                   level_sets=((3, 3), (4, 4, 4)), vq_eval=('plain',), vq_data=('ema+reseed',), capacity_size=2**6,
@@ -138,114 +85,108 @@ PRESETS = {
                 vq_eval=('ema+reseed',), vq_data=(), compare=dict(COMPARE_PRESETS['gpu'], progress=False)),   # chapter 08's gpu tokenizer as the base
 }
 
-def preset_config(name: str, **overrides) -> UsageConfig:
-    "The named preset of `PRESETS` with `overrides` (None values ignored): `fsq_lit.runs.preset_config`."
-    return _preset_config(PRESETS, name, UsageConfig, **overrides)
+# %% ../nbs/08a_usage.ipynb #d102a7c5
+def _key(cfg: UsageConfig, quantizer, size, variant='fsq', levels=None, complexity=0, channels=None, steps=None) -> tuple:
+    "A key: (quantizer, variant, size, levels or None, complexity, channels, steps), the base's settings where not given."
+    levels = tuple(levels or levels_for(size)) if quantizer == 'fsq' else None
+    return (quantizer, variant, size, levels, complexity, channels or cfg.compare.channels, steps or cfg.compare.steps)
 
-def study_dir(cfg: UsageConfig, out) -> RunDir:
-    "The study's run directory (not yet opened): it records `cfg`, all but `progress`, which cannot change a result."
-    return RunDir(out, 'fsq-usage', flatten_config(cfg), ignore=('progress', 'compare.progress'))
+class UsageStudy(Study):
+    "What moves FSQ's codebook usage: a tokenizer trained and measured per key, each factor varied alone around the base."
+    kind, config, presets, files = 'fsq-usage', UsageConfig, PRESETS, {'data': {}}   # data.json: PNG bits/px per complexity
+    ignore, head = ('progress', 'compare.progress'), "What moves FSQ's codebook usage, on these measurements:"
+    def device(self, cfg): return pick_device(cfg.compare.device)
+    def factors(self, cfg) -> dict[str, list[tuple]]:
+        "{factor: its keys}; a key that two factors share (the base) is one key."
+        S, f = cfg.sizes, lambda s, **k: _key(cfg, 'fsq', s, **k)
+        return {'eval': [f(s) for s in S] + [_key(cfg, 'vq', s, v) for s in S for v in cfg.vq_eval],
+                'data': [f(s, complexity=c) for c in cfg.complexities for s in S] +
+                        [_key(cfg, 'vq', s, v, complexity=c) for c in cfg.complexities for s in S for v in cfg.vq_data],
+                'levels': [f(s, levels=ls) for s in S for ls in [levels_for(s)] + [l for l in cfg.level_sets if cfg.nearest_size(l) == s]],
+                'capacity': [f(cfg.capacity_size, channels=w, steps=n) for n in cfg.step_counts for w in cfg.widths]}
+    def plan(self, cfg) -> list[tuple]:
+        "Every key once, in the order the study trains them (the cheap factors first)."
+        return list(dict.fromkeys(k for ks in self.factors(cfg).values() for k in ks))
+    def key(self, r: dict) -> tuple:
+        return (r['quantizer'], r['variant'], r['target_size'], tuple(r['levels']) if r['levels'] else None, r['complexity'],
+                r['channels'], r['steps'])
 
-def load_study(out) -> dict:
-    "Read back what `run_study` wrote: records, data complexity (bits/px per complexity) and meta; missing files give empty entries."
-    out = Path(out)
-    return dict(records=read_json(out / 'results.json', []), data=read_json(out / 'data.json', {}), meta=read_json(out / 'study.json', {}))
+USAGE = UsageStudy()
+
+# %% ../nbs/08a_usage.ipynb #c97f66c5
+def _scenes(cfg: UsageConfig, complexity: int, ctx: dict):
+    "(train, held-out) uint8 scenes at `complexity`: the base's training scenes and max(eval_images) held-out ones, one complexity in `ctx` at a time."
+    if ctx.get('complexity') != complexity: ctx.pop('scenes', None); ctx['complexity'] = complexity
+    b = cfg.compare
+    return once(ctx, 'scenes', lambda: scene_images(b.n_train, b.image_size, b.data_seed, max(cfg.eval_images), progress=cfg.progress, complexity=complexity))
+
+@patch
+def measure(self: UsageStudy, cfg, key, ctx) -> dict:
+    "Train the tokenizer of `key` and return its record: the compare study's metrics on the first `compare.n_test` held-out scenes, usage counted on `eval_images` of them, and for FSQ `channel_stats`."
+    q, v, s, levels, c, ch, steps = key
+    tc = replace(replace(cfg.compare, channels=ch, steps=steps).tokenizer_config(q, v, s), **({'levels': levels} if levels else {}))
+    train, test = _scenes(cfg, c, ctx)
+    tok, summary = train_tokenizer(tc, data=(train, test[:cfg.compare.n_test]))
+    dev, K = next(tok.parameters()).device, tok.quantizer.codebook_size
+    idx = torch.cat([tok.tokenize(as_images(test[i:i + 512]).to(dev)).cpu() for i in range(0, len(test), 512)])   # (N, h, w)
+    per = idx[0].numel()
+    rec = dict(quantizer=q, variant=v, target_size=s, levels=list(levels) if levels else None, codebook_size=K, complexity=c,
+               channels=ch, steps=summary['steps'], **{k: summary[k] for k in ('usage', 'perplexity', 'bits', 'psnr')},
+               eval_tokens=cfg.compare.n_test * per, train_s=summary['train_s'],
+               by_tokens=[dict(images=n, tokens=n * per, **code_stats(idx[:n], K), uniform=uniform_usage(K, n * per))
+                          for n in cfg.eval_images])
+    if q == 'fsq': rec.update(channel_stats(idx[:cfg.compare.n_test], levels))
+    return rec
+
+@patch
+def line(self: UsageStudy, r: dict) -> str:
+    "The progress line of record `r`: the tokenizer, its setting, usage, perplexity, PSNR and training time."
+    q = f"FSQ {','.join(map(str, r['levels']))}" if r['quantizer'] == 'fsq' else f"VQ {r['variant']} {r['codebook_size']}"
+    return (f"{q} (complexity {r['complexity']}, width {r['channels']}, {r['steps']} steps): usage {r['usage']:.1%}  "
+            f"perplexity {r['perplexity']:.0f}  PSNR {r['psnr']:.2f} dB  ({r['train_s']:.0f} s)")
 
 # %% ../nbs/08a_usage.ipynb #a5be1c61
-def _images(cfg: UsageConfig, complexity: int):
-    "(train, held-out) uint8 scenes at `complexity`: the base's training scenes, and max(eval_images) held-out ones."
-    b = cfg.compare
-    return scene_images(b.n_train, b.image_size, b.data_seed, max(cfg.eval_images), progress=cfg.progress, complexity=complexity)
-
-def _data_complexity(cfg: UsageConfig, kept: dict) -> dict:
-    "{complexity: PNG bits per pixel of the first 1024 training scenes}, measuring the ones `kept` lacks."
-    return {str(c): kept.get(str(c)) or png_bits_per_pixel(_images(cfg, c)[0][:1024].numpy()) for c in cfg.complexities}
-
-def run_study(cfg: UsageConfig, out) -> dict:
-    "Train and measure every run of `cfg` that `out` lacks (one record per run, results.json rewritten after each); write data.json, study.json and the figures."
-    from tqdm.auto import tqdm
-    with study_dir(cfg, out):
-        out, t0, st = Path(out), time.perf_counter(), load_study(out)
-        runs = cfg.all_runs()
-        done = {run_key(r): r for r in st['records'] if run_key(r) in set(runs)}
-        meta = dict(config=asdict(cfg), hardware=st['meta'].get('hardware'), date=st['meta'].get('date'),
-                    total_s=st['meta'].get('total_s', 0.0))
-        write_json(out / 'data.json', _data_complexity(cfg, st['data']))
-        todo, base, data = [r for r in runs if r not in done], meta['total_s'], {}
-        if done: print(f"resuming {out}: {len(done)} of {len(runs)} runs already measured, {len(todo)} to train", flush=True)
-        for run in tqdm(todo, desc='tokenizers', disable=not cfg.progress):
-            if run[4] not in data: data = {run[4]: _images(cfg, run[4])}   # one complexity in memory at a time
-            r = done[run] = measure_run(cfg, run, data[run[4]])
-            write_json(out / 'results.json', [done[k] for k in runs if k in done])
-            write_json(out / 'study.json', _stamp(meta, pick_device(cfg.compare.device), base + time.perf_counter() - t0))
-            print(f"[{len(done)}/{len(runs)}] {_name(r)}: usage {r['usage']:.1%}  perplexity {r['perplexity']:.0f}  "
-                  f"PSNR {r['psnr']:.2f} dB  ({r['train_s']:.0f} s)", flush=True)
-        plot_study(out)
-    return load_study(out)
+@patch
+def prepare(self: UsageStudy, cfg, ctx):
+    "Write data.json: {complexity: PNG bits per pixel of the first 1024 training scenes}, measuring the ones the folder lacks."
+    kept = read_json(ctx['out'] / 'data.json', {})
+    write_json(ctx['out'] / 'data.json', {str(c): kept.get(str(c)) or png_bits_per_pixel(_scenes(cfg, c, ctx)[0][:1024].numpy())
+                                          for c in cfg.complexities})
 
 # %% ../nbs/08a_usage.ipynb #e2b139ca
-def _name(r: dict) -> str:
-    "A run's label: quantizer (FSQ levels or VQ variant), codebook size, and what differs from the base."
-    q = f"FSQ {','.join(map(str, r['levels']))}" if r['quantizer'] == 'fsq' else f"VQ {r['variant']} {r['codebook_size']}"
-    return f"{q} (complexity {r['complexity']}, width {r['channels']}, {r['steps']} steps)"
-
-def _group(r: dict) -> str:
-    return f"FSQ 2^{round(math.log2(r['target_size']))}" if r['quantizer'] == 'fsq' else f"VQ {r['variant']} 2^{round(math.log2(r['target_size']))}"
-
 def factor_records(records, cfg: UsageConfig, factor: str) -> list[dict]:
-    "The records of `factor`'s runs, in the order `cfg.runs()` lists them."
-    by = {run_key(r): r for r in records}
-    return [by[k] for k in cfg.runs()[factor] if k in by]
-
-def _axes(title: str):
-    import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(10, 3.3))
-    for ax, t in zip(axs, ('codebook usage (%)', 'perplexity (% of codebook size)')): ax.set_title(t, fontsize=10); ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=11)
-    return fig, axs
-
-def _lines(axs, rs, x, key=_group, fmt='o-'):
-    "One line per `key` group of records `rs`, at abscissae `x(r)`: usage and perplexity/size."
-    for g in dict.fromkeys(key(r) for r in rs):
-        pts = sorted(((x(r), r) for r in rs if key(r) == g), key=lambda p: p[0])
-        axs[0].plot([p for p, _ in pts], [100 * r['usage'] for _, r in pts], fmt, label=g)
-        axs[1].plot([p for p, _ in pts], [100 * r['perplexity'] / r['codebook_size'] for _, r in pts], fmt, label=g)
-
-def plot_eval(records, cfg: UsageConfig):
-    "Usage against the number of held-out tokens it is counted on, with the expectation for a uniform code (dashed)."
-    fig, axs = _axes('1. evaluation: more held-out tokens')
-    rs = factor_records(records, cfg, 'eval')
-    for i, g in enumerate(dict.fromkeys(_group(r) for r in rs)):
-        r = next(r for r in rs if _group(r) == g)
-        t = [b['tokens'] for b in r['by_tokens']]
-        axs[0].plot(t, [100 * b['usage'] for b in r['by_tokens']], 'o-', c=f'C{i}', label=g)
-        axs[1].plot(t, [100 * b['perplexity'] / r['codebook_size'] for b in r['by_tokens']], 'o-', c=f'C{i}', label=g)
-        if r['quantizer'] == 'fsq': axs[0].plot(t, [100 * b['uniform'] for b in r['by_tokens']], '--', c=f'C{i}', alpha=0.6, label=f'uniform code, {r["codebook_size"]} codes')
-    for ax in axs: ax.set_xscale('log', base=2); ax.set_xlabel('held-out tokens')
-    axs[0].legend(fontsize=7); fig.tight_layout()
-    return fig
+    "The records of `factor`'s keys, in the order `USAGE.factors` lists them."
+    by = {USAGE.key(r): r for r in records}
+    return [by[k] for k in USAGE.factors(cfg)[factor] if k in by]
 
 def plot_factor(records, cfg: UsageConfig, factor: str, data_bpp: dict | None = None):
-    "Usage and perplexity against the setting of `factor` ('data', 'capacity' or 'levels')."
+    """Usage and perplexity (% of the codebook) against the setting of `factor`: held-out tokens (a uniform code's usage
+    dashed), PNG bits per pixel of the data (`data_bpp`), width (a line per step count) or number of channels (levels)."""
+    import matplotlib.pyplot as plt
     rs = factor_records(records, cfg, factor)
-    if factor == 'data':
-        fig, axs = _axes('2. data: scene complexity (PNG bits per pixel)')
-        _lines(axs, rs, lambda r: (data_bpp or {}).get(str(r['complexity']), r['complexity']))
-        xl = 'data complexity (PNG bits/pixel; points: complexity 0, 1, 2, 3)'
-    elif factor == 'capacity':
-        fig, axs = _axes(f'3. capacity and training: FSQ with {rs[0]["codebook_size"] if rs else "?"} codes')
-        _lines(axs, rs, lambda r: r['channels'], key=lambda r: f"{r['steps']} steps")
-        xl = 'encoder/decoder base width (channels)'
-        for ax in axs: ax.set_xscale('log', base=2)
-    elif factor == 'levels':
-        fig, axs = _axes('4. levels: factorizations of the same size')
-        _lines(axs, rs, lambda r: len(r['levels']))
-        for r in rs:
-            axs[0].annotate(','.join(map(str, r['levels'])) if len(set(r['levels'])) > 1 else f"{r['levels'][0]}^{len(r['levels'])}",
-                            (len(r['levels']), 100 * r['usage']), fontsize=6, xytext=(3, 3), textcoords='offset points')
-        xl = 'channels d (Table 1 levels: the middle points)'
-    else: raise ValueError(f"unknown factor {factor!r}; choose data, capacity or levels")
-    for ax in axs: ax.set_xlabel(xl, fontsize=8)
+    if factor == 'eval': rs = [dict(r, **b) for r in rs for b in r['by_tokens']]          # a point per held-out sample
+    by_kind = lambda r: f"{'FSQ' if r['quantizer'] == 'fsq' else 'VQ ' + r['variant']} 2^{round(math.log2(r['target_size']))}"
+    title, x, xl, group = {
+        'eval': ('1. evaluation: more held-out tokens', lambda r: r['tokens'], 'held-out tokens', by_kind),
+        'data': ('2. data: scene complexity (PNG bits per pixel)', lambda r: (data_bpp or {}).get(str(r['complexity']), r['complexity']),
+                 'data complexity (PNG bits/pixel; points: complexity 0, 1, 2, 3)', by_kind),
+        'capacity': (f'3. capacity and training: FSQ with {rs[0]["codebook_size"] if rs else "?"} codes', lambda r: r['channels'],
+                     'encoder/decoder base width (channels)', lambda r: f"{r['steps']} steps"),
+        'levels': ('4. levels: factorizations of the same size', lambda r: len(r['levels']), 'channels d (Table 1 levels: the middle points)', by_kind)}[factor]
+    fig, axs = plt.subplots(1, 2, figsize=(10, 3.3))
+    fig.suptitle(title, fontsize=11)
+    for i, g in enumerate(dict.fromkeys(map(group, rs))):
+        pts = sorted((r for r in rs if group(r) == g), key=x)
+        axs[0].plot([x(r) for r in pts], [100 * r['usage'] for r in pts], 'o-', c=f'C{i}', label=g)
+        axs[1].plot([x(r) for r in pts], [100 * r['perplexity'] / r['codebook_size'] for r in pts], 'o-', c=f'C{i}', label=g)
+        if factor == 'eval' and pts[0]['quantizer'] == 'fsq':
+            axs[0].plot([x(r) for r in pts], [100 * r['uniform'] for r in pts], '--', c=f'C{i}', alpha=0.6, label=f"uniform code, {pts[0]['codebook_size']} codes")
+    for r in rs if factor == 'levels' else []:
+        axs[0].annotate(','.join(map(str, r['levels'])) if len(set(r['levels'])) > 1 else f"{r['levels'][0]}^{len(r['levels'])}",
+                        (len(r['levels']), 100 * r['usage']), fontsize=6, xytext=(3, 3), textcoords='offset points')
+    for ax, t in zip(axs, ('codebook usage (%)', 'perplexity (% of codebook size)')):
+        ax.set_title(t, fontsize=10); ax.grid(alpha=0.3); ax.set_xlabel(xl, fontsize=None if factor == 'eval' else 8)
+        if factor in ('eval', 'capacity'): ax.set_xscale('log', base=2)
     axs[0].legend(fontsize=7); fig.tight_layout()
     return fig
 
@@ -253,10 +194,8 @@ def plot_channels(records, cfg: UsageConfig):
     "Each channel's level histogram for FSQ at `capacity_size`: the base run against the run of highest usage."
     import matplotlib.pyplot as plt
     rs = [r for r in records if r['quantizer'] == 'fsq' and r['target_size'] == cfg.capacity_size and r['levels'] == list(levels_for(cfg.capacity_size))]
-    base = next((r for r in rs if run_key(r) == _run(cfg, 'fsq', cfg.capacity_size)), None)
-    best = max(rs, key=lambda r: r['usage'], default=None)
-    show = [r for r in (base, best) if r is not None]
-    if len(show) == 2 and show[0] is show[1]: show = show[:1]
+    base = next((r for r in rs if USAGE.key(r) == _key(cfg, 'fsq', cfg.capacity_size)), None)
+    show = list({id(r): r for r in (base, max(rs, key=lambda r: r['usage'], default=None)) if r is not None}.values())
     d = len(levels_for(cfg.capacity_size))
     fig, axs = plt.subplots(len(show) or 1, d, figsize=(1.6 * d, 1.8 * max(1, len(show))), squeeze=False)
     for i, r in enumerate(show):
@@ -270,16 +209,12 @@ def plot_channels(records, cfg: UsageConfig):
 
 FIGURES = ('eval', 'data', 'capacity', 'levels', 'channels')
 
-def plot_study(out, save: bool = True) -> list:
-    "Draw eval.png, data.png, capacity.png, levels.png and channels.png from the files in `out` (also for a study cut short)."
-    import matplotlib.pyplot as plt
-    st = load_study(out)
-    cfg = UsageConfig(**st['meta']['config'])
-    figs = [plot_eval(st['records'], cfg)] + [plot_factor(st['records'], cfg, f, st['data']) for f in ('data', 'capacity', 'levels')]
-    figs.append(plot_channels(st['records'], cfg))
-    if save:
-        for f, name in zip(figs, FIGURES): save_figure(f, Path(out) / f'{name}.png'); plt.close(f)
-    return figs
+@patch
+def draw(self: UsageStudy, st: dict, out) -> list:
+    "eval.png, data.png, capacity.png, levels.png and channels.png, from the files of a study (also one cut short)."
+    cfg, rs = self.config_of(st), st['records']
+    figs = [plot_factor(rs, cfg, f, st['data']) for f in FIGURES[:4]] + [plot_channels(rs, cfg)]
+    return [(f, f'{n}.png') for f, n in zip(figs, FIGURES)]
 
 # %% ../nbs/08a_usage.ipynb #46382cf9
 def _setting(factor: str, r: dict, tokens: int | None = None) -> str:
@@ -290,30 +225,27 @@ def _setting(factor: str, r: dict, tokens: int | None = None) -> str:
 def factor_effects(records, cfg: UsageConfig, size: int) -> dict:
     "{factor: dict(low, low_at, high, high_at)}: the lowest and highest FSQ usage at target `size` over each factor's settings (eval: over the held-out sample sizes of the base run)."
     out = {}
-    for f in cfg.runs():
+    for f in USAGE.factors(cfg):
         rs = [r for r in factor_records(records, cfg, f) if r['quantizer'] == 'fsq' and r['target_size'] == size]
         pts = ([(b['usage'], _setting(f, r, b['tokens'])) for r in rs for b in r['by_tokens']] if f == 'eval'
                else [(r['usage'], _setting(f, r)) for r in rs])
-        if len(pts) > 1:
-            (lo, lo_at), (hi, hi_at) = min(pts), max(pts)
-            out[f] = dict(low=lo, low_at=lo_at, high=hi, high_at=hi_at)
+        if len(pts) > 1: out[f] = dict(zip(('low', 'low_at'), min(pts))) | dict(zip(('high', 'high_at'), max(pts)))
     return out
 
-def conclusion_lines(records, cfg: UsageConfig, plumbing: bool = False) -> list[str]:
-    "What moves FSQ's usage at each size, factor by factor and ranked by how far it moves it, computed from `records`."
-    head = ("PLUMBING CHECK, NOT EVIDENCE: the smoke preset trains for a few steps; these lines only show the study runs." if plumbing
-            else "What moves FSQ's codebook usage, on these measurements:")
-    lines = [head]
+@patch
+def verdicts(self: UsageStudy, records, cfg, plumbing: bool = False) -> list[str]:
+    "What moves FSQ's usage at each size, factor by factor and ranked by how far it moves it (`factor_effects`); `plumbing`: a smoke run's lines."
+    tag, lines = '[plumbing] ' if plumbing else '', [PLUMBING if plumbing else self.head]
     for s in cfg.sizes:
-        eff = sorted(factor_effects(records, cfg, s).items(), key=lambda kv: kv[1]['low'] - kv[1]['high'])
-        for f, e in eff:
-            lines.append(f"{'[plumbing] ' if plumbing else ''}{s} codes, {f}: usage {e['low']:.1%} ({e['low_at']}) to "
+        for f, e in sorted(factor_effects(records, cfg, s).items(), key=lambda kv: kv[1]['low'] - kv[1]['high']):
+            lines.append(f"{tag}{s} codes, {f}: usage {e['low']:.1%} ({e['low_at']}) to "
                          f"{e['high']:.1%} ({e['high_at']}), {100 * (e['high'] - e['low']):+.1f} points")
     return lines
 
-# %% ../nbs/08a_usage.ipynb #4d199198
-def usage_table(records, cfg: UsageConfig, factor: str) -> str:
-    "The records of `factor` as a markdown table: setting, tokenizer, usage beside a uniform code's on the same tokens, perplexity, bits, PSNR and (FSQ) the usage independent channels would give."
+@patch
+def table(self: UsageStudy, records, cfg, factor: str | None = None) -> str:
+    "The records of `factor` as a markdown table: setting, tokenizer, usage beside a uniform code's on the same tokens, perplexity, bits, PSNR and (FSQ) the usage independent channels would give; with no `factor`, each factor's table under its name."
+    if factor is None: return '\n\n'.join(f"{f}:\n{self.table(records, cfg, f)}" for f in self.factors(cfg))
     head = ('| setting | tokenizer | codes | usage | uniform code | perplexity | bits/token | PSNR (dB) | independent channels |\n'
             '|---|---|---|---|---|---|---|---|---|\n')
     rows = []
@@ -327,19 +259,13 @@ def usage_table(records, cfg: UsageConfig, factor: str) -> str:
 
 # %% ../nbs/08a_usage.ipynb #9bf2b236
 @call_parse
-def main(preset: str = 'cpu',            # smoke or cpu
+def main(preset: str = 'cpu',            # smoke, cpu or gpu
          out: str = 'runs/usage',        # output directory (a study there with the same settings resumes)
          device: str = None,             # auto, cpu, cuda, ...
          no_progress: bool = False):     # no progress bars
     "Measure what moves FSQ's codebook usage (evaluation sample, data complexity, capacity and training, levels); write results.json, data.json, study.json and figures to `out`."
-    with usage_errors('fsq-usage'):   # bad settings and an unusable --out: one line, exit 2, before any work
-        cfg = preset_config(preset, progress=False if no_progress else None)
+    def config():
+        cfg = USAGE.preset(preset, progress=False if no_progress else None)
         if device is not None: cfg.compare = replace(cfg.compare, device=device)
-        rd = study_dir(cfg, out).open()
-    with rd, usage_errors('fsq-usage', catch=(RunError,)):
-        st = run_study(cfg, out)
-        lines = conclusion_lines(st['records'], cfg, plumbing=preset == 'smoke')
-        write_json(Path(out) / 'study.json', {**st['meta'], 'conclusions': lines})
-    print(*lines, sep='\n')
-    print(f"{st['meta']['hardware']}; {st['meta']['total_s']:.0f} s in all; wrote {out}/results.json, data.json, study.json, "
-          + ', '.join(f'{f}.png' for f in FIGURES))
+        return cfg
+    USAGE.command(config, out, plumbing=preset == 'smoke')

@@ -2,7 +2,7 @@
 and the committed results the chapter shows."""
 import subprocess
 from pathlib import Path
-from fsq_lit.usage import preset_config, load_study, run_key, UsageConfig, FIGURES
+from fsq_lit.usage import USAGE, FIGURES
 from conftest import console_script, cli_env, preset_drift, check_usage_errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,18 +11,18 @@ FIELDS = {"quantizer", "variant", "codebook_size", "complexity", "channels", "st
 
 
 def test_cli_smoke(tmp_path):
-    "fsq-usage --preset smoke writes a record per run, data.json, the figures and plumbing conclusions (resuming is tested in chapter 08a)."
+    "fsq-usage --preset smoke writes a record per key, data.json, the figures and plumbing verdicts, and prints the tables and verdicts (resuming is tested in chapters 05b and 08a)."
     out, env = tmp_path / "u", cli_env(tmp_path)
     p = subprocess.run([console_script("fsq-usage"), "--preset", "smoke", "--out", str(out), "--no_progress"],
                        capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    st, cfg = load_study(out), preset_config("smoke")
-    assert [run_key(r) for r in st["records"]] == cfg.all_runs()
+    st, cfg = USAGE.load(out), USAGE.preset("smoke")
+    assert [USAGE.key(r) for r in st["records"]] == USAGE.plan(cfg)
     assert all(FIELDS <= set(r) for r in st["records"]) and sorted(st["data"]) == ["0", "2"]
     assert {f"{f}.png" for f in FIGURES} <= {f.name for f in out.iterdir()}
-    lines = st["meta"]["conclusions"]
+    lines = st["meta"]["verdicts"]
     assert lines[0].startswith("PLUMBING CHECK, NOT EVIDENCE") and all(l.startswith("[plumbing] ") for l in lines[1:])
-    assert lines[1] in p.stdout
+    assert lines[1] in p.stdout and "| setting | tokenizer |" in p.stdout
 
 
 CASES = [
@@ -41,10 +41,10 @@ def test_committed_results_are_the_preset():
     "The results chapter 08a shows were produced by the cpu preset as it is now, and the study finished."
     d = RESULTS / "usage-cpu"
     assert d.is_dir(), f"{d} missing: run fsq-usage --preset cpu --out {d}"
-    st = load_study(d)
-    drift = preset_drift(st["meta"]["config"], preset_config("cpu"))
+    st = USAGE.load(d)
+    drift = preset_drift(st["meta"]["config"], USAGE.preset("cpu"))
     assert not drift, f"preset 'cpu' changed since {d} was measured ({drift}): rerun it"
-    cfg = UsageConfig(**st["meta"]["config"])
-    assert [run_key(r) for r in st["records"]] == cfg.all_runs(), "the study did not finish"
+    cfg = USAGE.config_of(st)
+    assert [USAGE.key(r) for r in st["records"]] == USAGE.plan(cfg), "the study did not finish"
     assert all(FIELDS <= set(r) for r in st["records"]) and {f"{f}.png" for f in FIGURES} <= {f.name for f in d.iterdir()}
-    assert "conclusions" in st["meta"] and "load_study('results/usage-cpu')" in (ROOT / "nbs" / "08a_usage.ipynb").read_text()
+    assert "verdicts" in st["meta"] and "USAGE.load('results/usage-cpu')" in (ROOT / "nbs" / "08a_usage.ipynb").read_text()
