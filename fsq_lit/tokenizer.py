@@ -16,9 +16,9 @@ from huggingface_hub import PyTorchModelHubMixin
 from .scalar import check_int
 from .quantizer import QuantOut, code_stats, make_quantizer, quantizer_factory
 from .data import as_images
-from .runs import (RunDir, RunError, atomic_write, write_json, read_json, flatten_config, usage_errors, split_list,
+from .runs import (RunDir, RunError, atomic_write, content_digest, write_json, read_json, flatten_config, usage_errors, run_errors, split_list,
                           preset_config as _preset_config)
-from .train import TrainConfig, fit, get_rank_world, hardware
+from .train import TrainConfig, fit, get_rank_world, hardware, pick_device
 from .layers import Encoder, Decoder, PatchDiscriminator
 
 # %% auto #0
@@ -214,9 +214,14 @@ def identity(self: Tokenizer) -> dict:
     return {'format': 'fsq_lit.tokenizer', 'quantizer': c.quantizer, 'codebook_size': str(q.codebook_size), 'dim': str(q.dim),
             **({'levels': ','.join(map(str, c.levels))} if c.quantizer == 'fsq' else {})}
 
+def _weights_digest(state: dict) -> str:
+    "The checksum a tokenizer's weights carry: `content_digest` of its tensors by name (safetensors keeps no order)."
+    return content_digest(dict(sorted(state.items())))
+
 def _safetensors_bytes(tok: Tokenizer) -> bytes:
     from safetensors.torch import save
-    return save({k: v.detach().cpu().contiguous() for k, v in tok.state_dict().items()}, metadata=tok.identity())
+    sd = {k: v.detach().cpu().contiguous() for k, v in tok.state_dict().items()}
+    return save(sd, metadata={**tok.identity(), 'sha256': _weights_digest(sd)})
 
 def _weights_path(model_id, **hub_kwargs) -> Path:
     if os.path.isdir(model_id): return Path(model_id) / 'model.safetensors'
@@ -225,7 +230,7 @@ def _weights_path(model_id, **hub_kwargs) -> Path:
 
 @patch
 def load_weights(self: Tokenizer, path):
-    "Load `model.safetensors` strictly, after checking its metadata names this tokenizer's quantizer."
+    "Load `model.safetensors` strictly, after checking its checksum and that its metadata names this tokenizer's quantizer."
     from safetensors import safe_open
     from safetensors.torch import load_file
     try:
@@ -235,7 +240,12 @@ def load_weights(self: Tokenizer, path):
     want = self.identity()
     bad = [f"{k} {meta.get(k)!r} (config: {v!r})" for k, v in want.items() if meta.get(k) != v]
     if bad: raise ValueError(f"{path} holds weights for another quantizer: {'; '.join(bad)}. Restore the config.json saved with them.")
-    self.load_state_dict(state)
+    if 'sha256' in meta and _weights_digest(state) != meta['sha256']:
+        raise RunError(f"{path} does not match the checksum saved with it (a damaged byte): restore it, or train the tokenizer again")
+    try: self.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not fit the config.json beside it ({str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}). "
+                         "Restore the config.json saved with these weights.") from None
 
 # %% ../nbs/06_tokenizer.ipynb #5ecd66cb
 def save_tokenizer(tokenizer: Tokenizer, path) -> Path:
@@ -365,9 +375,10 @@ def main(preset: str = 'cpu',              # smoke, cpu or gpu
         cfg = preset_config(preset, steps=steps, batch_size=batch_size, n_train=n_train, device=device, seed=seed,
                             ckpt_every=ckpt_every, allow_changes=tuple(split_list(allow)) or None,
                             progress=False if no_progress else None)
+        pick_device(cfg.train)             # a device this machine lacks: one line, before --out is touched
         run = open_run(cfg, out)           # --out is checked before any work
     try:
-        with usage_errors('fsq-tokenizer', catch=(RunError,)): tok, s = train_tokenizer(cfg, out=out)
+        with run_errors('fsq-tokenizer'): tok, s = train_tokenizer(cfg, out=out)
     finally:
         if run is not None: run.close()
     if get_rank_world()[0] != 0: return   # under torchrun, rank 0 reports
