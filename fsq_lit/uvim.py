@@ -17,13 +17,13 @@ from .quantizer import QuantOut, code_stats, register_quantizer, quantizer_facto
 from .vq import nearest, _all_reduce, _broadcast
 from .transformer import TransformerConfig, Transformer
 from .features import _evaluating
-from .uvim_tasks import (DEPTH_BINS, PANOPTIC_CLASSES, NUM_INSTANCES, patchify, label_input, label_output,
-                                label_loss, uvim_codewords, uvim_split, _check_task, _check_batch)
+from .uvim_tasks import (get_task, patchify, label_input, label_output, label_loss, uvim_codewords, uvim_split,
+                                _check_batch)
 
 # %% auto #0
-__all__ = ['STAGE_ONE_QUANTIZERS', 'CODE_DROPOUTS', 'UViMVQ', 'label_channels', 'UViMConfig', 'code_mask', 'UViMStageOne',
-           'image_patches', 'stage_one_loss', 'LMConfig', 'code_tokens', 'UViMLanguageModel', 'oracle_codes',
-           'stage_two_loss', 'greedy_decode', 'decode_code', 'predict']
+__all__ = ['STAGE_ONE_QUANTIZERS', 'CODE_DROPOUTS', 'UViMVQ', 'UViMConfig', 'code_mask', 'UViMStageOne', 'image_patches',
+           'stage_one_loss', 'LMConfig', 'code_tokens', 'UViMLanguageModel', 'oracle_codes', 'stage_two_loss',
+           'greedy_decode', 'decode_code', 'predict']
 
 # %% ../nbs/12a_uvim.ipynb #3a3b187e
 class UViMVQ(nn.Module):
@@ -96,15 +96,10 @@ STAGE_ONE_QUANTIZERS = {"fsq": "fsq", "vq": "uvim-vq", "vq-nosplit": "uvim-vq-no
 CODE_DROPOUTS = ("none", "random")
 
 # %% ../nbs/12a_uvim.ipynb #25edaa7c
-def label_channels(task: str) -> dict:
-    "Channels of each part of `task`'s label as `label_input` makes it: {name: C}."
-    return {"depth": {"depth": DEPTH_BINS}, "panoptic": {"semantics": len(PANOPTIC_CLASSES), "instances": NUM_INSTANCES},
-            "colorization": {"colorization": 3}}[_check_task(task)]
-
 @dataclass
 class UViMConfig:
     "Stage I of UViM at the book's scale (big_vision's depth values in the comments)."
-    task: str = "depth"                # one of TASKS
+    task: str = "depth"                # a name in TASKS (chapter 12)
     image_size: int = 32               # 512
     patch: int = 4                     # 16; the code has one token per patch: (image_size / patch)² (UViM resizes 32² to 16²)
     width: int = 128                   # 768
@@ -122,7 +117,7 @@ class UViMConfig:
     code_dropout: str = "random"       # 'random' or 'none'
 
     def __post_init__(self):
-        _check_task(self.task)
+        get_task(self.task)
         for name, lo in (("image_size", 1), ("patch", 1), ("width", 1), ("enc_layers", 1), ("dec_layers", 1), ("n_head", 1), ("codebook_size", 2)):
             setattr(self, name, check_int(getattr(self, name), f"UViMConfig.{name}", lo))
         if self.image_size % self.patch: raise ValueError(f"UViMConfig.image_size ({self.image_size}) must be a multiple of patch ({self.patch})")
@@ -154,7 +149,7 @@ class UViMStageOne(nn.Module):
     def __init__(self, cfg: UViMConfig):
         super().__init__()
         if not isinstance(cfg, UViMConfig): raise TypeError(f"cfg must be a UViMConfig, got {type(cfg).__name__}")
-        self.cfg, d, pp, chans = cfg, cfg.width, cfg.patch ** 2, label_channels(cfg.task)
+        self.cfg, d, pp, chans = cfg, cfg.width, cfg.patch ** 2, get_task(cfg.task).channels
         self.label_embed = nn.ModuleDict({k: nn.Linear(c * pp, d) for k, c in chans.items()})
         self.encoder, self.decoder = Transformer(cfg.vit(cfg.enc_layers)), Transformer(cfg.vit(cfg.dec_layers))
         self.pos_enc, self.pos_dec = (nn.Parameter(0.02 * torch.randn(cfg.code_len, d)) for _ in range(2))
@@ -172,7 +167,7 @@ class UViMStageOne(nn.Module):
 # %% ../nbs/12a_uvim.ipynb #80ec9459
 def image_patches(images, size: int, patch: int, reader: str = "this model", grey: bool = False) -> torch.Tensor:
     """Images (B, 3, size, size) in [0, 1] → patches (B, L, 3p²) in [-1, 1]; anything else is a ValueError naming the `reader`.
-    With `grey` (the colorization task's input) the model sees the luma only, repeated on the three channels."""
+    With `grey` (the input of a task such as colorization) the model sees the luma only, repeated on the three channels."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
         raise ValueError(f"{reader} reads images (B, 3, {size}, {size}), got {tuple(getattr(images, 'shape', ())) or images!r}")
     if grey: images = to_grey(images).expand(-1, 3, -1, -1)
@@ -181,7 +176,7 @@ def image_patches(images, size: int, patch: int, reader: str = "this model", gre
 @patch
 def image_tokens(self: UViMStageOne, image: torch.Tensor) -> torch.Tensor:
     "Images (B, 3, S, S) in [0, 1] → patches (B, L, 3p²) in [-1, 1], what the context embeddings read."
-    return image_patches(image, self.cfg.image_size, self.cfg.patch, "this model (cfg.context=True)", grey=self.cfg.task == "colorization")
+    return image_patches(image, self.cfg.image_size, self.cfg.patch, "this model (cfg.context=True)", grey=get_task(self.cfg.task).grey)
 
 @patch
 def label_tokens(self: UViMStageOne, batch: dict) -> torch.Tensor:
@@ -353,6 +348,7 @@ def predict(stage_one: UViMStageOne, lm: UViMLanguageModel, batch: dict) -> dict
     _check_batch(batch, ("image",))
     if (lm.code_len, lm.vocab) != (stage_one.cfg.code_len, stage_one.quantizer.codebook_size):
         raise ValueError(f"the language model predicts {lm.code_len} tokens of {lm.vocab} codes, stage I has {stage_one.cfg.code_len} of {stage_one.quantizer.codebook_size}")
-    if lm.cfg.grey != (stage_one.cfg.task == "colorization"):
-        raise ValueError(f"a {stage_one.cfg.task} model needs a language model with LMConfig.grey={not lm.cfg.grey}: colorization reads the grey image only")
+    if lm.cfg.grey != get_task(stage_one.cfg.task).grey:
+        raise ValueError(f"a {stage_one.cfg.task} model needs a language model with LMConfig.grey={not lm.cfg.grey}: the task's models read "
+                         f"{'the grey image only' if not lm.cfg.grey else 'the colour image'}")
     return decode_code(stage_one, greedy_decode(lm, batch["image"]), batch["image"])

@@ -4,42 +4,34 @@
 
 # %% ../nbs/12b_uvim_study.ipynb #7aa23cbd
 from __future__ import annotations
-import functools, hashlib, time
-from dataclasses import dataclass, asdict, replace
+import hashlib, time
+from dataclasses import dataclass
 from pathlib import Path
 import torch
+from fastcore.basics import patch
 from fastcore.script import call_parse
 from .scalar import check_int
-from .runs import RunDir, RunError, atomic_write, write_json, read_json, flatten_config, usage_errors, split_list, \
-    preset_config as _preset_config
-from .train import TrainConfig, fit, hardware
+from .runs import atomic_write, split_list
+from .train import TrainConfig, fit
 from .quantizer import code_stats
-from .compare import save_figure
-from .features import SceneNet, FeatureNetConfig, feature_net, fid
-from .uvim_tasks import (TASKS, MIN_DEPTH, MAX_DEPTH, scene_batch, depth_metrics, panoptic_quality,
-                                panoptic_targets, colour_psnr, colour_target)
+from .study import Study, verdict_lines, weights_checksum, read_derived, once
+from .uvim_tasks import get_task, scene_batch
 from .uvim import (UViMConfig, UViMStageOne, stage_one_loss, LMConfig, UViMLanguageModel, oracle_codes,
                           stage_two_loss, greedy_decode, decode_code)
 
 # %% auto #0
-__all__ = ['ARMS', 'STAGES', 'METRIC', 'PRESETS', 'TASK_STEPS', 'UViMStudyConfig', 'preset_config', 'scene_data', 'fid_net',
-           'task_metrics', 'truth_maps', 'train_stage_one', 'codes_checksum', 'train_codes', 'prior_code',
-           'train_stage_two', 'codes_and_maps', 'measure', 'study_dir', 'load_study', 'record_key', 'kept_records',
-           'run_study', 'plot_predictions', 'plot_usage', 'plot_study', 'arm_means', 'better', 'gap_closed',
-           'check_claims', 'verdict_lines', 'results_table', 'main']
+__all__ = ['ARMS', 'STAGES', 'PRESETS', 'TASK_STEPS', 'UVIM', 'UViMStudyConfig', 'UViMStudy', 'held_out', 'prior_code',
+           'codes_and_maps', 'plot_predictions', 'plot_usage', 'arm_means', 'main']
 
 # %% ../nbs/12b_uvim_study.ipynb #d15229be
-ARMS = {   # the paper's UViM rows: arm -> (stage-I quantizer, image context)
-    'fsq': ('fsq', True), 'vq': ('vq', True), 'vq-nosplit': ('vq-nosplit', True),
-    'fsq-noctx': ('fsq', False), 'vq-noctx': ('vq', False),
-}
+ARMS = {'fsq': ('fsq', True), 'vq': ('vq', True), 'vq-nosplit': ('vq-nosplit', True),   # the paper's UViM rows:
+        'fsq-noctx': ('fsq', False), 'vq-noctx': ('vq', False)}                        # arm -> (stage-I quantizer, image context)
 STAGES = ('oracle', 'prior', 'lm')   # the oracle's code (stage I alone), the most frequent code (no image), the language model's code (UViM)
-METRIC = {'depth': 'rmse', 'panoptic': 'pq', 'colorization': 'fid'}    # each task's main metric, the paper's
 
 @dataclass
 class UViMStudyConfig:
     "The UViM study of one task: arms and seeds, the scenes, both stages' sizes and training (flat, as the command's flags)."
-    task: str = 'depth'                 # one of TASKS
+    task: str = 'depth'                 # a name in chapter 12's TASKS
     arms: tuple = tuple(ARMS)           # names in ARMS
     seeds: tuple = (0,)                 # each arm is trained once per seed (model init and data order)
     n_train: int = 2000                 # scenes 0 .. n_train - 1 train both stages
@@ -69,11 +61,10 @@ class UViMStudyConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        get_task(self.task)
         self.arms, self.seeds, self.levels = tuple(self.arms), tuple(self.seeds), tuple(self.levels)
-        bad = [a for a in self.arms if a not in ARMS]
-        if bad or not self.arms: raise ValueError(f"unknown arm {bad[0] if bad else None!r}; choose from {list(ARMS)}")
-        if len(set(self.arms)) < len(self.arms) or len(set(self.seeds)) < len(self.seeds) or not self.seeds:
+        if bad := [a for a in self.arms if a not in ARMS]: raise ValueError(f"unknown arm {bad[0]!r}; choose from {list(ARMS)}")
+        if not self.arms or not self.seeds or len(set(self.arms)) < len(self.arms) or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"arms and seeds must be non-empty and distinct, got {self.arms} and {self.seeds}")
         for s in self.seeds: check_int(s, 'each seed', 0)
         for k in ('n_train', 'n_test', 'steps', 'batch_size', 'lm_steps', 'lm_batch_size', 'n_show'): check_int(getattr(self, k), k, 1)
@@ -91,17 +82,14 @@ class UViMStudyConfig:
     def lm_config(self) -> LMConfig:
         "Stage II's language model."
         return LMConfig(image_size=self.image_size, patch=self.patch, width=self.lm_width, enc_layers=self.lm_enc_layers,
-                        dec_layers=self.lm_dec_layers, n_head=self.n_head, grey=self.task == "colorization")
+                        dec_layers=self.lm_dec_layers, n_head=self.n_head, grey=get_task(self.task).grey)
 
-    def train_config(self, stage: int, seed: int) -> TrainConfig:
-        "`fit`'s settings for stage 1 or 2 and `seed`: warmup a tenth of the steps (at most 100), four checkpoints."
+    def train_config(self, stage: int, seed: int, out=None) -> TrainConfig:
+        "`fit`'s settings for stage 1 or 2, `seed` and the run folder `out`: warmup a tenth of the steps (at most 100), four checkpoints."
         steps, bs, lr = (self.steps, self.batch_size, self.lr) if stage == 1 else (self.lm_steps, self.lm_batch_size, self.lm_lr)
         return TrainConfig(steps=steps, batch_size=bs, lr=lr, warmup=min(100, max(1, steps // 10)), seed=seed, device=self.device,
-                           bf16=self.bf16, progress=self.progress, log_every=max(1, steps // 20), ckpt_every=max(1, steps // 4))
-
-    def plan(self) -> list[tuple]:
-        "Every record the study measures, in order: (arm, seed, stage)."
-        return [(a, s, st) for a in self.arms for s in self.seeds for st in STAGES]
+                           bf16=self.bf16, progress=self.progress, log_every=max(1, steps // 20), ckpt_every=max(1, steps // 4),
+                           out=None if out is None else str(out))
 
 PRESETS = {
     'smoke': dict(arms=('fsq', 'vq-noctx'), n_train=32, n_test=8, width=32, enc_layers=1, dec_layers=1, n_head=2, steps=4,
@@ -113,70 +101,76 @@ PRESETS = {
 
 TASK_STEPS = {'cpu': {'panoptic': 2000}}   # stage I's steps where a preset's are too few for one task (see Presets below)
 
-def preset_config(name: str, **overrides) -> UViMStudyConfig:
-    "The named preset of `PRESETS` with `overrides` (None = not given), and `TASK_STEPS` for its task unless `steps` is given: `fsq_lit.runs.preset_config`."
-    task = overrides.get('task') or UViMStudyConfig.task
-    if overrides.get('steps') is None and task in TASK_STEPS.get(name, {}): overrides['steps'] = TASK_STEPS[name][task]
-    return _preset_config(PRESETS, name, UViMStudyConfig, **overrides)
+# %% ../nbs/12b_uvim_study.ipynb #c1a55e01
+class UViMStudy(Study):
+    "The UViM study of one task: a record per (arm, seed, stage); stage I, its codes and stage II trained or loaded once per run."
+    kind, config, presets = 'fsq-uvim', UViMStudyConfig, PRESETS
+
+    def plan(self, cfg) -> list: return [(a, s, st) for a in cfg.arms for s in cfg.seeds for st in STAGES]
+    def key(self, r: dict) -> tuple: return r['arm'], r['seed'], r['stage']
+
+    def preset(self, name: str, **overrides) -> UViMStudyConfig:
+        "The driver's `preset`, with stage I's steps from `TASK_STEPS` for the task unless `steps` is given."
+        if overrides.get('steps') is None: overrides['steps'] = TASK_STEPS.get(name, {}).get(overrides.get('task') or UViMStudyConfig.task)
+        return super().preset(name, **overrides)
+
+    def line(self, r: dict) -> str:
+        m = get_task(r['task']).metric
+        return f"{r['task']} {r['arm']} seed {r['seed']} {r['stage']}: usage {r['usage']:.3f}  {m} {r[m]:.4g}"
+
+    def verdicts(self, records, cfg, plumbing: bool = False) -> list[str]:
+        return verdict_lines(self.claims(records, cfg), f"The paper's UViM claims on {cfg.task}, on these measurements:", plumbing)
+
+UVIM = UViMStudy()
 
 # %% ../nbs/12b_uvim_study.ipynb #08e17620
-def scene_data(cfg: UViMStudyConfig) -> tuple[dict, dict]:
-    "The study's training and held-out scenes as `scene_batch` renders them: scenes 0 .. n_train - 1, then the n_test after them."
-    return (scene_batch(range(cfg.n_train), cfg.image_size, cfg.data_seed),
-            scene_batch(range(cfg.n_train, cfg.n_train + cfg.n_test), cfg.image_size, cfg.data_seed))
+def held_out(cfg: UViMStudyConfig, n: int) -> dict:
+    "The first `n` held-out scenes, as `scene_batch` renders them: scenes n_train .. n_train + n - 1 (scenes 0 .. n_train - 1 train both stages)."
+    return scene_batch(range(cfg.n_train, cfg.n_train + n), cfg.image_size, cfg.data_seed)
 
-@functools.lru_cache(maxsize=None)
-def fid_net(device: str = 'cpu') -> SceneNet:
-    "The book's scene feature network (chapter 10a's `FeatureNetConfig()`, trained once and cached): the space of colourization's FID."
-    return feature_net(FeatureNetConfig(), progress=False, device=device)[0]
-
-def task_metrics(task: str, maps: dict, batch: dict, net: SceneNet | None = None) -> dict:
-    """The metrics of `task` for label maps (`label_output`'s) against a scenes batch: depth rmse, abs_rel, delta1; panoptic
-    pq, sq, rq; colourization psnr and fid (the colourized scenes against the true ones, in `net`'s features, default `fid_net()`)."""
-    if task == 'depth': return depth_metrics(maps['depth'], batch['depth'])
-    if task == 'panoptic': return panoptic_quality(maps['semantics'], maps['instances'], *panoptic_targets(batch))
-    if task == 'colorization':
-        fake = ((maps['colorization'] + 1) / 2).clamp(0, 1)
-        return {'psnr': colour_psnr(maps['colorization'], colour_target(batch['image'])),
-                'fid': fid(net if net is not None else fid_net(), batch['image'], fake)}
-    raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-
-def truth_maps(task: str, batch: dict) -> dict:
-    "The true label of a scenes batch as the maps `label_output` gives for a prediction."
-    if task == 'depth': return {'depth': batch['depth']}
-    if task == 'panoptic': return dict(zip(('semantics', 'instances'), panoptic_targets(batch)))
-    return {'colorization': colour_target(batch['image'])}
+@patch
+def data(self: UViMStudy, cfg, ctx: dict) -> tuple:
+    "The training scenes and the `n_test` held-out scenes, rendered once per run."
+    return once(ctx, 'data', lambda: (scene_batch(range(cfg.n_train), cfg.image_size, cfg.data_seed), held_out(cfg, cfg.n_test)))
 
 # %% ../nbs/12b_uvim_study.ipynb #9c491d30
-def train_stage_one(cfg: UViMStudyConfig, arm: str, seed: int, train: dict, out) -> tuple:
-    "Stage I of `arm` trained (or loaded when finished) in out/stage1/<arm>-s<seed>; the model in eval mode and its training's usage curve and time."
-    torch.manual_seed(seed)
-    res = fit(UViMStageOne(cfg.uvim_config(arm)), train, stage_one_loss,
-              replace(cfg.train_config(1, seed), out=str(Path(out) / 'stage1' / f'{arm}-s{seed}')))
-    h = res.history
-    return res.model.eval(), dict(train_usage=[[r['step'], r['usage']] for r in h], stage_one_s=round(h[-1]['time'], 1) if h else 0.0)
+def _fit(make, data, loss, cfg: UViMStudyConfig, stage: int, seed: int, out) -> tuple:
+    torch.manual_seed(seed)                                       # the model's init, then its data order
+    res = fit(make(), data, loss, cfg.train_config(stage, seed, out))
+    return res.model.eval(), res.history
 
-def codes_checksum(codes: torch.Tensor) -> str:
-    "A short checksum of integer codes: stage II's run is named by the codes it learns."
-    return hashlib.sha256(codes.cpu().long().contiguous().numpy().tobytes()).hexdigest()[:12]
+@patch
+def stage_one(self: UViMStudy, cfg, arm: str, seed: int, ctx: dict) -> tuple:
+    "Stage I of (arm, seed), in out/stage1/<arm>-s<seed>: the model in eval mode and its numbers (its training's usage curve and time, its `weights_checksum`)."
+    def make():
+        s1, h = _fit(lambda: UViMStageOne(cfg.uvim_config(arm)), self.data(cfg, ctx)[0], stage_one_loss, cfg, 1, seed,
+                     ctx['out'] / 'stage1' / f'{arm}-s{seed}')
+        return s1, dict(train_usage=[[r['step'], r['usage']] for r in h], stage_one_s=round(h[-1]['time'], 1) if h else 0.0,
+                        weights_checksum=weights_checksum(s1))
+    return once(ctx, ('stage1', arm, seed), make)
 
-def train_codes(stage_one: UViMStageOne, train: dict) -> torch.Tensor:
+@patch
+def codes(self: UViMStudy, cfg, arm: str, seed: int, ctx: dict) -> torch.Tensor:
     "The frozen oracle's codes (N, L) of the training scenes, on the CPU: stage II's targets."
-    dev = next(stage_one.parameters()).device
-    return oracle_codes(stage_one, {k: v.to(dev) for k, v in train.items()}).cpu()
+    s1 = self.stage_one(cfg, arm, seed, ctx)[0]
+    dev = next(s1.parameters()).device
+    return once(ctx, ('codes', arm, seed), lambda: oracle_codes(s1, {k: v.to(dev) for k, v in self.data(cfg, ctx)[0].items()}).cpu())
+
+@patch
+def stage_two(self: UViMStudy, cfg, arm: str, seed: int, ctx: dict) -> tuple:
+    "Stage II on stage I's codes, in out/stage2/<arm>-s<seed>-<codes checksum>: the model in eval mode and its numbers (with both models' checksums)."
+    def make():
+        (s1, info), codes = self.stage_one(cfg, arm, seed, ctx), self.codes(cfg, arm, seed, ctx)
+        named = hashlib.sha256(codes.cpu().long().contiguous().numpy().tobytes()).hexdigest()[:12]       # the run is named by its codes
+        lm, h = _fit(lambda: UViMLanguageModel(cfg.lm_config(), s1.cfg.code_len, s1.quantizer.codebook_size),
+                     {'image': self.data(cfg, ctx)[0]['image'], 'code': codes}, stage_two_loss, cfg, 2, seed, ctx['out'] / 'stage2' / f'{arm}-s{seed}-{named}')
+        return lm, dict(lm_s=round(h[-1]['time'], 1) if h else 0.0, lm_accuracy=h[-1]['accuracy'] if h else None,
+                        weights_checksum=info['weights_checksum'], lm_weights_checksum=weights_checksum(lm))
+    return once(ctx, ('stage2', arm, seed), make)
 
 def prior_code(codes: torch.Tensor) -> torch.Tensor:
     "The code (L,) that is each position's most frequent code among `codes` (N, L): the best guess that ignores the image."
     return codes.mode(0).values
-
-def train_stage_two(cfg: UViMStudyConfig, arm: str, seed: int, stage_one: UViMStageOne, codes: torch.Tensor, train: dict, out) -> tuple:
-    "Stage II on the oracle's `codes` of the training scenes, trained (or loaded) in out/stage2/<arm>-s<seed>-<codes checksum>; the model in eval mode and its numbers."
-    torch.manual_seed(seed)
-    lm = UViMLanguageModel(cfg.lm_config(), stage_one.cfg.code_len, stage_one.quantizer.codebook_size)
-    res = fit(lm, {'image': train['image'], 'code': codes}, stage_two_loss,
-              replace(cfg.train_config(2, seed), out=str(Path(out) / 'stage2' / f'{arm}-s{seed}-{codes_checksum(codes)}')))
-    h = res.history
-    return res.model.eval(), dict(lm_s=round(h[-1]['time'], 1) if h else 0.0, lm_accuracy=h[-1]['accuracy'] if h else None)
 
 @torch.no_grad()
 def codes_and_maps(stage_one: UViMStageOne, batch: dict, source=None, chunk: int = 64) -> tuple:
@@ -191,114 +185,64 @@ def codes_and_maps(stage_one: UViMStageOne, batch: dict, source=None, chunk: int
     return torch.cat(codes), {k: torch.cat([m[k] for m in maps]) for k in maps[0]}
 
 # %% ../nbs/12b_uvim_study.ipynb #862ce3d8
-def measure(cfg: UViMStudyConfig, key: tuple, stage_one: UViMStageOne, test: dict, source=None, **info) -> tuple:
-    "The record of `key` = (arm, seed, stage) on the held-out scenes, decoding `source`'s codes (`codes_and_maps`), and the label maps of the first n_show of them."
-    (arm, seed, stage), K = key, stage_one.quantizer.codebook_size
-    t0 = time.perf_counter()
-    codes, maps = codes_and_maps(stage_one, test, source)
+@patch
+def measure(self: UViMStudy, cfg, key: tuple, ctx: dict) -> dict:
+    """The record of `key` = (arm, seed, stage): the held-out scenes decoded from the oracle's code, the prior code or the
+    language model's (`codes_and_maps`), the code's usage, the task's metrics and the checksums of the models used."""
+    arm, seed, stage = key
+    (s1, info), source = self.stage_one(cfg, arm, seed, ctx), None
+    if stage == 'prior': source, info = prior_code(self.codes(cfg, arm, seed, ctx)), {'weights_checksum': info['weights_checksum']}
+    if stage == 'lm': source, info = self.stage_two(cfg, arm, seed, ctx)
+    test, t0, K = self.data(cfg, ctx)[1], time.perf_counter(), s1.quantizer.codebook_size
+    codes, maps = codes_and_maps(s1, test, source)
     st = code_stats(codes, K)
-    rec = dict(task=cfg.task, arm=arm, quantizer=ARMS[arm][0], context=ARMS[arm][1], stage=stage, seed=seed, codebook_size=K,
-               usage=st['usage'], perplexity=st['perplexity'], **task_metrics(cfg.task, maps, test), n_test=cfg.n_test,
-               eval_s=round(time.perf_counter() - t0, 2), **info)
-    return rec, {k: v[:cfg.n_show].clone() for k, v in maps.items()}   # a copy: a saved view would carry all n_test maps
+    return dict(task=cfg.task, arm=arm, quantizer=ARMS[arm][0], context=ARMS[arm][1], stage=stage, seed=seed, codebook_size=K,
+                usage=st['usage'], perplexity=st['perplexity'], **get_task(cfg.task).metrics(maps, test), n_test=cfg.n_test,
+                eval_s=round(time.perf_counter() - t0, 2), **info)
 
 # %% ../nbs/12b_uvim_study.ipynb #55a19462
-def study_dir(cfg: UViMStudyConfig, out) -> RunDir:
-    "The study's run directory (not yet opened): it records `cfg` but `progress`, which cannot change a result."
-    return RunDir(out, 'fsq-uvim', flatten_config(cfg), ignore=('progress',))
+@patch
+def keep(self: UViMStudy, cfg, r: dict, ctx: dict) -> dict | None:
+    "A record stands while the stage-I model in use has its checksum; one without a checksum while the folder holds no stage-I run of its (arm, seed)."
+    arm, seed, _ = self.key(r)
+    if 'weights_checksum' not in r: return None if (ctx['out'] / 'stage1' / f'{arm}-s{seed}').exists() else r
+    return r if self.stage_one(cfg, arm, seed, ctx)[1]['weights_checksum'] == r['weights_checksum'] else None
 
-def load_study(out) -> dict:
-    "What `run_study` wrote so far: records (results.json) and meta (study.json); missing files give empty entries."
-    out = Path(out)
-    return dict(records=read_json(out / 'results.json', []), meta=read_json(out / 'study.json', {}))
+def _preds(out, arm: str, seed: int) -> Path: return Path(out) / 'preds' / f'{arm}-s{seed}.pt'
+def _save(path, obj): atomic_write(path, lambda f: torch.save(obj, f))
 
-def record_key(r: dict) -> tuple:
-    "(arm, seed, stage) of a record."
-    return r['arm'], r['seed'], r['stage']
-
-def kept_records(cfg: UViMStudyConfig, out) -> dict:
-    "{key: record} of the records of `cfg`'s plan that `out` already holds: a resumed study does not measure them again."
-    want = set(cfg.plan())
-    return {record_key(r): r for r in load_study(out)['records'] if record_key(r) in want}
-
-def _stamp(meta: dict, cfg: UViMStudyConfig, t0: float) -> dict:
-    hw, old = hardware(cfg.device), meta.get('hardware')
-    meta.update(hardware=hw if old in (None, hw) else f"{old}, then {hw}", date=time.strftime('%Y-%m-%d', time.gmtime()),
-                total_s=round(meta.get('total_s', 0.0) + time.perf_counter() - t0, 1))
-    return meta
-
-# %% ../nbs/12b_uvim_study.ipynb #c1ca6763
-def _save_preds(out, arm: str, seed: int, stage: str, maps: dict):
-    p = Path(out) / 'preds' / f'{arm}-s{seed}.pt'
-    old = torch.load(p, weights_only=True) if p.exists() else {}
-    atomic_write(p, lambda f: torch.save({**old, stage: maps}, f))
-
-def _record(cfg, out, done: dict, rec: dict, meta: dict, t0: float) -> float:
-    "Keep `rec`, rewrite results.json and study.json, print a line; returns the new time origin."
-    done[record_key(rec)] = rec
-    write_json(Path(out) / 'results.json', [done[k] for k in cfg.plan() if k in done])
-    write_json(Path(out) / 'study.json', _stamp(meta, cfg, t0))
-    print(f"[{len(done)}/{len(cfg.plan())}] {cfg.task} {rec['arm']} seed {rec['seed']} {rec['stage']}: usage {rec['usage']:.3f}  "
-          f"{METRIC[cfg.task]} {rec[METRIC[cfg.task]]:.4g}", flush=True)
-    return time.perf_counter()
-
-def _run_arm(cfg, arm, seed, train, test, out, done, meta, t0) -> float:
-    "Both stages of (arm, seed) and the records `done` lacks (the prior's maps are not kept: the figure shows oracle and lm)."
-    s1, info = train_stage_one(cfg, arm, seed, train, out)
-    if (arm, seed, 'oracle') not in done:
-        rec, maps = measure(cfg, (arm, seed, 'oracle'), s1, test, **info)
-        _save_preds(out, arm, seed, 'oracle', maps); t0 = _record(cfg, out, done, rec, meta, t0)
-    codes = train_codes(s1, train)
-    if (arm, seed, 'prior') not in done:
-        t0 = _record(cfg, out, done, measure(cfg, (arm, seed, 'prior'), s1, test, prior_code(codes))[0], meta, t0)
-    lm, info = train_stage_two(cfg, arm, seed, s1, codes, train, out)
-    rec, maps = measure(cfg, (arm, seed, 'lm'), s1, test, lm, **info)
-    _save_preds(out, arm, seed, 'lm', maps)
-    return _record(cfg, out, done, rec, meta, t0)
-
-def run_study(cfg: UViMStudyConfig, out) -> dict:
-    "Both stages of every (arm, seed) of `cfg` whose records `out` lacks, then the figures; returns `load_study(out)`."
-    with study_dir(cfg, out):
-        t0, meta = time.perf_counter(), {**load_study(out)['meta'], 'config': asdict(cfg)}
-        done = kept_records(cfg, out)
-        todo = list(dict.fromkeys((a, s) for a, s, st in cfg.plan() if (a, s, st) not in done))
-        if todo:
-            train, test = scene_data(cfg)
-            atomic_write(Path(out) / 'preds' / 'truth.pt', lambda f: torch.save({k: v[:cfg.n_show].clone() for k, v in test.items()}, f))
-        for arm, seed in todo: t0 = _run_arm(cfg, arm, seed, train, test, out, done, meta, t0)
-        write_json(Path(out) / 'study.json', _stamp(meta, cfg, t0))
-        plot_study(out)
-    return load_study(out)
+@patch
+def finish(self: UViMStudy, cfg, ctx: dict):
+    "preds/truth.pt and the preds file of each (arm, seed): made again where missing, damaged or made by other models than the records'."
+    out, show = ctx['out'], held_out(cfg, cfg.n_show)
+    if read_derived(out / 'preds' / 'truth.pt') is None: _save(out / 'preds' / 'truth.pt', show)
+    for r in self.load(out)['records']:
+        models, p = [r.get('weights_checksum'), r.get('lm_weights_checksum')], read_derived(_preds(out, r['arm'], r['seed']))
+        if r['stage'] != 'lm' or p is not None and (models[0] is None or p.get('models') == models): continue
+        s1, lm = self.stage_one(cfg, r['arm'], r['seed'], ctx)[0], self.stage_two(cfg, r['arm'], r['seed'], ctx)[0]
+        maps = {stage: codes_and_maps(s1, show, source)[1] for stage, source in (('oracle', None), ('lm', lm))}
+        _save(_preds(out, r['arm'], r['seed']), maps | {'models': models})
 
 # %% ../nbs/12b_uvim_study.ipynb #61a5cef9
-def _show(ax, task: str, maps: dict, i: int):
-    if task == 'depth': ax.imshow(maps['depth'][i, 0].numpy(), cmap='magma_r', vmin=MIN_DEPTH, vmax=MAX_DEPTH)
-    elif task == 'panoptic': ax.imshow(maps['semantics'][i].numpy(), cmap='tab10', vmin=0, vmax=9, interpolation='nearest')
-    else: ax.imshow(((maps['colorization'][i] + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy())
-    ax.set_xticks([]); ax.set_yticks([])
-
-def plot_predictions(out, path=None):
-    "Held-out scenes (columns): the image, the true label, then each arm's oracle and UViM (lm) prediction."
+def plot_predictions(st: dict, out):
+    "Held-out scenes (columns) of a loaded study: the image, the true label, then each arm's oracle and UViM (lm) prediction."
     import matplotlib.pyplot as plt
-    st, out = load_study(out), Path(out)
-    cfg = UViMStudyConfig(**st['meta']['config'])
-    truth = torch.load(out / 'preds' / 'truth.pt', weights_only=True)
-    rows = [('image', None), ('truth', truth_maps(cfg.task, truth))]
-    for a in cfg.arms:
-        p = out / 'preds' / f'{a}-s{cfg.seeds[0]}.pt'
-        if p.exists(): rows += [(f'{a} {s}', m) for s, m in torch.load(p, weights_only=True).items()]
+    cfg, out = UVIM.config_of(st), Path(out)
+    task, seed = get_task(cfg.task), cfg.seeds[0]
+    truth = read_derived(out / 'preds' / 'truth.pt') or held_out(cfg, cfg.n_show)
+    rows = [('image', None), ('truth', task.truth(truth))]
+    for a in cfg.arms: rows += [(f'{a} {s}', m) for s, m in (read_derived(_preds(out, a, seed)) or {}).items() if s in STAGES]
     n = len(truth['image'])
     fig, axs = plt.subplots(len(rows), n, figsize=(1.1 * n + 1.2, 1.1 * len(rows)), squeeze=False)
     for (name, maps), ax_row in zip(rows, axs):
         for i, ax in enumerate(ax_row):
             if maps is None: ax.imshow(truth['image'][i].permute(1, 2, 0).numpy()); ax.set_xticks([]); ax.set_yticks([])
-            else: _show(ax, cfg.task, maps, i)
+            else: task.show(ax, maps, i)
         ax_row[0].set_ylabel(name, fontsize=7, rotation=0, ha='right', va='center')
-    fig.suptitle(f"{cfg.task}: held-out scenes, seed {cfg.seeds[0]}", fontsize=8); fig.tight_layout()
-    if path is not None: save_figure(fig, path)
+    fig.suptitle(f"{cfg.task}: held-out scenes, seed {seed}", fontsize=8); fig.tight_layout()
     return fig
 
-def plot_usage(records, path=None):
+def plot_usage(records):
     "Stage I's code usage per training batch against the step, one line per (arm, seed), from the oracle records."
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3))
@@ -307,41 +251,29 @@ def plot_usage(records, path=None):
     ax.set_xlabel('stage I step'); ax.set_ylabel('usage in a batch'); ax.set_ylim(0, None); ax.grid(alpha=0.3)
     if ax.lines: ax.legend(fontsize=7)
     fig.tight_layout()
-    if path is not None: save_figure(fig, path)
     return fig
 
-def plot_study(out, save: bool = True) -> list:
-    "Draw predictions.png and usage.png from what `out` holds (also for a study cut short)."
-    import matplotlib.pyplot as plt
-    figs = [(plot_predictions(out), 'predictions.png'), (plot_usage(load_study(out)['records']), 'usage.png')]
-    if save:
-        for f, name in figs: save_figure(f, Path(out) / name); plt.close(f)
-    return [f for f, _ in figs]
+@patch
+def draw(self: UViMStudy, st: dict, out) -> list:
+    return [(plot_predictions(st, out), 'predictions.png'), (plot_usage(st['records']), 'usage.png')]
 
 # %% ../nbs/12b_uvim_study.ipynb #a45daf1b
-def arm_means(records) -> dict:
-    "{(arm, stage): means over seeds} of usage, perplexity and the task's metrics, with the number of seeds and the codebook size."
-    groups, keys = {}, ('usage', 'perplexity', 'rmse', 'abs_rel', 'delta1', 'pq', 'sq', 'rq', 'psnr', 'fid')
+def arm_means(records, task: str) -> dict:
+    "{(arm, stage): means over seeds} of usage, perplexity and the metrics of `task` that the records hold, with the number of seeds and the codebook size."
+    groups, keys = {}, ('usage', 'perplexity', *get_task(task).keys)
     for r in records: groups.setdefault((r['arm'], r['stage']), []).append(r)
     return {g: {f: sum(r[f] for r in rs) / len(rs) for f in keys if f in rs[0]} | dict(seeds=len(rs), codebook_size=rs[0]['codebook_size'])
             for g, rs in groups.items()}
 
-def better(task: str, a: float, b: float) -> bool:
-    "Is metric value `a` of `task`'s main metric better than `b`? RMSE and FID: lower; PQ: higher."
-    return a < b if METRIC[task] in ('rmse', 'fid') else a > b
-
-def gap_closed(means: dict, arm: str, task: str) -> float:
-    "How far UViM's row of `arm` gets from its prior row to its oracle row, on the task's main metric: 0 = the prior, 1 = the oracle."
-    v = lambda st: means[arm, st][METRIC[task]]
-    return (v('prior') - v('lm')) / (v('prior') - v('oracle'))
-
-def check_claims(records, cfg: UViMStudyConfig, tol: float = 0.05) -> dict:
+@patch
+def claims(self: UViMStudy, records, cfg, tol: float = 0.05) -> dict:
     """The paper's UViM claims on the records of `cfg`'s study: True, False or None (not measurable). A claim about UViM's
     (lm) rows is measurable only where every arm it names beats its prior code: otherwise stage II learned nothing to compare."""
-    m, k, task = arm_means(records), METRIC[cfg.task], cfg.task
+    task = get_task(cfg.task)
+    m, k = arm_means(records, cfg.task), task.metric
     v = lambda a, st, f=k: m[a, st][f] if (a, st) in m else None
-    learned = lambda a: None if v(a, 'lm') is None or v(a, 'prior') is None else better(task, v(a, 'lm'), v(a, 'prior'))
-    beats = lambda a, b, st: better(task, v(a, st), v(b, st))
+    learned = lambda a: None if v(a, 'lm') is None or v(a, 'prior') is None else task.better(v(a, 'lm'), v(a, 'prior'))
+    beats = lambda a, b, st: task.better(v(a, st), v(b, st))
     close = lambda a, b, st: abs(v(a, st) - v(b, st)) <= tol * abs(v(b, st)) or beats(a, b, st)
     tokens = cfg.n_test * (cfg.image_size // cfg.patch) ** 2
     claims = {   # claim -> (the arms and stages it reads, how it is decided)
@@ -364,24 +296,18 @@ def check_claims(records, cfg: UViMStudyConfig, tol: float = 0.05) -> dict:
         return bool(rule())
     return {c: decide(*spec) for c, spec in claims.items()}
 
-def verdict_lines(records, cfg: UViMStudyConfig, plumbing: bool = False) -> list[str]:
-    "A heading and one line per claim of `check_claims`; `plumbing=True` (the smoke preset) marks them as checks of the code, not evidence."
-    head = ("PLUMBING CHECK, NOT EVIDENCE: the smoke preset trains a few steps on a few scenes; these verdicts only show "
-            "that the study runs end to end." if plumbing else f"The paper's UViM claims on {cfg.task}, on these measurements:")
-    word = lambda x: 'held' if x else 'not measurable' if x is None else 'DID NOT HOLD'
-    return [head] + [f"{'[plumbing] ' if plumbing else ''}{word(x)}: {c}" for c, x in check_claims(records, cfg).items()]
-
 # %% ../nbs/12b_uvim_study.ipynb #f0550047
-def results_table(records, cfg: UViMStudyConfig) -> str:
+@patch
+def table(self: UViMStudy, records, cfg) -> str:
     "The records as a markdown table: one row per (arm, seed, stage), usage and the task's metrics."
-    keys = {'depth': ('rmse', 'abs_rel', 'delta1'), 'panoptic': ('pq', 'sq', 'rq'), 'colorization': ('fid', 'psnr')}[cfg.task]
+    keys = get_task(cfg.task).keys
     head = f"| arm | quantizer | context | stage | seed | usage | {' | '.join(keys)} |\n|" + "---|" * (6 + len(keys)) + "\n"
     rows = [f"| {r['arm']} | {r['quantizer']} | {r['context']} | {r['stage']} | {r['seed']} | {r['usage']:.2%} | "
             + " | ".join(f"{r[k]:.4g}" for k in keys) + " |" for r in records]
     return head + "\n".join(rows)
 
 @call_parse
-def main(task: str = 'depth',          # depth, panoptic or colorization
+def main(task: str = 'depth',          # a registered task: depth, panoptic or colorization
          preset: str = 'cpu',          # smoke, cpu or gpu
          out: str = 'runs/uvim',       # output directory (a study there with the same settings resumes)
          arms: str = None,             # override the arms: comma-separated names of ARMS
@@ -391,13 +317,5 @@ def main(task: str = 'depth',          # depth, panoptic or colorization
          device: str = None,           # auto, cpu, cuda, ...
          no_progress: bool = False):   # no progress bars
     "UViM with FSQ and with VQ on one task: train both stages per arm and seed, measure; write results.json, study.json and figures to `out`."
-    with usage_errors('fsq-uvim'):
-        cfg = preset_config(preset, task=task, arms=split_list(arms) or None, seeds=split_list(seeds, int) or None, steps=steps,
-                            lm_steps=lm_steps, device=device, progress=False if no_progress else None)
-        rd = study_dir(cfg, out).open()
-    with rd, usage_errors('fsq-uvim', catch=(RunError,)):
-        st = run_study(cfg, out)
-        lines = verdict_lines(st['records'], cfg, plumbing=preset == 'smoke')
-        write_json(Path(out) / 'study.json', {**st['meta'], 'conclusions': lines})
-    print(results_table(st['records'], cfg), *lines, sep='\n')
-    print(f"{st['meta']['hardware']}; {st['meta']['total_s']:.0f} s in all; wrote {out}/results.json, study.json, predictions.png, usage.png")
+    UVIM.command(lambda: UVIM.preset(preset, task=task, arms=split_list(arms) or None, seeds=split_list(seeds, int) or None, steps=steps,
+                                     lm_steps=lm_steps, device=device, progress=False if no_progress else None), out, plumbing=preset == 'smoke')

@@ -4,36 +4,36 @@
 
 # %% ../nbs/12_uvim_tasks.ipynb #e8d50710
 from __future__ import annotations
+import functools
+from dataclasses import dataclass
+from typing import Callable
 import torch
 import torch.nn.functional as F
 from .scalar import check_int
 from .scenes import render_scenes, to_grey, FAR, MAX_OBJECTS, EXTRA_OBJECTS
 from .data import as_images
+from .features import SceneNet, FeatureNetConfig, feature_net, fid
 
 # %% auto #0
-__all__ = ['TASKS', 'DEPTH_BINS', 'MIN_DEPTH', 'MAX_DEPTH', 'PANOPTIC_CLASSES', 'THINGS', 'STUFFS', 'SKY', 'NUM_INSTANCES',
+__all__ = ['DEPTH_BINS', 'MIN_DEPTH', 'MAX_DEPTH', 'PANOPTIC_CLASSES', 'THINGS', 'STUFFS', 'SKY', 'NUM_INSTANCES', 'TASKS',
            'scene_batch', 'depth_to_bins', 'bins_to_depth', 'depth_loss', 'depth_predict', 'depth_metrics',
            'canonical_instances', 'panoptic_targets', 'panoptic_loss', 'panoptic_from_logits', 'panoptic_quality',
-           'grey_input', 'colour_target', 'colour_loss', 'colour_psnr', 'patchify', 'unpatchify', 'label_input',
-           'label_output', 'label_loss', 'uvim_codewords', 'uvim_split']
+           'grey_input', 'colour_target', 'colour_loss', 'colour_psnr', 'fid_net', 'colour_metrics', 'Task',
+           'register_task', 'get_task', 'patchify', 'unpatchify', 'label_input', 'label_output', 'label_loss',
+           'uvim_codewords', 'uvim_split']
 
 # %% ../nbs/12_uvim_tasks.ipynb #affd1708
-TASKS = ("depth", "panoptic", "colorization")
-
 def scene_batch(indices, size: int = 32, seed: int = 0, complexity: int = 0) -> dict:
     "Scenes `indices` rendered into the tensors `scene_tensors` gives: image (N,3,H,W) in [0,1], depth (N,1,H,W), semantic/instance int64 (N,H,W)."
     r = render_scenes(indices, size, seed, complexity)
     return dict(image=as_images(torch.from_numpy(r["image"])), depth=torch.from_numpy(r["depth"])[:, None],
                 semantic=torch.from_numpy(r["semantic"]).long(), instance=torch.from_numpy(r["instance"]).long())
 
-def _check_batch(batch, keys):
+def _check_batch(batch, keys) -> dict:
     if not isinstance(batch, dict): raise TypeError(f"a batch must be a dict of tensors (as scene_tensors gives), got {type(batch).__name__}")
     missing = [k for k in keys if k not in batch]
     if missing: raise ValueError(f"the batch lacks {missing} (it has {sorted(batch)})")
-
-def _check_task(task) -> str:
-    if task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    return task
+    return batch
 
 # %% ../nbs/12_uvim_tasks.ipynb #fc86dac6
 DEPTH_BINS = 256          # big_vision's QUANTIZATION_BINS
@@ -74,10 +74,15 @@ def depth_predict(logits: torch.Tensor, min_depth: float = MIN_DEPTH, max_depth:
     return bins_to_depth(logits.argmax(1, keepdim=True), logits.shape[1], min_depth, max_depth)
 
 # %% ../nbs/12_uvim_tasks.ipynb #074c9800
+def _check_depths(x: torch.Tensor, name: str):
+    if bad := int((~torch.isfinite(x)).sum()): raise ValueError(f"{name} holds {bad} non-finite values (NaN or inf): depths are finite metres")
+    if bad := int((x <= 0).sum()): raise ValueError(f"{name} holds {bad} values <= 0: depths are positive metres")
+
 def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, min_depth: float = MIN_DEPTH, max_depth: float = MAX_DEPTH) -> dict:
-    "RMSE, abs_rel and δ<1.25 over the pixels with min < gt < max of each image, then averaged over images; pred, gt (N, ...) metres."
+    "RMSE, abs_rel and δ<1.25 over the pixels with min < gt < max of each image, then averaged over images; pred, gt (N, ...) positive, finite metres (anything else: ValueError)."
     _check_range(2, min_depth, max_depth)
     if pred.shape != gt.shape or pred.ndim < 2: raise ValueError(f"pred and gt must share a shape (N, ...), got {tuple(pred.shape)} and {tuple(gt.shape)}")
+    _check_depths(gt, "gt"); _check_depths(pred, "pred")
     p, g = pred.double().flatten(1), gt.double().flatten(1)
     valid = (g > min_depth) & (g < max_depth)
     n = valid.sum(1)
@@ -162,6 +167,85 @@ def colour_psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
     per_image = peak_signal_noise_ratio(pred.double().clamp(-1, 1), target.double(), data_range=2.0, reduction="none", dim=(1, 2, 3))
     return per_image.mean().item()
 
+@functools.lru_cache(maxsize=None)
+def fid_net(device: str = "cpu") -> SceneNet:
+    "The book's scene feature network (chapter 10a's `FeatureNetConfig()`, trained once and cached): the space of colourization's FID."
+    return feature_net(FeatureNetConfig(), progress=False, device=device)[0]
+
+def colour_metrics(pred: torch.Tensor, images: torch.Tensor, net: SceneNet | None = None) -> dict:
+    "PSNR of colourized scenes `pred` (N, 3, H, W) in [-1, 1] against the true `images` (in [0, 1]), and their FID in `net`'s features (default `fid_net()`)."
+    return {"psnr": colour_psnr(pred, colour_target(images)), "fid": fid(net if net is not None else fid_net(), images, ((pred + 1) / 2).clamp(0, 1))}
+
+# %% ../nbs/12_uvim_tasks.ipynb #2c6a0d14
+@dataclass(frozen=True)
+class Task:
+    "One UViM task as the model, the study and the figures read it. Label maps are {part: tensor (N, ...)}; logits {part: (N, C, H, W)}."
+    name: str
+    channels: dict        # {part: C}: the label's parts, as the oracle reads them and the decoder predicts them
+    encode: Callable      # scenes batch → {part: (N, C, H, W)}: the label as the oracle reads it
+    decode: Callable      # {part: logits (N, C, H, W)} → label maps: the prediction
+    loss: Callable        # ({part: logits (N, C, H, W)}, scenes batch) → scalar
+    truth: Callable       # scenes batch → the true label maps, in the form `decode` gives
+    metrics: Callable     # (label maps, scenes batch) → {metric: float}
+    metric: str           # the main metric (the paper's)
+    lower: bool           # is a lower main metric better?
+    keys: tuple           # the metrics a table shows
+    show: Callable        # (matplotlib axes, label maps, i) → draws example i
+    grey: bool = False    # the models read the grey image only
+
+    def __post_init__(self):
+        if not self.channels or self.metric not in self.keys:
+            raise ValueError(f"task {self.name!r} needs label parts and its main metric {self.metric!r} among its keys {self.keys}")
+
+    def better(self, a: float, b: float) -> bool:
+        "Is `a` a better value of the main metric than `b`?"
+        return a < b if self.lower else a > b
+
+TASKS: dict = {}   # name -> Task
+
+def register_task(task: Task) -> Task:
+    "Make `task` known by its name to the model, the study and the `fsq-uvim` command; returns it."
+    if not isinstance(task, Task): raise TypeError(f"register_task takes a Task, got {type(task).__name__}")
+    TASKS[task.name] = task
+    return task
+
+def get_task(name) -> Task:
+    "The task registered as `name`, or a ValueError naming the registered ones."
+    if not isinstance(name, str) or name not in TASKS: raise ValueError(f"task must be one of {tuple(TASKS)}, got {name!r}")
+    return TASKS[name]
+
+# %% ../nbs/12_uvim_tasks.ipynb #e8ac5729
+def _one_hot(x: torch.Tensor, n: int) -> torch.Tensor: return F.one_hot(x, n).permute(0, 3, 1, 2).float()
+def _panoptic(pair) -> dict: return dict(zip(("semantics", "instances"), pair))
+def _off(ax): ax.set_xticks([]); ax.set_yticks([])
+
+def _panoptic_input(batch: dict) -> dict:
+    sem, ins = panoptic_targets(batch)
+    return {"semantics": _one_hot(sem, len(PANOPTIC_CLASSES)), "instances": _one_hot(ins, NUM_INSTANCES)}
+
+for _task in (
+    Task("depth", {"depth": DEPTH_BINS},
+         encode=lambda b: {"depth": _one_hot(depth_to_bins(_check_batch(b, ("depth",))["depth"][:, 0]), DEPTH_BINS)},
+         decode=lambda m: {"depth": depth_predict(m["depth"])},
+         loss=lambda m, b: depth_loss(m["depth"], depth_to_bins(b["depth"][:, 0], m["depth"].shape[1])),
+         truth=lambda b: {"depth": _check_batch(b, ("depth",))["depth"]},
+         metrics=lambda m, b: depth_metrics(m["depth"], b["depth"]), metric="rmse", lower=True, keys=("rmse", "abs_rel", "delta1"),
+         show=lambda ax, m, i: (ax.imshow(m["depth"][i, 0].numpy(), cmap="magma_r", vmin=MIN_DEPTH, vmax=MAX_DEPTH), _off(ax))),
+    Task("panoptic", {"semantics": len(PANOPTIC_CLASSES), "instances": NUM_INSTANCES}, encode=_panoptic_input,
+         decode=lambda m: _panoptic(panoptic_from_logits(m["semantics"], m["instances"])),
+         loss=lambda m, b: panoptic_loss(m["semantics"], m["instances"], *panoptic_targets(b)),
+         truth=lambda b: _panoptic(panoptic_targets(b)),
+         metrics=lambda m, b: panoptic_quality(m["semantics"], m["instances"], *panoptic_targets(b)), metric="pq", lower=False, keys=("pq", "sq", "rq"),
+         show=lambda ax, m, i: (ax.imshow(m["semantics"][i].numpy(), cmap="tab10", vmin=0, vmax=9, interpolation="nearest"), _off(ax))),
+    Task("colorization", {"colorization": 3},
+         encode=lambda b: {"colorization": colour_target(_check_batch(b, ("image",))["image"])},
+         decode=lambda m: {"colorization": m["colorization"].clamp(-1, 1)},
+         loss=lambda m, b: colour_loss(m["colorization"], colour_target(b["image"])),
+         truth=lambda b: {"colorization": colour_target(_check_batch(b, ("image",))["image"])},
+         metrics=lambda m, b: colour_metrics(m["colorization"], b["image"]), metric="fid", lower=True, keys=("fid", "psnr"), grey=True,
+         show=lambda ax, m, i: (ax.imshow(((m["colorization"][i] + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()), _off(ax)))):
+    register_task(_task)
+
 # %% ../nbs/12_uvim_tasks.ipynb #a27c8a8e
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
     "Maps (N, C, H, W) → (N, (H/p)(W/p), C, p²): patches row-major, pixels within a patch row-major."
@@ -181,36 +265,18 @@ def unpatchify(x: torch.Tensor, patch: int, size) -> torch.Tensor:
     return x.reshape(N, H // patch, W // patch, C, patch, patch).permute(0, 3, 1, 4, 2, 5).reshape(N, C, H, W)
 
 # %% ../nbs/12_uvim_tasks.ipynb #27156ac6
-def _one_hot(x: torch.Tensor, n: int) -> torch.Tensor: return F.one_hot(x, n).permute(0, 3, 1, 2).float()
+def label_input(task: str, batch: dict, patch: int = 8) -> dict:
+    "The label of `task` as the stage-I oracle reads it: the task's `encode`, in patch layout {part: (N, patches, C, patch²)}."
+    return {k: patchify(v, patch) for k, v in get_task(task).encode(batch).items()}
 
-def label_input(task: str, batch: dict, patch: int = 8, bins: int = DEPTH_BINS,
-                min_depth: float = MIN_DEPTH, max_depth: float = MAX_DEPTH) -> dict:
-    "The label of `task` as the stage-I oracle reads it: {name: (N, patches, C, patch²)}, one-hot depth bins / classes + instance ids, or RGB in [-1, 1]."
-    if _check_task(task) == "depth":
-        _check_batch(batch, ("depth",))
-        return {"depth": patchify(_one_hot(depth_to_bins(batch["depth"][:, 0], bins, min_depth, max_depth), bins), patch)}
-    if task == "panoptic":
-        sem, ins = panoptic_targets(batch)
-        return {"semantics": patchify(_one_hot(sem, len(PANOPTIC_CLASSES)), patch),
-                "instances": patchify(_one_hot(ins, NUM_INSTANCES), patch)}
-    _check_batch(batch, ("image",))
-    return {"colorization": patchify(colour_target(batch["image"]), patch)}
+def label_output(task: str, x: dict, size, patch: int = 8) -> dict:
+    "Logits (or `label_input`'s encodings) in patch layout → the label maps of `task` (its `decode`)."
+    return get_task(task).decode({k: unpatchify(v, patch, size) for k, v in x.items()})
 
-def label_output(task: str, x: dict, size, patch: int = 8, min_depth: float = MIN_DEPTH, max_depth: float = MAX_DEPTH) -> dict:
-    "Logits (or `label_input`'s one-hots) in patch layout → maps: depth (N,1,H,W) metres, semantics + instances (N,H,W), or colour (N,3,H,W) in [-1,1]."
-    m = {k: unpatchify(v, patch, size) for k, v in x.items()}
-    if _check_task(task) == "depth": return {"depth": depth_predict(m["depth"], min_depth, max_depth)}
-    if task == "panoptic": return dict(zip(("semantics", "instances"), panoptic_from_logits(m["semantics"], m["instances"])))
-    return {"colorization": m["colorization"].clamp(-1, 1)}
-
-def label_loss(task: str, logits: dict, batch: dict, patch: int = 8, min_depth: float = MIN_DEPTH, max_depth: float = MAX_DEPTH) -> torch.Tensor:
-    "The loss of `task` for decoder logits in patch layout (as `label_input`) against a scenes batch."
-    size = tuple(batch["image"].shape[-2:]) if "image" in batch else tuple(batch["depth"].shape[-2:])
-    m = {k: unpatchify(v, patch, size) for k, v in logits.items()}
-    if _check_task(task) == "depth":
-        return depth_loss(m["depth"], depth_to_bins(batch["depth"][:, 0], m["depth"].shape[1], min_depth, max_depth))
-    if task == "panoptic": return panoptic_loss(m["semantics"], m["instances"], *panoptic_targets(batch))
-    return colour_loss(m["colorization"], colour_target(batch["image"]))
+def label_loss(task: str, logits: dict, batch: dict, patch: int = 8) -> torch.Tensor:
+    "The loss of `task` for decoder logits in patch layout (as `label_input`) against a scenes batch (whose tensors end in H, W)."
+    size = tuple(next(iter(_check_batch(batch, ()).values())).shape[-2:])
+    return get_task(task).loss({k: unpatchify(v, patch, size) for k, v in logits.items()}, batch)
 
 # %% ../nbs/12_uvim_tasks.ipynb #e2a2c8cb
 def uvim_codewords(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

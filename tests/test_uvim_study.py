@@ -2,36 +2,36 @@
 and its usage errors."""
 import subprocess
 from pathlib import Path
-from fsq_lit.uvim_study import preset_config, load_study, record_key, STAGES
+from fsq_lit.uvim_study import UVIM, STAGES
 from conftest import console_script, cli_env, check_usage_errors
 
-FIELDS = {"task", "quantizer", "context", "stage", "usage", "rmse", "abs_rel", "delta1", "seed"}
+FIELDS = {"task", "quantizer", "context", "stage", "usage", "rmse", "abs_rel", "delta1", "seed", "weights_checksum"}
 FIGURES = {"predictions.png", "usage.png"}
 
 
 def test_cli_smoke_and_resume(tmp_path):
-    "fsq-uvim --task depth --preset smoke writes every record with the issue's fields and the figures; the same command again trains nothing."
+    "fsq-uvim --task depth --preset smoke writes every record with its fields (its stage-I model's checksum included) and the figures; the same command again trains nothing."
     out, env = tmp_path / "uv", cli_env(tmp_path)
     run = lambda: subprocess.run([console_script("fsq-uvim"), "--task", "depth", "--preset", "smoke", "--out", str(out), "--no_progress"],
                                  capture_output=True, text=True, env=env, timeout=600)
     p = run()
     assert p.returncode == 0, p.stderr[-3000:]
-    st, cfg = load_study(out), preset_config("smoke", task="depth")
-    assert [record_key(r) for r in st["records"]] == cfg.plan()
+    st, cfg = UVIM.load(out), UVIM.preset("smoke", task="depth")
+    assert [UVIM.key(r) for r in st["records"]] == UVIM.plan(cfg)
     assert all(FIELDS <= set(r) and r["task"] == "depth" for r in st["records"])
     assert {r["quantizer"] for r in st["records"]} == {"fsq", "vq"} and {r["context"] for r in st["records"]} == {True, False}
     assert {r["stage"] for r in st["records"]} == set(STAGES)
     assert FIGURES <= {f.name for f in out.iterdir()} and {"hardware", "date", "config", "total_s"} <= set(st["meta"])
     assert "| fsq | fsq | True | oracle | 0 |" in p.stdout
-    assert "PLUMBING CHECK, NOT EVIDENCE" in p.stdout and st["meta"]["conclusions"][0].startswith("PLUMBING CHECK")
-    assert all(line.startswith("[plumbing] ") for line in st["meta"]["conclusions"][1:])
-    stamp = {q: q.stat().st_mtime_ns for q in (out / "stage1").rglob("*")} | {q: q.stat().st_mtime_ns for q in (out / "stage2").rglob("*")}
+    assert "PLUMBING CHECK, NOT EVIDENCE" in p.stdout and st["meta"]["verdicts"][0].startswith("PLUMBING CHECK")
+    assert all(line.startswith("[plumbing] ") for line in st["meta"]["verdicts"][1:])
+    runs = lambda: {q: q.read_bytes() for d in ("stage1", "stage2") for q in (out / d).rglob("*") if q.is_file() and not q.name.startswith(".")}
+    before = runs()
     again = run()
     assert again.returncode == 0, again.stderr[-3000:]
-    assert load_study(out)["records"] == st["records"]
+    assert UVIM.load(out)["records"] == st["records"]
     assert "seed 0 oracle" not in again.stdout                       # no record measured again
-    now = {q: q.stat().st_mtime_ns for q in (out / "stage1").rglob("*")} | {q: q.stat().st_mtime_ns for q in (out / "stage2").rglob("*")}
-    assert now == stamp                                               # no training run touched
+    assert runs() == before                                          # no training run changed (stage I is loaded to check its checksum)
 
 
 CASES = [
