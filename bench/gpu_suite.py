@@ -21,7 +21,7 @@ plot_suite) and its table is printed:
            forward + backward for each setting of a small grid, against the copy (fsq_lit.kernel.CONFIG is the default),
            and the fastest setting (least forward + forward-and-backward time, the GPU's own where measured: the
            candidate for CONFIG)
-  vq       fsq_lit.compare.time_quantizers at 2^10 ... 2^16 codes (chapter 08's timing figure), the gpu preset's tokens
+  vq       fsq_lit.vq.time_quantizers at 2^10 ... 2^16 codes (chapter 08's timing figure), the tokens of chapter 08's gpu preset
   maskgit  bench/maskgit_mfu.py at the paper's size (--tiny with --smoke): training MFU, sampling images/s
 A run of some sections (--only) into a folder that holds this GPU's results keeps the other sections there; each
 section records the date, the commit and the files changed from it that it was measured at (section_runs). On CUDA each
@@ -333,8 +333,9 @@ def best_setting(rows: list[dict]) -> dict | None:
 
 def vq(a) -> dict:
     "Chapter 08's timing of FSQ and VQ's nearest neighbour per codebook size, at its gpu preset's tokens and VQ dimension."
-    from fsq_lit.compare import time_quantizers, preset_config
-    cfg = preset_config('smoke' if a.smoke else 'gpu')
+    from fsq_lit.vq import time_quantizers
+    from fsq_lit.compare import COMPARE
+    cfg = COMPARE.preset('smoke' if a.smoke else 'gpu')
     rows = time_quantizers(a.vq_sizes, vq_dim=cfg.vq_dim, tokens=cfg.timing_tokens, device=a.device)
     return dict(tokens=cfg.timing_tokens, vq_dim=cfg.vq_dim, rows=[
         dict(codes=r['target_size'], fsq_ms=round(1e3 * r['fsq_s'], 4), vq_ms=round(1e3 * r['vq_s'], 4),

@@ -4,28 +4,24 @@
 
 # %% ../nbs/08_compare.ipynb #0b948e38
 from __future__ import annotations
-import math, statistics, time
-from dataclasses import dataclass, asdict
+import math, time
+from dataclasses import dataclass
 from pathlib import Path
 import torch
+from fastcore.basics import patch
 from fastcore.script import call_parse
-from .fsq import FSQ
 from .indices import levels_for
 from .data import as_images
-from .runs import RunDir, RunError, flatten_config, atomic_write, write_json, read_json, usage_errors
-from .runs import preset_config as _preset_config
-from .train import TrainConfig, pick_device, hardware
+from .runs import atomic_write, write_json, read_json
+from .train import TrainConfig
+from .study import Study, read_derived
 from .tokenizer import TokenizerConfig, train_tokenizer, scene_images
-from .vq import VQ
+from .vq import time_quantizers
 from .lfq import lfq_bits
 
-
 # %% auto #0
-__all__ = ['VQ_VARIANTS', 'LFQ_VARIANTS', 'PRESETS', 'RUN_LISTS', 'N_RECON', 'quantizer_of', 'CompareConfig', 'preset_config',
-           'study_dir', 'added_runs', 'open_study', 'load_study', 'run_key', 'recon_path', 'recon_runs', 'kept_records',
-           'measure_run', 'run_study', 'save_figure', 'load_recons', 'plot_study', 'time_quantizers', 'plot_tradeoff',
-           'plot_ablation', 'plot_timing', 'plot_reconstructions', 'check_claims', 'results_table', 'verdict_lines',
-           'main']
+__all__ = ['VQ_VARIANTS', 'LFQ_VARIANTS', 'PRESETS', 'COMPARE', 'N_RECON', 'quantizer_of', 'CompareConfig', 'CompareStudy',
+           'recon_path', 'recon_runs', 'plot_tradeoff', 'plot_ablation', 'plot_timing', 'plot_reconstructions', 'main']
 
 # %% ../nbs/08_compare.ipynb #a6b9d080
 VQ_VARIANTS = {
@@ -83,16 +79,11 @@ class CompareConfig:
         for v in self.sweep_variants + self.ablation_variants: quantizer_of(v)   # unknown names fail here
         if not self.sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 2 for s in self.sizes):
             raise ValueError(f"sizes must be integers >= 2, got {self.sizes}")
-        for q, v, s in self.runs():
-            if q == 'lfq': lfq_bits(s)   # LFQ has 2^d codes: other sizes fail here
+        lfq = [s for v in self.sweep_variants if quantizer_of(v) == 'lfq' for s in self.sizes] + \
+              [self.ablation_size for v in self.ablation_variants if quantizer_of(v) == 'lfq']
+        for s in lfq: lfq_bits(s)   # LFQ has 2^d codes: other sizes fail here
         for k in ('steps', 'batch_size', 'n_train', 'n_test', 'timing_tokens', 'ablation_size'):
             if getattr(self, k) < 1: raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-
-    def runs(self) -> list[tuple[str, str, int]]:
-        "(quantizer, variant, target size) of every tokenizer to train, sweep first, without repeats."
-        todo = [r for s in self.sizes for r in [('fsq', 'fsq', s)] + [(quantizer_of(v), v, s) for v in self.sweep_variants]]
-        todo += [(quantizer_of(v), v, self.ablation_size) for v in self.ablation_variants]   # size by size: a cut-short study is still a sweep
-        return list(dict.fromkeys(todo))
 
     def tokenizer_config(self, quantizer: str, variant: str, size: int) -> TokenizerConfig:
         "The tokenizer of one run: everything shared except the quantizer."
@@ -113,202 +104,106 @@ PRESETS = {
                 batch_size=128, lr=1e-3, warmup=50, n_train=40000, n_test=2048, timing_tokens=2**18),
 }
 
-def preset_config(name: str, **overrides) -> CompareConfig:
-    "The named preset of `PRESETS`, with `overrides` (None values ignored) applied: `fsq_lit.runs.preset_config`."
-    return _preset_config(PRESETS, name, CompareConfig, **overrides)
+# %% ../nbs/08_compare.ipynb #c0a11e01
+def _study_of(cfg: CompareConfig, quantizer, variant, size) -> str:
+    "The part of the study a key belongs to under `cfg`: 'sweep' or 'ablation'."
+    return 'sweep' if (quantizer == 'fsq' or variant in cfg.sweep_variants) and size in cfg.sizes else 'ablation'
+
+class CompareStudy(Study):
+    "FSQ, VQ and LFQ tokenizers across codebook sizes: one key (quantizer, variant, target size) per tokenizer."
+    kind, config, presets = 'fsq-compare', CompareConfig, PRESETS
+    files = {'timing': []}                            # timing.json: the quantizers timed at every size
+    grows = ('sweep_variants', 'ablation_variants')   # they only choose which tokenizers a study trains
+
+    def plan(self, cfg: CompareConfig) -> list[tuple[str, str, int]]:
+        "(quantizer, variant, target size) of every tokenizer to train: the sweep size by size, then the ablation, without repeats."
+        todo = [k for s in cfg.sizes for k in [('fsq', 'fsq', s)] + [(quantizer_of(v), v, s) for v in cfg.sweep_variants]]
+        return list(dict.fromkeys(todo + [(quantizer_of(v), v, cfg.ablation_size) for v in cfg.ablation_variants]))
+
+    def key(self, r: dict) -> tuple: return r['quantizer'], r['variant'], r['target_size']
+
+    def line(self, r: dict) -> str:
+        return (f"{r['quantizer']} {r['variant']} {r['codebook_size']}: usage {r['usage']:.1%}  PSNR {r['psnr']:.2f} dB  "
+                f"bits {r['bits']:.2f}  ({r['train_s']:.0f} s)")
+
+COMPARE = CompareStudy()
 
 # %% ../nbs/08_compare.ipynb #da1b5ebc
-def study_dir(cfg: CompareConfig, out, grows: tuple = ()) -> RunDir:
-    "The study's run directory (not yet opened): it records `cfg`, all but `progress`, which cannot change a result; the settings in `grows` may change."
-    return RunDir(out, 'fsq-compare', flatten_config(cfg), may_change=grows, ignore=('progress',))
+N_RECON = 6   # held-out scenes in the reconstruction figure
 
-RUN_LISTS = ('sweep_variants', 'ablation_variants')   # settings that only choose which tokenizers a study trains
-
-def added_runs(cfg: CompareConfig, out) -> tuple:
-    "`RUN_LISTS` if `out` records a study whose runs are all among `cfg`'s, so that `cfg` only adds runs to it; else ()."
-    rec = read_json(Path(out) / 'run.json', None) if Path(out).is_dir() else None
-    if not rec or rec.get('kind') != 'fsq-compare': return ()
-    try: old = CompareConfig(**rec['definition'])
-    except (TypeError, ValueError): return ()
-    return RUN_LISTS if set(old.runs()) <= set(cfg.runs()) else ()
-
-def open_study(cfg: CompareConfig, out) -> RunDir:
-    "Open (check, lock, record) the study's run directory, letting `cfg` add runs to the study recorded there."
-    grows = added_runs(cfg, out)
-    return study_dir(cfg, out, grows).open(allow=grows)
-
-def load_study(out) -> dict:
-    "Read back what `run_study` wrote: records, timing and meta (missing files give empty entries)."
-    out = Path(out)
-    return dict(records=read_json(out / 'results.json', []), timing=read_json(out / 'timing.json', []),
-                meta=read_json(out / 'study.json', {}))
-
-def run_key(r: dict) -> tuple:
-    "(quantizer, variant, target size) of a record, as in `CompareConfig.runs`."
-    return r['quantizer'], r['variant'], r['target_size']
-
-def recon_path(out, run: tuple) -> Path:
-    "Where `run_study` keeps the reconstructions of `run` = (quantizer, variant, size)."
-    q, v, s = run
+def recon_path(out, key: tuple) -> Path:
+    "Where the study keeps the reconstructions of `key` = (quantizer, variant, size), as uint8 images."
+    q, v, s = key
     return Path(out) / 'recon' / (f"fsq-{s}.pt" if q == 'fsq' else f"vq-{v}-{s}.pt" if q == 'vq' else f"{v}-{s}.pt")
 
 def recon_runs(cfg: CompareConfig) -> list[tuple]:
-    "The runs whose reconstructions the figure shows: the sweep's at the ablation size and at the largest size."
+    "The keys whose reconstructions the figure shows: the sweep's at the ablation size and at the largest size."
     sizes = list(dict.fromkeys(s for s in (cfg.ablation_size, max(cfg.sizes)) if s in cfg.sizes)) or [cfg.sizes[-1]]
-    return [r for s in sizes for r in cfg.runs() if r[2] == s and (r[0] == 'fsq' or r[1] in cfg.sweep_variants)]
+    return [k for s in sizes for k in COMPARE.plan(cfg) if k[2] == s and (k[0] == 'fsq' or k[1] in cfg.sweep_variants)]
 
-def _study_of(cfg: CompareConfig, quantizer, variant, size) -> str:
-    return 'sweep' if (quantizer == 'fsq' or variant in cfg.sweep_variants) and size in cfg.sizes else 'ablation'
+@patch
+def prepare(self: CompareStudy, cfg, ctx):
+    "The scenes as `ctx['data']` = (train, held-out) uint8 images (unless `run(..., data=...)` gave them); timing.json, kept when it covers `cfg.sizes`, else measured (seconds)."
+    if 'data' not in ctx:
+        t = time.perf_counter(); ctx['data'] = scene_images(cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test, progress=cfg.progress)
+        ctx['meta']['data_s'] = round(time.perf_counter() - t, 1)
+    kept = read_json(ctx['out'] / 'timing.json', [])
+    if [x.get('target_size') for x in kept if isinstance(x, dict)] != list(cfg.sizes):
+        write_json(ctx['out'] / 'timing.json', time_quantizers(cfg.sizes, cfg.vq_dim, cfg.timing_tokens, ctx['device']))
 
-def kept_records(cfg: CompareConfig, out) -> dict:
-    "{run: record} of the runs of `cfg` that `out` has measured (a record, and its reconstructions if the figure shows them): a resumed study skips them."
-    runs, shown = set(cfg.runs()), set(recon_runs(cfg))
-    return {k: {**r, 'study': _study_of(cfg, *k)} for r in load_study(out)['records']
-            if (k := run_key(r)) in runs and (k not in shown or recon_path(out, k).exists())}
+@patch
+def keep(self: CompareStudy, cfg, r, ctx):
+    "A kept record, as a part of `cfg`'s study; None (train it again) if the figure shows it and its reconstructions are gone."
+    k = self.key(r)
+    if k in recon_runs(cfg) and not recon_path(ctx['out'], k).exists(): return None
+    return {**r, 'study': _study_of(cfg, *k)}
 
 # %% ../nbs/08_compare.ipynb #dd7a1f0f
-N_RECON = 6   # held-out scenes in the reconstruction figure
-
-def _record(cfg: CompareConfig, quantizer, variant, size, tok, summary) -> dict:
-    return dict(quantizer=quantizer, variant=variant, target_size=size, codebook_size=summary['codebook_size'],
-                levels=levels_for(size) if quantizer == 'fsq' else [2] * lfq_bits(size) if quantizer == 'lfq' else None,
-                study=_study_of(cfg, quantizer, variant, size),
-                **{k: summary[k] for k in ('usage', 'perplexity', 'bits', 'psnr', 'ssim', 'mse')},
+@patch
+def measure(self: CompareStudy, cfg, key, ctx) -> dict:
+    "Train the tokenizer of `key` on the study's scenes, store its reconstructions in `recon/`, return its record."
+    (q, v, s), data = key, ctx['data']
+    tok, summary = train_tokenizer(cfg.tokenizer_config(*key), data=data)
+    with torch.no_grad():
+        y = tok(as_images(data[1][:N_RECON]).to(next(tok.parameters()).device))[0].float().clamp(0, 1).cpu()
+    atomic_write(recon_path(ctx['out'], key), lambda f: torch.save(y.mul(255).round().to(torch.uint8), f))
+    return dict(quantizer=q, variant=v, target_size=s, codebook_size=summary['codebook_size'],
+                levels=levels_for(s) if q == 'fsq' else [2] * lfq_bits(s) if q == 'lfq' else None,
+                study=_study_of(cfg, *key), **{k: summary[k] for k in ('usage', 'perplexity', 'bits', 'psnr', 'ssim', 'mse')},
                 quantizer_params=sum(p.numel() for p in tok.quantizer.parameters()) + sum(
                     b.numel() for n, b in tok.quantizer.named_buffers() if n == 'codebook'),
                 steps=summary['steps'], train_s=summary['train_s'], images_per_s=summary['train_images_per_s'],
                 tokens_per_image=summary['tokens_per_image'], eval_tokens=summary['tokens_per_image'] * cfg.n_test)
 
-def measure_run(cfg: CompareConfig, run: tuple, data, out) -> dict:
-    "Train the tokenizer of `run` on `data` = (train, test), store its reconstructions in `out/recon/`, return its record."
-    q, v, s = run
-    tok, summary = train_tokenizer(cfg.tokenizer_config(q, v, s), data=data)
-    with torch.no_grad():
-        y = tok(as_images(data[1][:N_RECON]).to(next(tok.parameters()).device))[0].float().clamp(0, 1).cpu()
-    atomic_write(recon_path(out, run), lambda f: torch.save(y.mul(255).round().to(torch.uint8), f))
-    return _record(cfg, q, v, s, tok, summary)
-
-def _study_meta(cfg: CompareConfig, out, data_s: float) -> dict:
-    "study.json as `out` holds it so far, for `cfg`: where, when and in how many seconds its runs were measured."
-    old = load_study(out)['meta']
-    return dict(config=asdict(cfg), hardware=old.get('hardware'), date=old.get('date'), data_s=data_s,
-                total_s=old.get('total_s', 0.0))
-
-def _stamp(meta: dict, device, total_s: float) -> dict:
-    "Record in `meta` that a run was just measured on `device` (naming both machines if an earlier session used another)."
-    hw, old = hardware(device), meta['hardware']
-    if old is not None and hw not in old: hw = f"{old}, then {hw}"
-    meta.update(hardware=hw, date=time.strftime('%Y-%m-%d', time.gmtime()), total_s=round(total_s, 1))
-    return meta
-
-def _study_timing(cfg: CompareConfig, out, device) -> list[dict]:
-    "timing.json: kept when it covers `cfg.sizes`, else measured (it takes seconds) and written."
-    kept = load_study(out)['timing']
-    if [t['target_size'] for t in kept] == list(cfg.sizes): return kept
-    timing = time_quantizers(cfg.sizes, cfg.vq_dim, cfg.timing_tokens, device)
-    write_json(Path(out) / 'timing.json', timing)
-    return timing
-
-# %% ../nbs/08_compare.ipynb #7ffc6a6b
-def _train_missing(cfg: CompareConfig, out, data, meta: dict, device, t0: float) -> list[dict]:
-    "Train the runs of `cfg` that `out` does not hold yet; rewrite results.json and study.json after each."
-    from tqdm.auto import tqdm
-    out, runs, base = Path(out), cfg.runs(), meta['total_s']
-    done = kept_records(cfg, out)
-    todo = [r for r in runs if r not in done]
-    if done: print(f"resuming {out}: {len(done)} of {len(runs)} runs already measured, {len(todo)} to train", flush=True)
-    for run in tqdm(todo, desc='tokenizers', disable=not cfg.progress):
-        r = done[run] = measure_run(cfg, run, data, out)
-        write_json(out / 'results.json', [done[k] for k in runs if k in done])
-        write_json(out / 'study.json', _stamp(meta, device, base + time.perf_counter() - t0))
-        print(f"[{len(done)}/{len(runs)}] {run[0]} {run[1]} {r['codebook_size']}: usage {r['usage']:.1%}  "
-              f"PSNR {r['psnr']:.2f} dB  bits {r['bits']:.2f}  ({r['train_s']:.0f} s)", flush=True)
-    return [done[k] for k in runs]
-
-def run_study(cfg: CompareConfig, out, data=None) -> dict:
-    "Train and measure every run of `cfg` that `out` lacks, on procedural scenes (or `data=(train, test)` uint8 image tensors); write `out/results.json`, `out/timing.json`, `out/study.json` and the figures."
-    with open_study(cfg, out):
-        t0 = time.perf_counter()
-        data = data if data is not None else scene_images(cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test,
-                                                          progress=cfg.progress)
-        device = pick_device(cfg.tokenizer_config('fsq', 'fsq', cfg.sizes[0]).train)
-        meta = _study_meta(cfg, out, round(time.perf_counter() - t0, 1))
-        write_json(Path(out) / 'study.json', meta)
-        timing = _study_timing(cfg, out, device)
-        records = _train_missing(cfg, out, data, meta, device, t0)
-        plot_study(out, images=data[1][:N_RECON])
-    return dict(records=records, timing=timing, meta=meta)
-
-# %% ../nbs/08_compare.ipynb #816ed2ea
-def save_figure(fig, path, dpi: int = 110) -> Path:
-    "Save `fig` as PNG to `path` atomically (through `atomic_write`)."
-    return atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=dpi))
-
-def load_recons(out, records) -> dict:
-    "{run: float images (N, 3, H, W)} of the records whose reconstructions `out/recon/` holds."
-    runs = [run_key(r) for r in records if recon_path(out, run_key(r)).exists()]
-    return {k: torch.load(recon_path(out, k), weights_only=True).float() / 255 for k in runs}
-
-def plot_study(out, save: bool = True, images=None) -> list:
-    "Draw tradeoff.png, ablation.png and timing.png from the JSON files in `out` (also for a study cut short); with the held-out `images` the reconstructions were made of, recon.png too."
-    import matplotlib.pyplot as plt
-    st = load_study(out); out = Path(out)
-    cfg = CompareConfig(**st['meta']['config']) if 'config' in st['meta'] else CompareConfig()
-    figs = [(plot_tradeoff(st['records']), 'tradeoff.png'), (plot_ablation(st['records'], cfg.ablation_size), 'ablation.png'),
-            (plot_timing(st['timing']), 'timing.png')]
-    if images is not None: figs.append((plot_reconstructions(images, load_recons(out, st['records']), cfg), 'recon.png'))
-    if save:
-        for f, name in figs: save_figure(f, out / name); plt.close(f)
-    return [f for f, _ in figs]
-
-# %% ../nbs/08_compare.ipynb #84b4c9fe
-def _time(fn, device, reps: int = 3) -> float:
-    sync = torch.cuda.synchronize if torch.device(device).type == 'cuda' else (lambda: None)
-    fn(); ts = []   # warm-up
-    for _ in range(reps):
-        sync(); t = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-@torch.no_grad()
-def time_quantizers(sizes, vq_dim: int = 16, tokens: int = 2**14, device='cpu', seed: int = 0) -> list[dict]:
-    "Median seconds per quantizer call on `tokens` latents, FSQ (levels_for) and VQ (`vq_dim`), for each size."
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-    for s in sizes:
-        fsq = FSQ(levels_for(s)).to(device)
-        vq = VQ(s, vq_dim, channel_first=False).to(device).eval()
-        zf = torch.randn(tokens, fsq.dim, generator=g).to(device)
-        zv = torch.randn(tokens, vq_dim, generator=g).to(device)
-        rows.append(dict(target_size=s, tokens=tokens, device=str(device),
-                         fsq_s=_time(lambda: fsq(zf), device), vq_s=_time(lambda: vq(zv), device)))
-    return rows
+@patch
+def finish(self: CompareStudy, cfg, ctx):
+    "recon/input.pt: the held-out scenes of the reconstruction figure, written where missing or damaged."
+    if read_derived(p := ctx['out'] / 'recon' / 'input.pt') is None:
+        atomic_write(p, lambda f: torch.save(ctx['data'][1][:N_RECON].clone(), f))
 
 # %% ../nbs/08_compare.ipynb #921029af
 def _run_label(q, v): return 'FSQ' if q == 'fsq' else f"VQ {v}" if q == 'vq' else 'LFQ' if v == 'lfq' else f"LFQ {v.removeprefix('lfq-')}"
 def _label(r): return _run_label(r['quantizer'], r['variant'])
 def _codes(quantizer, size): return math.prod(levels_for(size)) if quantizer == 'fsq' else size   # the real codebook size
 
-def plot_tradeoff(records, path=None):
+def plot_tradeoff(records):
     "Usage, PSNR and bits per token against codebook size for the sweep's runs (the paper's Figure 3, small scale)."
     import matplotlib.pyplot as plt
     sweep = [r for r in records if r['study'] == 'sweep']
     fig, axs = plt.subplots(1, 3, figsize=(11, 3.2))
     for lab in dict.fromkeys(_label(r) for r in sweep):
         rs = sorted((r for r in sweep if _label(r) == lab), key=lambda r: r['codebook_size'])
-        x = [r['codebook_size'] for r in rs]
         for ax, k in zip(axs, ('usage', 'psnr', 'bits')):
-            ax.plot(x, [r[k] * (100 if k == 'usage' else 1) for r in rs], 'o-', label=lab)
+            ax.plot([r['codebook_size'] for r in rs], [r[k] * (100 if k == 'usage' else 1) for r in rs], 'o-', label=lab)
     if sweep:
         xs = sorted({r['codebook_size'] for r in sweep})
         axs[2].plot(xs, [math.log2(x) for x in xs], ':', c='0.6', label='log2 |C| (uniform)')
     for ax, t in zip(axs, ('codebook usage (%)', 'reconstruction PSNR (dB)', 'index entropy (bits/token)')):
         ax.set_xscale('log', base=2); ax.set_xlabel('codebook size'); ax.set_title(t, fontsize=10); ax.grid(alpha=0.3)
     axs[0].legend(fontsize=8); axs[2].legend(fontsize=8)
-    fig.tight_layout()
-    if path is not None: save_figure(fig, path)
-    return fig
+    fig.tight_layout(); return fig
 
-def plot_ablation(records, size: int, path=None):
+def plot_ablation(records, size: int):
     "Bar charts of usage and PSNR for FSQ and every VQ and LFQ variant trained at `size` codes."
     import matplotlib.pyplot as plt
     order = ('fsq', 'vq', 'lfq')
@@ -319,11 +214,9 @@ def plot_ablation(records, size: int, path=None):
         ax.set_xticks(range(len(rs)), [_label(r) for r in rs], rotation=30, ha='right', fontsize=8)
         ax.set_title(f"{t}, {size} target codes", fontsize=10)
         if k == 'psnr' and rs: ax.set_ylim(min(r[k] for r in rs) - 1, max(r[k] for r in rs) + 0.5)
-    fig.tight_layout()
-    if path is not None: save_figure(fig, path)
-    return fig
+    fig.tight_layout(); return fig
 
-def plot_timing(timing, path=None):
+def plot_timing(timing):
     "Quantization time against codebook size, FSQ and VQ."
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
@@ -331,11 +224,9 @@ def plot_timing(timing, path=None):
     for k, lab in (('fsq_s', 'FSQ'), ('vq_s', 'VQ')): ax.plot(x, [r[k] * 1e3 for r in timing], 'o-', label=lab)
     ax.set_xscale('log', base=2); ax.set_yscale('log'); ax.set_xlabel('codebook size'); ax.set_ylabel('ms per call')
     if timing: ax.set_title(f"quantizing {timing[0]['tokens']:,} tokens ({timing[0]['device']})", fontsize=10)
-    ax.legend(); ax.grid(alpha=0.3, which='both'); fig.tight_layout()
-    if path is not None: save_figure(fig, path)
-    return fig
+    ax.legend(); ax.grid(alpha=0.3, which='both'); fig.tight_layout(); return fig
 
-def plot_reconstructions(images, recons: dict, cfg: CompareConfig, path=None):
+def plot_reconstructions(images, recons: dict, cfg: CompareConfig):
     "Held-out scenes (top row) and their reconstructions by each sweep tokenizer at the ablation size and the largest size."
     import matplotlib.pyplot as plt
     keys = [k for k in recon_runs(cfg) if k in recons]
@@ -346,71 +237,71 @@ def plot_reconstructions(images, recons: dict, cfg: CompareConfig, path=None):
             axs[i, j].imshow(im.permute(1, 2, 0).numpy()); axs[i, j].set_xticks([]); axs[i, j].set_yticks([])
     for i, name in enumerate(['input'] + [f"{_run_label(q, v)}\n{_codes(q, s)} codes" for q, v, s in keys]):
         axs[i, 0].set_ylabel(name, fontsize=7, rotation=0, ha='right', va='center')
-    fig.tight_layout()
-    if path is not None: save_figure(fig, path)
-    return fig
+    fig.tight_layout(); return fig
+
+@patch
+def draw(self: CompareStudy, st, out) -> list:
+    "tradeoff.png, ablation.png, timing.png and, where `recon/` holds the held-out scenes, recon.png."
+    cfg, recs = self.config_of(st), st['records']
+    figs = [(plot_tradeoff(recs), 'tradeoff.png'), (plot_ablation(recs, cfg.ablation_size), 'ablation.png'),
+            (plot_timing(st['timing']), 'timing.png')]
+    if (x := read_derived(Path(out) / 'recon' / 'input.pt')) is not None:
+        keys = {self.key(r) for r in recs}   # the reconstructions of measured tokenizers
+        recons = {k: y.float() / 255 for k in recon_runs(cfg) if k in keys and (y := read_derived(recon_path(out, k))) is not None}
+        figs.append((plot_reconstructions(x, recons, cfg), 'recon.png'))
+    return figs
 
 # %% ../nbs/08_compare.ipynb #b11488a2
-def check_claims(records) -> dict:
+def _each(xs, ok) -> bool | None:
+    "Whether `ok` holds for every item of `xs`; None (not measurable) if there is none."
+    return all(ok(x) for x in xs) if xs else None
+
+@patch
+def claims(self: CompareStudy, records, cfg=None) -> dict:
     "The paper's Figure-3 claims, each evaluated on `records` (the sweep's FSQ and VQ runs), and MAGVIT-v2's about LFQ where `records` hold LFQ runs: True, False or None (not measurable)."
     sweep = [r for r in records if r['study'] == 'sweep']
     by = lambda q, v=None: sorted((r for r in sweep if r['quantizer'] == q and (v is None or r['variant'] == v)), key=lambda r: r['codebook_size'])
-    fsq = by('fsq')
+    fsq, rises = by('fsq'), lambda rs: _each(list(zip(rs, rs[1:])), lambda p: p[1]['psnr'] > p[0]['psnr'])
     vqs = {v: by('vq', v) for v in dict.fromkeys(r['variant'] for r in sweep if r['quantizer'] == 'vq')}
-    big = lambda rs: [r for r in rs if r['codebook_size'] > 2**11]
     # usage cannot exceed tokens / codes: a claim about "almost all codes" needs enough held-out tokens
-    reachable = lambda r: min(1.0, r['eval_tokens'] / r['codebook_size'])
     out = {'FSQ uses almost all codes (>= 90% of what the held-out tokens can reach) at every size':
-           all(r['usage'] >= 0.9 * reachable(r) for r in fsq) if fsq else None,
-           'FSQ reconstruction improves with every larger codebook':
-           all(b['psnr'] > a['psnr'] for a, b in zip(fsq, fsq[1:])) if len(fsq) > 1 else None}
+           _each(fsq, lambda r: r['usage'] >= 0.9 * min(1.0, r['eval_tokens'] / r['codebook_size'])),
+           'FSQ reconstruction improves with every larger codebook': rises(fsq)}
     for v, rs in vqs.items():
-        out[f'VQ {v}: usage below 50% above 2^11 codes'] = all(r['usage'] < 0.5 for r in big(rs)) if big(rs) else None
+        pairs = [(f, r) for f in fsq for r in rs if f['target_size'] == r['target_size']]
+        out[f'VQ {v}: usage below 50% above 2^11 codes'] = _each([r for r in rs if r['codebook_size'] > 2**11], lambda r: r['usage'] < 0.5)
         out[f'VQ {v}: reconstruction stops improving (best PSNR below the largest size)'] = \
             (max(rs, key=lambda r: r['psnr']) is not rs[-1]) if len(rs) > 1 else None
-        pairs = [(f, r) for f in fsq for r in rs if f['target_size'] == r['target_size']]
-        out[f'FSQ uses a larger share of its codebook than VQ {v} at every size'] = \
-            all(f['usage'] > r['usage'] for f, r in pairs) if pairs else None
-        out[f'FSQ indices cost more bits than VQ {v} indices at every size'] = \
-            all(f['bits'] > r['bits'] for f, r in pairs) if pairs else None
-        out[f'FSQ reconstructs at least as well as VQ {v} at the largest size'] = \
-            (pairs[-1][0]['psnr'] >= pairs[-1][1]['psnr']) if pairs else None
-    return out | _lfq_claims(records, vqs)
+        out[f'FSQ uses a larger share of its codebook than VQ {v} at every size'] = _each(pairs, lambda p: p[0]['usage'] > p[1]['usage'])
+        out[f'FSQ indices cost more bits than VQ {v} indices at every size'] = _each(pairs, lambda p: p[0]['bits'] > p[1]['bits'])
+        out[f'FSQ reconstructs at least as well as VQ {v} at the largest size'] = _each(pairs[-1:], lambda p: p[0]['psnr'] >= p[1]['psnr'])
+    return out | _lfq_claims(records, vqs, rises)
 
-def _lfq_claims(records, vqs: dict) -> dict:
+def _lfq_claims(records, vqs: dict, rises) -> dict:
     "MAGVIT-v2's claims about LFQ, on the records that hold LFQ runs (none without them)."
     lfq = sorted((r for r in records if r['study'] == 'sweep' and r['quantizer'] == 'lfq' and r['variant'] == 'lfq'), key=lambda r: r['codebook_size'])
     if not lfq: return {}
-    out = {'LFQ reconstruction improves with every larger codebook':
-           all(b['psnr'] > a['psnr'] for a, b in zip(lfq, lfq[1:])) if len(lfq) > 1 else None}
+    out = {'LFQ reconstruction improves with every larger codebook': rises(lfq)}
     for v, rs in vqs.items():
         pairs = [(l, r) for l in lfq for r in rs if l['target_size'] == r['target_size']]
-        out[f'LFQ uses a larger share of its codebook than VQ {v} at every size'] = all(l['usage'] > r['usage'] for l, r in pairs) if pairs else None
+        out[f'LFQ uses a larger share of its codebook than VQ {v} at every size'] = _each(pairs, lambda p: p[0]['usage'] > p[1]['usage'])
     off = [r for r in records if r['quantizer'] == 'lfq' and r['variant'] == 'lfq-noentropy']
     on = [r for r in lfq if off and r['target_size'] == off[0]['target_size']]
-    out["LFQ's entropy penalty raises its codebook usage (LFQ with and without it, same size)"] = \
-        on[0]['usage'] > off[0]['usage'] if on else None
+    out["LFQ's entropy penalty raises its codebook usage (LFQ with and without it, same size)"] = on[0]['usage'] > off[0]['usage'] if on else None
     return out
 
 def _variant_cell(r) -> str:
     if r['quantizer'] == 'fsq': return 'levels ' + ','.join(map(str, r['levels']))
     return f"{r['variant']}, {lfq_bits(r['codebook_size'])} channels" if r['quantizer'] == 'lfq' else r['variant']
 
-def results_table(records) -> str:
+@patch
+def table(self: CompareStudy, records, cfg=None) -> str:
     "The results as a markdown table."
     head = '| quantizer | variant | codes | usage | perplexity | bits/token | PSNR (dB) | SSIM | MSE | train s |\n|---|---|---|---|---|---|---|---|---|---|\n'
     rows = [f"| {r['quantizer'].upper()} | {_variant_cell(r)} "
             f"| {r['codebook_size']} | {r['usage']:.1%} | {r['perplexity']:.0f} | {r['bits']:.2f} | {r['psnr']:.2f} | {r['ssim']:.3f} "
             f"| {r['mse']:.5f} | {r['train_s']:.0f} |" for r in records]
     return head + '\n'.join(rows)
-
-def verdict_lines(records, plumbing: bool = False) -> list[str]:
-    "A heading and one line per claim of `check_claims`; `plumbing=True` (the smoke preset) marks them as checks of the code, not evidence."
-    head = ("PLUMBING CHECK, NOT EVIDENCE: the smoke preset trains for a few steps on a few scenes, so these verdicts "
-            "only show that the study runs end to end; they say nothing about the paper's claims." if plumbing
-            else "The paper's claims, on these measurements:")
-    word = lambda v: 'held' if v else 'not measurable' if v is None else 'DID NOT HOLD'
-    return [head] + [f"{'[plumbing] ' if plumbing else ''}{word(v)}: {k}" for k, v in check_claims(records).items()]
 
 # %% ../nbs/08_compare.ipynb #00b79360
 @call_parse
@@ -422,14 +313,5 @@ def main(preset: str = 'cpu-small',      # smoke, cpu-small or gpu
          device: str = None,             # auto, cpu, cuda, ...
          no_progress: bool = False):     # no progress bars
     "Train FSQ, VQ and LFQ tokenizers across codebook sizes; write results.json, timing.json, study.json and figures to `out`."
-    with usage_errors('fsq-compare'):   # bad settings and an unusable --out: one line, exit 2, before any work
-        cfg = preset_config(preset, steps=steps, batch_size=batch_size, n_train=n_train, device=device,
-                            progress=False if no_progress else None)
-        rd = open_study(cfg, out)
-    with rd, usage_errors('fsq-compare', catch=(RunError,)):   # a damaged result file: named in one line
-        res = run_study(cfg, out)
-        lines = verdict_lines(res['records'], plumbing=preset == 'smoke')
-        write_json(Path(out) / 'study.json', {**res['meta'], 'verdicts': lines})
-    print(results_table(res['records']), *lines, sep='\n')
-    print(f"{res['meta']['hardware']}; {res['meta']['total_s']:.0f} s in all; wrote {out}/results.json, timing.json, study.json, "
-          "tradeoff.png, ablation.png, timing.png, recon.png")
+    COMPARE.command(lambda: COMPARE.preset(preset, steps=steps, batch_size=batch_size, n_train=n_train, device=device,
+                                           progress=False if no_progress else None), out, plumbing=preset == 'smoke')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_vq.ipynb #4c3d2fe5
 from __future__ import annotations
-import math
+import math, statistics, time
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -12,12 +12,13 @@ import torch.distributed as dist
 from torch.utils.checkpoint import checkpoint
 from fastcore.basics import patch, store_attr
 from .scalar import check_int
-from .indices import check_indices
+from .indices import check_indices, levels_for
+from .fsq import FSQ
 from .quantizer import QuantOut, register_quantizer
 from .train import get_rank_world
 
 # %% auto #0
-__all__ = ['RESTARTS', 'MAX_CODEBOOK_ELEMS', 'nearest', 'kmeans', 'entropy_loss', 'VQ', 'ring', 'fit_codebook']
+__all__ = ['RESTARTS', 'MAX_CODEBOOK_ELEMS', 'nearest', 'kmeans', 'entropy_loss', 'VQ', 'ring', 'fit_codebook', 'time_quantizers']
 
 # %% ../nbs/07_vq.ipynb #b1968999
 def _chunk_rows(n_codes: int, chunk_elems: int | None, device) -> int:
@@ -292,3 +293,25 @@ def fit_codebook(steps: int = 300, batch: int = 2048, codebook_size: int = 64, s
     vq.eval()
     with torch.no_grad(): idx = vq(ring(20000, g)).indices
     return vq, torch.bincount(idx, minlength=codebook_size).gt(0).float().mean().item()
+
+# %% ../nbs/07_vq.ipynb #84b4c9fe
+def _time(fn, device, reps: int = 3) -> float:
+    sync = torch.cuda.synchronize if torch.device(device).type == 'cuda' else (lambda: None)
+    fn(); ts = []   # warm-up
+    for _ in range(reps):
+        sync(); t = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+@torch.no_grad()
+def time_quantizers(sizes, vq_dim: int = 16, tokens: int = 2**14, device='cpu', seed: int = 0) -> list[dict]:
+    "Median seconds per quantizer call on `tokens` latents, FSQ (levels_for) and VQ (`vq_dim`), for each size."
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for s in sizes:
+        fsq = FSQ(levels_for(s)).to(device)
+        vq = VQ(s, vq_dim, channel_first=False).to(device).eval()
+        zf = torch.randn(tokens, fsq.dim, generator=g).to(device)
+        zv = torch.randn(tokens, vq_dim, generator=g).to(device)
+        rows.append(dict(target_size=s, tokens=tokens, device=str(device),
+                         fsq_s=_time(lambda: fsq(zf), device), vq_s=_time(lambda: vq(zv), device)))
+    return rows

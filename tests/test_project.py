@@ -87,11 +87,12 @@ def test_committed_benchmark_result():
 
 def test_readme_states_what_the_book_measured():
     "The paper's usage claim is quoted as the paper's; beside it, the verdicts computed from the committed study."
-    from fsq_lit.compare import load_study, check_claims
+    from fsq_lit.compare import COMPARE
     readme = (ROOT / "README.md").read_text()
     for m in re.finditer(r"nearly all of its codes", readme):
         assert re.search(r"the paper (reports|finds)", readme[max(0, m.start() - 60):m.start()]), "the paper's claim stated as a fact"
-    verdicts = check_claims(load_study(ROOT / "nbs" / "results" / "compare-gpu")["records"])
+    st = COMPARE.load(ROOT / "nbs" / "results" / "compare-gpu")
+    verdicts = COMPARE.claims(st["records"], COMPARE.config_of(st))
     rows = re.findall(r"^\| (.+?) \| (held|\*\*did not hold\*\*|not measurable) \|$", readme, re.M)
     assert len(rows) == len(verdicts) and [v == "held" for _, v in rows] == [bool(v) for v in verdicts.values()], rows
     assert "27% of 64,000" in readme and "(nbs/08_compare.ipynb)" in readme
