@@ -1,9 +1,8 @@
-"""The usage investigation (nbs/08a_usage.ipynb): `fsq-usage --preset smoke` as a console script, its usage errors,
-and the committed results the chapter shows."""
+"""The usage investigation (nbs/08a_usage.ipynb): `fsq-usage --preset smoke` as a console script and the committed results the chapter shows."""
 import subprocess
 from pathlib import Path
 from fsq_lit.usage import USAGE, FIGURES
-from conftest import console_script, cli_env, preset_drift, check_usage_errors
+from conftest import console_script, cli_env, preset_drift
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "nbs" / "results"
@@ -23,18 +22,6 @@ def test_cli_smoke(tmp_path):
     lines = st["meta"]["verdicts"]
     assert lines[0].startswith("PLUMBING CHECK, NOT EVIDENCE") and all(l.startswith("[plumbing] ") for l in lines[1:])
     assert lines[1] in p.stdout and "| setting | tokenizer |" in p.stdout
-
-
-CASES = [
-    (["--preset", "nope"], "unknown preset 'nope'"),
-    (["--preset", "smoke", "--out", "FILE"], "is a file"),
-    (["--preset", "smoke", "--out", "OTHER"], "is not empty and is not a fsq-usage run"),
-]
-
-
-def test_cli_usage_errors(tmp_path):
-    "A bad argument or an unusable --out: one line `fsq-usage: error: ...`, exit 2, before any work."
-    check_usage_errors(tmp_path, "fsq-usage", "fsq_lit.usage", CASES)
 
 
 def test_committed_results_are_the_preset():

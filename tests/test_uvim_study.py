@@ -1,9 +1,8 @@
-"""The UViM study (nbs/12b_uvim_study.ipynb): `fsq-uvim --task depth --preset smoke` as a console script, its resume,
-and its usage errors."""
+"""The UViM study (nbs/12b_uvim_study.ipynb): `fsq-uvim --task depth --preset smoke` as a console script, and its resume
+(its usage errors: tests/test_commands.py)."""
 import subprocess
-from pathlib import Path
 from fsq_lit.uvim_study import UVIM, STAGES
-from conftest import console_script, cli_env, check_usage_errors
+from conftest import console_script, cli_env
 
 FIELDS = {"task", "quantizer", "context", "stage", "usage", "rmse", "abs_rel", "delta1", "seed", "weights_checksum"}
 FIGURES = {"predictions.png", "usage.png"}
@@ -32,19 +31,3 @@ def test_cli_smoke_and_resume(tmp_path):
     assert UVIM.load(out)["records"] == st["records"]
     assert "seed 0 oracle" not in again.stdout                       # no record measured again
     assert runs() == before                                          # no training run changed (stage I is loaded to check its checksum)
-
-
-CASES = [
-    (["--preset", "nope"], "unknown preset 'nope'"),
-    (["--task", "edges", "--preset", "smoke"], "task must be one of"),
-    (["--preset", "smoke", "--arms", "fsq,lfq"], "unknown arm 'lfq'"),
-    (["--preset", "smoke", "--seeds", "x"], "comma-separated list of int"),
-    (["--preset", "smoke", "--steps", "0"], "steps must be >= 1"),
-    (["--preset", "smoke", "--out", "FILE"], "is a file"),
-    (["--preset", "smoke", "--out", "OTHER"], "is not empty and is not a fsq-uvim run"),
-]
-
-
-def test_cli_usage_errors(tmp_path):
-    "A bad argument or an unusable --out: one line `fsq-uvim: error: ...`, exit 2, before any work (all cases in one interpreter)."
-    check_usage_errors(tmp_path, "fsq-uvim", "fsq_lit.uvim_study", CASES)

@@ -1,0 +1,73 @@
+"""What every training command promises, checked once over all five: a bad argument, a device this machine lacks or an
+unusable --out is one line and exit 2 before anything is touched; Ctrl-C (SIGINT to the command's process group, as a
+terminal sends it) is one line and exit 130, and the same command then finishes the study (fsq-compare's smoke run);
+a cache folder that cannot be written is one line naming it."""
+import os, signal, subprocess
+import pytest
+from conftest import console_script, cli_env, check_usage_errors
+
+COMMANDS = {"fsq-tokenizer": "fsq_lit.tokenizer", "fsq-compare": "fsq_lit.compare", "fsq-usage": "fsq_lit.usage",
+            "fsq-maskgit": "fsq_lit.generation", "fsq-uvim": "fsq_lit.uvim_study"}
+
+
+SMOKE = ["--preset", "smoke"]
+CASES = {   # each command's bad arguments and unusable --out, with what its one line must say
+    "fsq-tokenizer": [(["--preset", "nope"], "unknown preset 'nope'"), (SMOKE + ["--out", "OTHER"], "is not empty and is not a fsq-tokenizer run")],
+    "fsq-compare": [(["--preset", "nope"], "unknown preset 'nope'"), (SMOKE + ["--steps", "0"], "steps must be >= 1"),
+                    (SMOKE + ["--out", "FILE"], "is a file"), (SMOKE + ["--out", "OTHER"], "is not empty and is not a fsq-compare run"),
+                    (SMOKE + ["--out", "FILE/sub"], "Not a directory")],
+    "fsq-usage": [(["--preset", "nope"], "unknown preset 'nope'"), (SMOKE + ["--out", "FILE"], "is a file"),
+                  (SMOKE + ["--out", "OTHER"], "is not empty and is not a fsq-usage run")],
+    "fsq-maskgit": [],   # its cases live with its smoke test (tests/test_generation.py)
+    "fsq-uvim": [(["--preset", "nope"], "unknown preset 'nope'"), (["--task", "edges"] + SMOKE, "task must be one of"),
+                 (SMOKE + ["--arms", "fsq,lfq"], "unknown arm 'lfq'"), (SMOKE + ["--seeds", "x"], "comma-separated list of int"),
+                 (SMOKE + ["--steps", "0"], "steps must be >= 1"), (SMOKE + ["--out", "FILE"], "is a file"),
+                 (SMOKE + ["--out", "OTHER"], "is not empty and is not a fsq-uvim run")],
+}
+
+
+@pytest.mark.parametrize("prog", list(COMMANDS))
+def test_usage_errors(tmp_path, prog):
+    """A bad argument, a device this machine lacks or an unusable --out: one line `prog: error: ...`, exit 2, before any
+    work (no scene rendered, --out untouched); all of one command's cases in one interpreter."""
+    import torch
+    devices = [(SMOKE + ["--device", d, "--out", "NEW"], f"unknown device {d!r}" if d == "tpu" else "CUDA is not available")
+               for d in ["tpu"] + ([] if torch.cuda.is_available() else ["cuda"])]
+    check_usage_errors(tmp_path, prog, COMMANDS[prog], CASES[prog] + devices)
+    assert not (tmp_path / "NEW").exists()
+
+
+def test_ctrl_c_is_one_line_and_resumes(tmp_path):
+    "SIGINT to the process group of `fsq-compare --preset smoke` after its first record: one line, exit 130; then the same command finishes the smoke study."
+    cmd = [console_script("fsq-compare"), "--preset", "smoke", "--out", str(tmp_path / "c"), "--no_progress"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(tmp_path), start_new_session=True)
+    for line in p.stdout:
+        if line.startswith("[1/"): break
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, (p.returncode, err[-3000:])
+    assert err == "fsq-compare: interrupted; run the same command to resume\n", err[-3000:]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(tmp_path), timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "resuming" in p.stdout and "| quantizer |" in p.stdout and "wrote" in p.stdout
+    from fsq_lit.compare import COMPARE                               # the finished smoke study: every key, its files, plumbing verdicts
+    out, cfg = tmp_path / "c", COMPARE.preset("smoke")
+    st = COMPARE.load(out)
+    assert [COMPARE.key(r) for r in st["records"]] == COMPARE.plan(cfg)
+    assert all(0 < r["usage"] <= 1 and r["psnr"] > 0 and r["mse"] > 0 for r in st["records"])
+    assert [t["target_size"] for t in st["timing"]] == list(cfg.sizes)
+    assert {"tradeoff.png", "ablation.png", "timing.png", "recon.png"} <= {f.name for f in out.iterdir()}
+    verdicts = st["meta"]["verdicts"]
+    assert verdicts[0].startswith("PLUMBING CHECK, NOT EVIDENCE") and len(verdicts) == 1 + len(COMPARE.claims(st["records"], cfg))
+    assert all(l.startswith("[plumbing] ") and l in p.stdout for l in verdicts[1:])
+
+
+def test_unwritable_cache_is_one_line(tmp_path):
+    "A cache path that cannot hold a folder (here a file): one line naming it, exit 2, not a traceback."
+    (tmp_path / "cachefile").write_text("x")
+    env = {**cli_env(tmp_path), "FSQ_LIT_CACHE": str(tmp_path / "cachefile")}
+    p = subprocess.run([console_script("fsq-compare"), "--preset", "smoke", "--out", str(tmp_path / "c"), "--no_progress"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert p.stderr.startswith("fsq-compare: error: ") and len(p.stderr.strip().splitlines()) == 1, p.stderr[-3000:]
+    assert "cachefile" in p.stderr
