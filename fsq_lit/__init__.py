@@ -7,16 +7,16 @@ __version__ = "0.1.0"
 __all__ = ['Grid', 'make_grid', 'bound', 'quantize', 'check_levels', 'code_entropy', 'round_ste', 'quantize_ste', 'FSQFunction',
            'fsq_forward', 'basis', 'index_dtype', 'levels_for', 'level_indices_to_indices', 'indices_to_level_indices',
            'codes_to_indices', 'indices_to_codes', 'implicit_codebook', 'PAPER_LEVELS', 'FSQ',
-           'listing_codes_to_indices', 'listing_quantize']
+           'paper_listing_codes_to_indices', 'paper_listing_quantize']
 
 # %% ../nbs/index.ipynb #587c42c2
-from .scalar import Grid, make_grid, bound, quantize, check_levels, code_entropy, listing_quantize
+from .scalar import Grid, make_grid, bound, quantize, check_levels, code_entropy, paper_listing_quantize
 from .ste import round_ste, quantize_ste, FSQFunction, fsq_forward
 from .indices import (basis, index_dtype, levels_for, level_indices_to_indices, indices_to_level_indices,
                              codes_to_indices, indices_to_codes, implicit_codebook, PAPER_LEVELS,
-                             listing_codes_to_indices)
+                             paper_listing_codes_to_indices)
 from .fsq import FSQ
 _all_ = ["Grid", "make_grid", "bound", "quantize", "check_levels", "code_entropy", "round_ste", "quantize_ste",
           "FSQFunction", "fsq_forward", "basis", "index_dtype", "levels_for", "level_indices_to_indices",
           "indices_to_level_indices", "codes_to_indices", "indices_to_codes", "implicit_codebook", "PAPER_LEVELS", "FSQ",
-          "listing_codes_to_indices", "listing_quantize"]
+          "paper_listing_codes_to_indices", "paper_listing_quantize"]

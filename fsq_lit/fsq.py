@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from fastcore.basics import patch
 from .scalar import make_grid, check_int, bound
-from .ste import FSQFunction, fsq_forward, fsq_function, fsq_digits
+from .ste import FSQFunction, fsq_forward, fsq_ste, fsq_digits
 from .indices import index_dtype, _horner, codes_to_indices, indices_to_codes, implicit_codebook, basis, index_offset
 from .kernel import kernel_constants, fsq_kernel, pow2_scales, unavailable as kernel_unavailable
 
@@ -336,14 +336,14 @@ def _load_from_state_dict(self: FSQ, state_dict, prefix, local_metadata, strict,
 # %% ../nbs/03_fsq.ipynb #43a119ec
 @patch
 def _forward_options(self: FSQ, z):
-    "`forward` with `rotation`, or `noise_dropout` in training: projections, rotation, `fsq_function`, noise, in plain ops."
+    "`forward` with `rotation`, or `noise_dropout` in training: projections, rotation, `fsq_ste`, noise, in plain ops."
     x = z.movedim(1, -1) if self.channel_first else z
     if self.has_projections: x = self.project_in(x.to(self.project_in.weight.dtype))
     xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
     self._check_nan(xf)
     xg = xf.reshape(*xf.shape[:-1], self.num_codebooks, self.codebook_dim)
     if self.rotation: xg = xg @ self.rotation_matrix.to(xg.dtype)
-    codes, r = fsq_function(xg, self.grid)                 # exact codes, straight-through gradient
+    codes, r = fsq_ste(xg, self.grid)                 # exact codes, straight-through gradient
     if self.training and self.noise_dropout:               # a share p of the values: y + U[-1/2, 1/2) instead of round(y)
         _, _, _, center, scale = self.grid.tensors(xg.dtype, xg.device)
         noisy = (bound(xg, self.grid) + torch.rand_like(xg) - 0.5 + center) / scale

@@ -11,7 +11,7 @@ from .scalar import Grid, check_int, check_levels, make_grid
 # %% auto #0
 __all__ = ['PAPER_LEVELS', 'APPENDIX_LEVELS', 'basis', 'index_offset', 'index_dtype', 'level_indices_to_indices', 'check_indices',
            'indices_to_level_indices', 'codes_to_level_indices', 'codes_to_indices', 'indices_to_codes',
-           'implicit_codebook', 'listing_codes_to_indices', 'levels_for']
+           'implicit_codebook', 'paper_listing_codes_to_indices', 'levels_for']
 
 # %% ../nbs/02_indices.ipynb #955e9235
 def basis(levels) -> tuple[int, ...]:
@@ -107,7 +107,7 @@ def implicit_codebook(grid: Grid, max_rows: int = 2**24, dtype=torch.float32, de
     return indices_to_codes(torch.arange(n, dtype=index_dtype(n), device=device), grid, dtype=dtype)
 
 # %% ../nbs/02_indices.ipynb #ab0c9cf1
-def listing_codes_to_indices(codes: torch.Tensor, levels, dtype=torch.float32) -> torch.Tensor:
+def paper_listing_codes_to_indices(codes: torch.Tensor, levels, dtype=torch.float32) -> torch.Tensor:
     "The published listing's codes_to_indices (a float sum of scaled codes, rounded), run in `dtype`: a reference only."
     levels = check_levels(levels)
     hw = torch.tensor([L // 2 for L in levels], dtype=dtype)

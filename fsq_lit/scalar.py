@@ -10,8 +10,8 @@ from collections.abc import Iterable
 import torch
 
 # %% auto #0
-__all__ = ['MAX_LEVEL', 'check_int', 'check_levels', 'Grid', 'make_grid', 'bound', 'quantize', 'listing_quantize', 'entropy_bits',
-           'code_entropy']
+__all__ = ['MAX_LEVEL', 'check_int', 'check_levels', 'Grid', 'make_grid', 'bound', 'quantize', 'paper_listing_quantize',
+           'entropy_bits', 'code_entropy']
 
 # %% ../nbs/00_scalar.ipynb #181e5c2d
 def check_int(v, name: str, lo: int | None = None, hi: int | None = None) -> int:
@@ -99,7 +99,7 @@ def quantize(z: torch.Tensor, grid: Grid) -> torch.Tensor:
     return (torch.round(bound(z, grid)) + center) / scale
 
 # %% ../nbs/00_scalar.ipynb #eb7aeac2
-def listing_quantize(z: torch.Tensor, levels, eps: float = 1e-3) -> torch.Tensor:
+def paper_listing_quantize(z: torch.Tensor, levels, eps: float = 1e-3) -> torch.Tensor:
     "The published listing (Appendix A.1) transcribed line by line to PyTorch, float32: a reference for cross-checks."
     import numpy as np
     levels_np = np.asarray(check_levels(levels))

@@ -8,7 +8,7 @@ import torch
 from .scalar import Grid, bound
 
 # %% auto #0
-__all__ = ['round_ste', 'quantize_ste', 'fsq_digits', 'fsq_forward', 'FSQFunction', 'fsq_function']
+__all__ = ['round_ste', 'quantize_ste', 'fsq_digits', 'fsq_forward', 'FSQFunction', 'fsq_ste']
 
 # %% ../nbs/01_ste.ipynb #fd63d56f
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -51,6 +51,6 @@ class FSQFunction(torch.autograd.Function):
         g = (grad_codes / scale).mul_(half_l)            # autograd's order: (g / w) * h, then tanh_backward
         return torch.ops.aten.tanh_backward.grad_input(g, t, grad_input=g), None, None, None, None, None
 
-def fsq_function(z: torch.Tensor, grid: Grid):
+def fsq_ste(z: torch.Tensor, grid: Grid):
     "Apply `FSQFunction` to channel-last `z` with `grid`'s constants (zero constants skipped): returns `(codes, r)`."
     return FSQFunction.apply(z, *grid.tensors(z.dtype, z.device, skip_zero=True))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st, HealthCheck
 from fsq_lit.indices import APPENDIX_LEVELS
-from fsq_lit import (FSQ, listing_quantize, listing_codes_to_indices, make_grid, quantize, bound, PAPER_LEVELS, levels_for, indices_to_codes, codes_to_indices,
+from fsq_lit import (FSQ, paper_listing_quantize, paper_listing_codes_to_indices, make_grid, quantize, bound, PAPER_LEVELS, levels_for, indices_to_codes, codes_to_indices,
                      level_indices_to_indices, indices_to_level_indices, implicit_codebook)
 
 levels_st = st.lists(st.integers(2, 16), min_size=1, max_size=5)
@@ -202,6 +202,6 @@ def test_device_move_and_state_dict():
 def test_paper_exact_module_is_the_listing_bit_for_bit(levels):
     z = rand((20_000, len(levels)), 7)
     codes, idx = FSQ(levels, paper_exact=True)(z)
-    ref_codes = listing_quantize(z, levels)
-    ref_idx = listing_codes_to_indices(ref_codes, levels)          # the listing's float sum: exact in fp32 here
+    ref_codes = paper_listing_quantize(z, levels)
+    ref_idx = paper_listing_codes_to_indices(ref_codes, levels)          # the listing's float sum: exact in fp32 here
     assert torch.equal(codes, ref_codes) and torch.equal(idx, ref_idx)
