@@ -28,8 +28,14 @@ def bit_logits(u: torch.Tensor, temperature: float = 0.01) -> torch.Tensor:
     "Logit of code +1 against -1 in each channel of latents `u` (code units) for p(c|u) ∝ exp(-||u - c||² / T): 4u / T."
     return 4 * u / temperature
 
+def _finite(a: torch.Tensor) -> torch.Tensor:
+    "Logits ±inf as the largest finite ones of their dtype, where every formula below already gives its limit; NaN stays NaN."
+    big = torch.finfo(a.dtype).max
+    return a.clamp(-big, big)
+
 def binary_entropy(a: torch.Tensor) -> torch.Tensor:
-    "Entropy in nats of a bit whose logit is `a` (p = sigmoid(a)): softplus(a) - a·sigmoid(a), stable for any `a`."
+    "Entropy in nats of a bit whose logit is `a` (p = sigmoid(a)): softplus(a) - a·sigmoid(a), stable for any `a`, 0 at ±inf."
+    a = _finite(a)
     return F.softplus(a) - a * torch.sigmoid(a)
 
 def token_entropy(a: torch.Tensor) -> torch.Tensor:
@@ -42,8 +48,9 @@ def _bits(k: int, device=None, dtype=torch.float32) -> torch.Tensor:
     return (torch.arange(2 ** k, device=device)[:, None] >> torch.arange(k, device=device) & 1).to(dtype)
 
 def _code_probs(a: torch.Tensor) -> torch.Tensor:
-    "p(code | token) for every code of the k channels of the bit logits `a` (N, k): (N, 2^k), a product of sigmoids."
-    return (F.logsigmoid(-a).sum(1, keepdim=True) + a @ _bits(a.shape[1], a.device, a.dtype).T).exp()
+    "p(code | token) for every code of the k channels of the bit logits `a` (N, k): (N, 2^k), a product of sigmoids summed as logs, every term <= 0."
+    bits = _bits(a.shape[1], a.device, a.dtype)
+    return (F.logsigmoid(a) @ bits.T + F.logsigmoid(-a) @ (1 - bits).T).exp()
 
 def _joint_entropy(a: torch.Tensor) -> torch.Tensor:
     "Exact entropy (nats) of the tokens' mean p(code | token) over the channels of `a` (N, k), from two halves: mean = P₁ᵀP₂ / N."
@@ -54,18 +61,22 @@ def _joint_entropy(a: torch.Tensor) -> torch.Tensor:
 def codebook_entropy(a: torch.Tensor, exact_bits: int = 16) -> torch.Tensor:
     "Entropy (nats) of the batch's mean p(code | token) from bit logits `a` (N, d): exact for d ≤ `exact_bits`, else the sum over ⌈d / exact_bits⌉ channel groups (an upper bound)."
     if a.ndim != 2 or len(a) == 0: raise ValueError(f"codebook_entropy needs bit logits (N, d) with N >= 1, got shape {tuple(a.shape)}")
+    a = _finite(a)
     return sum(_joint_entropy(g) for g in torch.tensor_split(a, math.ceil(a.shape[1] / exact_bits), dim=1))
 
 # %% ../nbs/07a_lfq.ipynb #fb2336e9
 class LFQ(nn.Module):
     "Lookup-free quantization: FSQ with two levels per channel on the symmetric grid, plus MAGVIT-v2's entropy penalty; the `Quantizer` interface."
+    min_temperature = 4.01 / torch.finfo(torch.float32).max    # the logits 4u/T, |u| <= 1.001, stay finite in float32
     def __init__(self, dim: int, entropy_weight: float = 0.1, diversity_gamma: float = 1.0, temperature: float = 0.01,
                  commitment_weight: float = 0.0, exact_bits: int = 16, channel_first: bool = True, nan_check: bool = True):
         super().__init__()
         dim, exact_bits = check_int(dim, 'dim', 1, 62), check_int(exact_bits, 'exact_bits', 1, 24)
         for k, v in (('entropy_weight', entropy_weight), ('diversity_gamma', diversity_gamma), ('commitment_weight', commitment_weight)):
             if not v >= 0: raise ValueError(f"{k} must be >= 0, got {v}")
-        if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not (math.isfinite(temperature) and temperature >= self.min_temperature):
+            raise ValueError(f"temperature must be finite and >= {self.min_temperature:.3g} (below it the logits 4u/T, |u| <= 1.001, "
+                             f"overflow float32), got {temperature}")
         store_attr()
         self.fsq = FSQ([2] * dim, channel_first=channel_first, symmetric=True, nan_check=nan_check)
         self.codebook_size = 2 ** dim

@@ -236,6 +236,7 @@ def draw_tokens(logits: torch.Tensor, cfg: MaskGITConfig, generator: torch.Gener
 
 def guided_logits(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, guidance: float = 0.0) -> torch.Tensor:
     "Classifier-free guided logits l_c + guidance * (l_c - l_null), from one batched forward of conditional and null rows; guidance = 0 is the plain forward."
+    if not math.isfinite(guidance): raise ValueError(f"guidance must be a finite number (0: none, -1: the null class's logits), got {guidance}")
     if guidance == 0: return model(tokens, labels)
     cond, null = model(tokens.repeat(2, 1), torch.cat([labels, torch.full_like(labels, unwrap(model).null_class)])).chunk(2)
     return cond + guidance * (cond - null)
@@ -253,6 +254,8 @@ def sample(model: nn.Module, labels: torch.Tensor, steps: int = 12, choice_tempe
     "Token ids (B, N) for classes `labels` (on the model's device) in `steps` parallel decoding steps, as the official decoder; `trajectory=True` also returns each step's record."
     cfg, mask_id, steps = unwrap(model).cfg, unwrap(model).mask_id, check_int(steps, 'steps', 1)
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1: raise ValueError(f"labels must be a (B,) tensor of classes, got {labels!r}")
+    if not (math.isfinite(choice_temperature) and choice_temperature >= 0):
+        raise ValueError(f"choice_temperature must be a finite number >= 0 (0: keep the most probable tokens), got {choice_temperature}")
     kind, was_training, record = schedule or cfg.schedule, model.training, []
     ids = torch.full((labels.shape[0], cfg.num_tokens), mask_id, dtype=torch.long, device=labels.device)
     model.eval()

@@ -64,7 +64,7 @@ def tokens_cache_path(checksum: str, data_key: dict, cache_dir=None) -> Path:
 
 # %% ../nbs/10_tokens.ipynb #212fc667
 def _check_images(images, factor: int) -> torch.Tensor:
-    "`images` as a tensor after checking: uint8 (N, H, W, 3) or float (N, 3, H, W), N >= 1, H and W multiples of `factor`."
+    "`images` as a tensor after checking: uint8 (N, H, W, 3) or float (N, 3, H, W) in [0, 1], N >= 1, H and W multiples of `factor`."
     if isinstance(images, np.ndarray): images = torch.from_numpy(images)
     if not isinstance(images, torch.Tensor): raise TypeError(f"images must be a torch.Tensor or numpy array, got {type(images).__name__}")
     u8 = images.dtype == torch.uint8
@@ -76,6 +76,9 @@ def _check_images(images, factor: int) -> torch.Tensor:
     hw = tuple(images.shape[1:3] if u8 else images.shape[2:])
     if hw[0] % factor or hw[1] % factor:
         raise ValueError(f"image height and width must be multiples of the tokenizer's downsampling factor {factor}, got {hw}")
+    if not u8:
+        lo, hi = (float(v) for v in torch.aminmax(images))   # NaN passes here: Tokenizer.tokenize names it
+        if lo < 0 or hi > 1: raise ValueError(f"float images must lie in [0, 1] (uint8 pixels / 255), got values from {lo:g} to {hi:g}")
     return images
 
 @torch.no_grad()

@@ -56,9 +56,9 @@ class TransformerConfig:
 
 # %% ../nbs/09_transformer.ipynb #1829ddd8
 def _heads(t: torch.Tensor, n_head: int) -> torch.Tensor:
-    "(B, T, d) -> (B, n_head, T, d / n_head)"
-    B, T, _ = t.shape
-    return t.view(B, T, n_head, -1).transpose(1, 2)
+    "(B, T, d) -> (B, n_head, T, d / n_head), an empty batch (B = 0) included."
+    B, T, d = t.shape
+    return t.view(B, T, n_head, d // n_head).transpose(1, 2)
 
 def _causal_mask(tq: int, tk: int, device) -> tuple:
     "SDPA's (attn_mask, is_causal) for `tq` new queries that end a causal sequence of `tk` keys."
@@ -119,10 +119,11 @@ class Block(nn.Module):
 
 # %% ../nbs/09_transformer.ipynb #9e9f3b52
 class KVCache:
-    "Per layer: self-attention keys/values (B, n_head, t, d_head) of the `length` tokens seen so far, and the context's cross-attention keys/values."
+    "Per layer: self-attention keys/values (B, n_head, t, d_head) of the `length` tokens seen so far, and the cross-attention keys/values of `context`."
     def __init__(self, n_layer: int):
         n_layer = check_int(n_layer, "n_layer", lo=1)
         self.self_kv, self.cross_kv, self.length = [None] * n_layer, [None] * n_layer, 0
+        self.context, self.context_version = None, None   # the context tensor the keys/values come from, and its version then
     @property
     def batch_size(self) -> int | None: return None if self.self_kv[0] is None else self.self_kv[0][0].shape[0]
     def __repr__(self): return f"KVCache(n_layer={len(self.self_kv)}, length={self.length}, batch_size={self.batch_size})"
@@ -140,6 +141,18 @@ def append(self: KVCache, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple
 # %% ../nbs/09_transformer.ipynb #45893565
 def _shape(t): return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
 
+def _version(t: torch.Tensor):
+    "The tensor's version counter, which every in-place change bumps; None for an inference tensor, which keeps none."
+    try: return t._version
+    except RuntimeError: return None
+
+def _same_context(cache, context) -> bool:
+    "Whether `context` is the one the cache's keys/values come from: that tensor unchanged (an identity test), or an equal one."
+    held, unchanged = cache.context, _version(cache.context) == cache.context_version
+    if context is held: return unchanged
+    return (unchanged and context.shape == held.shape and context.dtype == held.dtype and context.device == held.device
+            and torch.equal(context, held))
+
 def _check_cache(cfg: TransformerConfig, x, context, cache):
     _check(cfg.causal, "a KV cache needs a causal Transformer (cfg.causal=True): in a bidirectional one a new token changes "
                        "the keys and values of every earlier token")
@@ -149,6 +162,8 @@ def _check_cache(cfg: TransformerConfig, x, context, cache):
     held = cache.cross_kv[0]
     _check(held is None or context.shape[1] == held[0].shape[2],
            f"the cache holds the keys/values of a context of {held[0].shape[2] if held else 0} tokens, got {_shape(context)}")
+    _check(cache.context is None or _same_context(cache, context), "the cache holds the keys/values of another context "
+           "(another tensor, or this one changed in place since): start a new cache with model.new_cache() for a new context")
 
 def _check_inputs(cfg: TransformerConfig, x, context, cache):
     "ValueError naming the problem unless x, context and cache fit `cfg`."
@@ -177,7 +192,9 @@ class Transformer(nn.Module):
         "x: (B, T, d_model); context: (B, S, d_context) iff cfg.cross; cache: from `new_cache()` (causal only), advanced by T."
         _check_inputs(self.cfg, x, context, cache)
         for i, block in enumerate(self.blocks): x = block(x, context, cache, i)
-        if cache is not None: cache.length += x.shape[1]
+        if cache is not None:
+            cache.length += x.shape[1]
+            cache.context, cache.context_version = context, None if context is None else _version(context)
         return self.ln_f(x)
 
 # %% ../nbs/09_transformer.ipynb #e1e457b6
