@@ -13,11 +13,11 @@ from fastcore.basics import patch
 from fastcore.script import call_parse
 from .scalar import check_int
 from .scenes import SCENE_LABELS
-from .data import as_images, to_uint8, make_scenes, scene_tensors
+from .data import to_uint8
 from .runs import RunError, atomic_write, split_list
 from .train import TrainConfig, fit
 from .study import Study, weights_checksum, read_derived, once
-from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer
+from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer, reconstruct, scene_data
 from .compare import VQ_VARIANTS
 from .transformer import TransformerConfig
 from .tokens import tokenizer_checksum, make_tokens, token_tensors, scene_tokens_key
@@ -26,9 +26,9 @@ from .maskgit import MaskGITConfig, MaskGIT, maskgit_loss, sample
 
 # %% auto #0
 __all__ = ['STAGE_ONE', 'MODELS', 'PRESETS', 'MASKGIT', 'SAMPLES_PER_CLASS', 'LABELS', 'FID_TOLERANCE', 'PR_TOLERANCE',
-           'GenerationConfig', 'MaskGITStudy', 'scene_data', 'reconstruct', 'load_given', 'real_set', 'stage_one',
-           'stage_two', 'generate', 'condition_labels', 'samples_path', 'save_samples', 'save_decoding', 'plot_samples',
-           'plot_sweeps', 'plot_decoding', 'main_records', 'main']
+           'GenerationConfig', 'MaskGITStudy', 'load_given', 'real_set', 'stage_one', 'stage_two', 'generate',
+           'condition_labels', 'samples_path', 'save_samples', 'save_decoding', 'plot_samples', 'plot_sweeps',
+           'plot_decoding', 'main_records', 'main']
 
 # %% ../nbs/11a_generation.ipynb #baf77801
 STAGE_ONE = {   # the tokenizers of the study, each a TokenizerConfig's quantizer settings
@@ -98,13 +98,9 @@ class GenerationConfig:
         return FeatureNetConfig(image_size=self.image_size, **self.feature)
 
     def stage_one(self, key: str) -> TokenizerConfig:
-        "The tokenizer of `key` in STAGE_ONE: everything but the quantizer shared."
-        return TokenizerConfig(
-            image_size=self.image_size, channels=self.channels, ch_mult=self.ch_mult, num_res_blocks=self.num_res_blocks,
-            vq_dim=self.vq_dim, n_train=self.n_train, n_test=self.n_test, data_seed=self.data_seed, **STAGE_ONE[key],
-            train=TrainConfig(steps=self.tok_steps, batch_size=self.tok_batch, lr=self.tok_lr, warmup=min(50, self.tok_steps // 10),
-                              ema=0.99, seed=self.seed, device=self.device, bf16=self.bf16, progress=self.progress,
-                              log_every=max(1, self.tok_steps // 20)))
+        "The tokenizer of `key` in STAGE_ONE: everything but the quantizer shared (`TokenizerConfig.for_study`, 06)."
+        train = dict(steps=self.tok_steps, batch_size=self.tok_batch, lr=self.tok_lr, warmup=min(50, self.tok_steps // 10), ema=0.99)
+        return TokenizerConfig.for_study(self, train, **STAGE_ONE[key])
 
     def stage_two(self, model: str, codebook_size: int) -> MaskGITConfig:
         "MaskGIT's config for `model`, on a tokenizer of `codebook_size` codes."
@@ -156,28 +152,11 @@ class MaskGITStudy(Study):
 MASKGIT = MaskGITStudy()
 
 # %% ../nbs/11a_generation.ipynb #cf13a38c
-def scene_data(cfg: GenerationConfig, progress: bool = True) -> dict:
-    "Training and held-out scenes of the study: uint8 images (N, H, W, 3) and class labels, train and test."
-    ds = make_scenes(cfg.n_train, size=cfg.image_size, seed=cfg.data_seed, test=cfg.n_test, progress=progress)
-    tr, te = (scene_tensors(ds[s], columns=('image', 'label'), raw=True) for s in ('train', 'test'))
-    return dict(train_x=tr['image'], train_y=tr['label'].long(), test_x=te['image'], test_y=te['label'].long())
-
-@torch.no_grad()
-def reconstruct(tok, images, batch_size: int = 256) -> torch.Tensor:
-    "uint8 images (N, H, W, 3) through the tokenizer and back, as uint8 (N, H, W, 3)."
-    dev = next(tok.parameters()).device
-    return torch.cat([to_uint8(tok(as_images(images[i:i + batch_size]).to(dev))[0].float()) for i in range(0, len(images), batch_size)])
-
 def load_given(cfg: GenerationConfig, key: str, path):
-    """The tokenizer saved at `path` (the `--tokenizers` flag) for `key` of `STAGE_ONE`: it must load (its config and
-    weights agree) and be what `key` names (its quantizer settings, image size and token grid); a `RunError` naming `path` otherwise."""
-    try: tok = load_tokenizer(path)
+    """The tokenizer saved at `path` (the `--tokenizers` flag) for `key` of `STAGE_ONE`: chapter 06's `load_tokenizer` like
+    `cfg.stage_one(key)` (its config and weights agree, and it is that kind of tokenizer); a `RunError` naming the flag otherwise."""
+    try: return load_tokenizer(path, like=cfg.stage_one(key))
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e: raise RunError(f"--tokenizers {key}={path}: {e}") from None
-    want = cfg.stage_one(key)
-    bad = [f"{k} {getattr(tok.cfg, k)!r} (needs {getattr(want, k)!r})" for k in ('image_size', 'factor', *STAGE_ONE[key])
-           if getattr(tok.cfg, k) != getattr(want, k)]
-    if bad: raise RunError(f"--tokenizers: {path} is not a {key!r} tokenizer of this study: {'; '.join(bad)}")
-    return tok
 
 def real_set(cfg: GenerationConfig, data: dict) -> tuple:
     "The held-out scenes every generated set is compared with, and their labels: the first n_samples (or all) of the test split, so both sets have one size."
@@ -237,7 +216,7 @@ def condition_labels(test_y: torch.Tensor, n: int) -> torch.Tensor:
 @patch
 def prepare(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
     "The scenes, the feature network and its space, and every stage-I tokenizer (`stage_one`), into `ctx`; the network and space into study.json."
-    ctx['data'] = scene_data(cfg, cfg.progress)
+    ctx['data'] = scene_data(cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test, cfg.progress)
     net, info = feature_net(cfg.feature_config(), progress=cfg.progress, device=ctx['device'])
     space = f"{feature_net_key(cfg.feature_config())}@{weights_checksum(net)}"
     ctx.update(net=net, space=space); ctx['meta'].update(feature_net=info, feature_space=space)

@@ -15,16 +15,16 @@ from fastcore.script import call_parse
 from huggingface_hub import PyTorchModelHubMixin
 from .scalar import check_int
 from .quantizer import QuantOut, code_stats, make_quantizer, quantizer_factory
-from .data import as_images
+from .data import as_images, to_uint8, make_scenes, scene_tensors
 from .runs import (RunDir, RunError, atomic_write, content_digest, write_json, read_json, flatten_config, usage_errors, run_errors, split_list,
                           preset_config as _preset_config)
 from .train import TrainConfig, fit, get_rank_world, hardware, pick_device
 from .layers import Encoder, Decoder, PatchDiscriminator
 
 # %% auto #0
-__all__ = ['RUN_IGNORE', 'RUN_MAY_CHANGE', 'PRESETS', 'TokenizerConfig', 'Tokenizer', 'TokenizerLoss', 'evaluate_tokenizer',
-           'save_tokenizer', 'load_tokenizer', 'scene_images', 'show_reconstructions', 'open_run', 'train_tokenizer',
-           'preset_config', 'main']
+__all__ = ['STUDY_SHARED', 'STUDY_RUN', 'RUN_IGNORE', 'RUN_MAY_CHANGE', 'PRESETS', 'TokenizerConfig', 'Tokenizer',
+           'TokenizerLoss', 'evaluate_tokenizer', 'reconstruct', 'save_tokenizer', 'load_tokenizer', 'scene_data',
+           'scene_images', 'show_reconstructions', 'open_run', 'train_tokenizer', 'preset_config', 'main']
 
 # %% ../nbs/06_tokenizer.ipynb #49082504
 _VQ_ONLY, _FSQ_ONLY = ('codebook_size', 'vq_dim', 'vq'), ('levels',)
@@ -75,6 +75,17 @@ class TokenizerConfig:
         return {k: v for k, v in asdict(self).items() if k not in drop}
     @classmethod
     def from_dict(cls, d: dict) -> 'TokenizerConfig': return cls(**d)
+
+# %% ../nbs/06_tokenizer.ipynb #4900a3e5
+STUDY_SHARED = ('image_size', 'channels', 'ch_mult', 'num_res_blocks', 'vq_dim', 'n_train', 'n_test', 'data_seed')   # every tokenizer of a study has these ...
+STUDY_RUN = ('seed', 'device', 'bf16', 'progress')   # ... and trains with these settings of the study's config
+
+@patch(cls_method=True)
+def for_study(cls: TokenizerConfig, study, train: dict, **settings) -> TokenizerConfig:
+    """One tokenizer of a study whose config `study` holds the `STUDY_SHARED` and `STUDY_RUN` settings: `settings` (its
+    quantizer's, or any other field) over the shared ones, trained by `TrainConfig(**train)` with the study's run settings, logging 20 times."""
+    run = {k: getattr(study, k) for k in STUDY_RUN} | {'log_every': max(1, train['steps'] // 20)}
+    return cls(**({k: getattr(study, k) for k in STUDY_SHARED} | settings), train=TrainConfig(**(run | train)))
 
 # %% ../nbs/06_tokenizer.ipynb #78a7cde8
 class Tokenizer(nn.Module, PyTorchModelHubMixin, library_name="fsq_lit", tags=["fsq", "image-tokenizer"],
@@ -206,6 +217,16 @@ def evaluate_tokenizer(tokenizer: Tokenizer, images: torch.Tensor, batch_size: i
     return {'psnr': psnr.compute().item(), 'ssim': ssim.compute().item(), 'mse': se / n,
             **code_stats(torch.cat(idx), tokenizer.quantizer.codebook_size)}
 
+# %% ../nbs/06_tokenizer.ipynb #83436035
+@torch.no_grad()
+def reconstruct(tokenizer: Tokenizer, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    "uint8 images (N, H, W, 3) through `tokenizer` (in eval mode) and back, as uint8 (N, H, W, 3) on the CPU."
+    was_training, dev = tokenizer.training, next(tokenizer.parameters()).device
+    tokenizer.eval()
+    out = [to_uint8(tokenizer(as_images(images[i:i + batch_size]).to(dev))[0].float()) for i in range(0, len(images), batch_size)]
+    tokenizer.train(was_training)
+    return torch.cat(out)
+
 # %% ../nbs/06_tokenizer.ipynb #40b75c6b
 @patch
 def identity(self: Tokenizer) -> dict:
@@ -259,22 +280,40 @@ def save_tokenizer(tokenizer: Tokenizer, path) -> Path:
     shutil.rmtree(old, ignore_errors=True)
     return path
 
-def load_tokenizer(path, device='cpu') -> Tokenizer:
-    "A tokenizer saved by `save_tokenizer` / `save_pretrained` in the local directory `path`, in eval mode on `device`."
+_KIND = ('quantizer', 'levels', 'codebook_size', 'vq', 'image_size', 'factor')   # what the tokens are: two tokenizers alike here are of one kind
+
+def load_tokenizer(path, device='cpu', like: TokenizerConfig | None = None) -> Tokenizer:
+    """A tokenizer saved by `save_tokenizer` / `save_pretrained` in the local directory `path`, in eval mode on `device`;
+    with `like`, a ValueError naming each difference unless it is of `like`'s kind (`_KIND`, the settings its quantizer uses)."""
     path = Path(path)
     if not (path / 'config.json').is_file() or not (path / 'model.safetensors').is_file():
         raise FileNotFoundError(f"{path} is not a saved tokenizer (needs config.json and model.safetensors)")
     read_json(path / 'config.json')   # a damaged config is named here, with its path
-    return Tokenizer.from_pretrained(path, map_location=device)
+    tok = Tokenizer.from_pretrained(path, map_location=device)
+    bad = [f"{k} {getattr(tok.cfg, k)!r} (needs {getattr(like, k)!r})" for k in _KIND
+           if like is not None and k not in _UNUSED.get(like.quantizer, ()) and getattr(tok.cfg, k) != getattr(like, k)]
+    if bad: raise ValueError(f"{path} is another kind of tokenizer than the one asked for: {'; '.join(bad)}")
+    return tok
 
 # %% ../nbs/06_tokenizer.ipynb #9efc03ad
-def scene_images(n: int, size: int, seed: int = 0, test: int = 0, progress: bool = True, complexity: int = 0):
-    "Procedural scenes (of `complexity`, chapter 04) as uint8 (N, H, W, 3) tensors: (train, test) — compact enough to keep 10^5 images in memory."
-    from fsq_lit.data import make_scenes, scene_tensors
-    ds = make_scenes(n, size=size, seed=seed, test=test, progress=progress, complexity=complexity)
-    get = lambda d: scene_tensors(d, raw=True)['image']
-    return (get(ds['train']), get(ds['test'])) if test else (get(ds), None)
+def _images_labels(ds) -> tuple:
+    t = scene_tensors(ds, columns=('image', 'label'), raw=True)
+    return t['image'], t['label'].long()
 
+def scene_data(n: int, size: int, seed: int = 0, test: int = 0, progress: bool = True, complexity: int = 0) -> dict:
+    """Procedural scenes (of `complexity`, chapter 04) and their labels: uint8 images (N, H, W, 3) `train_x`, `test_x` and int64
+    class labels `train_y`, `test_y` (the test pair None without `test`), compact enough to keep 10^5 images in memory."""
+    ds = make_scenes(n, size=size, seed=seed, test=test, progress=progress, complexity=complexity)
+    train_x, train_y = _images_labels(ds['train'] if test else ds)
+    test_x, test_y = _images_labels(ds['test']) if test else (None, None)
+    return dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
+
+def scene_images(n: int, size: int, seed: int = 0, test: int = 0, progress: bool = True, complexity: int = 0):
+    "The images of `scene_data`: (train, test) uint8 (N, H, W, 3) tensors, test None without `test`."
+    d = scene_data(n, size, seed, test, progress, complexity)
+    return d['train_x'], d['test_x']
+
+# %% ../nbs/06_tokenizer.ipynb #0d3750d8
 def show_reconstructions(tokenizer: Tokenizer, images: torch.Tensor, n: int = 8, path=None):
     "Figure: `n` images (top row) over their reconstructions (bottom row); saved (atomically) to `path` if given."
     import matplotlib.pyplot as plt

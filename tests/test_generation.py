@@ -36,7 +36,7 @@ CASES = [
     (["--preset", "smoke", "--steps", "0"], "steps must be >= 1"),
     (["--preset", "smoke", "--tokenizers", "lfq=x"], "expected KEY=PATH"),
     (["--preset", "smoke", "--tokenizers", "fsq=NOPE"], "is not a saved tokenizer"),
-    (["--preset", "smoke", "--tokenizers", "fsq=VQ"], "VQ is not a 'fsq' tokenizer of this study: quantizer 'vq' (needs 'fsq')"),
+    (["--preset", "smoke", "--tokenizers", "fsq=VQ"], "--tokenizers fsq=VQ: VQ is another kind of tokenizer than the one asked for: quantizer 'vq' (needs 'fsq')"),
     (["--preset", "smoke", "--tokenizers", "fsq=MIXED"], "--tokenizers fsq=MIXED: MIXED/model.safetensors holds weights for another quantizer"),
     (["--preset", "smoke", "--out", "FILE"], "is a file"),
     (["--preset", "smoke", "--out", "OTHER"], "is not empty and is not a fsq-maskgit run"),
