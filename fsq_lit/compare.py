@@ -13,7 +13,6 @@ from fastcore.script import call_parse
 from .indices import levels_for
 from .data import as_images
 from .runs import atomic_write, write_json, read_json
-from .train import TrainConfig
 from .study import Study, read_derived
 from .tokenizer import TokenizerConfig, train_tokenizer, scene_images
 from .vq import time_quantizers
@@ -87,13 +86,9 @@ class CompareConfig:
 
     def tokenizer_config(self, quantizer: str, variant: str, size: int) -> TokenizerConfig:
         "The tokenizer of one run: everything shared except the quantizer."
-        return TokenizerConfig(
-            image_size=self.image_size, channels=self.channels, ch_mult=self.ch_mult, num_res_blocks=self.num_res_blocks,
-            quantizer=quantizer, levels=tuple(levels_for(size)), codebook_size=size, vq_dim=self.vq_dim,
-            vq=_variant_kwargs(quantizer, variant), n_train=self.n_train, n_test=self.n_test,
-            data_seed=self.data_seed,
-            train=TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup=self.warmup, seed=self.seed,
-                              device=self.device, bf16=self.bf16, progress=self.progress, log_every=max(1, self.steps // 20)))
+        return TokenizerConfig.for_study(self, dict(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup=self.warmup),
+                                         quantizer=quantizer, levels=tuple(levels_for(size)), codebook_size=size,
+                                         vq=_variant_kwargs(quantizer, variant))
 
 PRESETS = {
     'smoke': dict(sizes=(2**4, 2**6), sweep_variants=('plain', 'lfq'), ablation_size=2**4, ablation_variants=('plain', 'ema+reseed'),

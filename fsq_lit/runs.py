@@ -17,7 +17,7 @@ from .quantizer import code_stats
 __all__ = ['CHECKSUM', 'RunError', 'CheckpointError', 'atomic_write', 'write_json', 'read_json', 'remove_stale_tmp',
            'save_figure', 'content_digest', 'save_checkpoint', 'has_checkpoint', 'load_checkpoint', 'rng_state',
            'set_rng_state', 'flatten_config', 'diff_definitions', 'check_definition', 'RunDir', 'preset_config',
-           'usage_errors', 'run_errors', 'split_list', 'run_demo', 'demo_main']
+           'argument_errors', 'run_errors', 'split_list', 'run_demo', 'demo_main']
 
 # %% ../nbs/04a_runs.ipynb #e0a8109a
 class RunError(RuntimeError):
@@ -286,7 +286,7 @@ def preset_config(presets: dict, name: str, cls, **overrides):
     return cls(**base)
 
 @contextlib.contextmanager
-def usage_errors(prog: str, catch=(ValueError, TypeError, OSError, RunError)):
+def argument_errors(prog: str, catch=(ValueError, TypeError, OSError, RunError)):
     "Report an exception of type `catch` as `prog: error: message` on stderr and exit with status 2."
     try: yield
     except catch as e:
@@ -297,7 +297,7 @@ def usage_errors(prog: str, catch=(ValueError, TypeError, OSError, RunError)):
 def run_errors(prog: str):
     "Inside a command's run: a `RunError` (a damaged file, a full disk) or an `OSError` (a read-only folder) is one line and exit 2; Ctrl-C (SIGINT) is one line and exit 130."
     try:
-        with usage_errors(prog, catch=(RunError, OSError)): yield
+        with argument_errors(prog, catch=(RunError, OSError)): yield
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; run the same command to resume", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
@@ -334,4 +334,4 @@ def demo_main(levels: str = "8,5,5,5",  # comma-separated levels, e.g. 8,5,5,5
               scale: float = 1.0,        # standard deviation of the random vectors
               eps: float = 1e-3):        # FSQ's bound margin (large levels need a smaller one)
     "fsq-demo: quantize random vectors with FSQ, decode them, print codebook usage."
-    with usage_errors("fsq-demo"): run_demo(split_list(levels, int), tokens, seed, scale, eps)
+    with argument_errors("fsq-demo"): run_demo(split_list(levels, int), tokens, seed, scale, eps)

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 import torch
 from fastcore.basics import patch
-from .runs import RunDir, RunError, flatten_config, write_json, read_json, usage_errors, run_errors, save_figure, preset_config as _preset_config
+from .runs import RunDir, RunError, flatten_config, write_json, read_json, argument_errors, run_errors, save_figure, preset_config as _preset_config
 from .train import pick_device, hardware
 
 # %% auto #0
@@ -174,7 +174,7 @@ def command(self: Study, make_config, out, plumbing: bool = False, **given) -> d
     """A console script's body. `make_config()` builds the config: a bad setting (the device included) or an unusable
     `out` is one line `kind: error: ...` and exit 2, before `out` is touched. A failure inside the run (a damaged file,
     a full disk) is one line naming it, exit 2; Ctrl-C is one line, exit 130. Prints the table, the verdicts and what was written."""
-    with usage_errors(self.kind):
+    with argument_errors(self.kind):
         cfg = make_config(); self.device(cfg)
         rd = self.open_dir(cfg, out)
     with rd, run_errors(self.kind): st = self.run(cfg, out, plumbing=plumbing, **given)

@@ -16,7 +16,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from .scalar import check_int
 from .quantizer import QuantOut, code_stats, make_quantizer, quantizer_factory
 from .data import as_images, to_uint8, make_scenes, scene_tensors
-from .runs import (RunDir, RunError, atomic_write, content_digest, write_json, read_json, flatten_config, usage_errors, run_errors, split_list,
+from .runs import (RunDir, RunError, atomic_write, content_digest, write_json, read_json, flatten_config, argument_errors, run_errors, split_list,
                           preset_config as _preset_config)
 from .train import TrainConfig, fit, get_rank_world, hardware, pick_device
 from .layers import Encoder, Decoder, PatchDiscriminator
@@ -410,7 +410,7 @@ def main(preset: str = 'cpu',              # smoke, cpu or gpu
          allow: str = None,                # comma-separated settings that may differ from the run in --out (steps, device, compile, bf16)
          no_progress: bool = False):       # no progress bars (logs only)
     "Train an FSQ image tokenizer on procedural scenes; write recon.png, metrics.jsonl/.png, summary.json, tokenizer/."
-    with usage_errors('fsq-tokenizer'):
+    with argument_errors('fsq-tokenizer'):
         cfg = preset_config(preset, steps=steps, batch_size=batch_size, n_train=n_train, device=device, seed=seed,
                             ckpt_every=ckpt_every, allow_changes=tuple(split_list(allow)) or None,
                             progress=False if no_progress else None)

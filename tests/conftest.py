@@ -26,7 +26,7 @@ def preset_drift(saved_config: dict, cfg) -> dict:
     return {k: (saved_config.get(k, "<absent>"), now.get(k, "<absent>")) for k in sorted(keys) if saved_config.get(k, "<absent>") != now.get(k, "<absent>")}
 
 
-def check_usage_errors(tmp_path, prog: str, module: str, cases: list):
+def check_argument_errors(tmp_path, prog: str, module: str, cases: list):
     """Run `module.main` (console script `prog`) on each `(args, message)` of `cases` in ONE interpreter, against a
     folder holding a file FILE and a foreign folder OTHER: each must print one line `prog: error: ...` containing
     `message` and exit 2, before any work (no scene rendered, FILE and OTHER untouched)."""

@@ -4,7 +4,7 @@ terminal sends it) is one line and exit 130, and the same command then finishes 
 a cache folder that cannot be written is one line naming it."""
 import os, signal, subprocess
 import pytest
-from conftest import console_script, cli_env, check_usage_errors
+from conftest import console_script, cli_env, check_argument_errors
 
 COMMANDS = {"fsq-tokenizer": "fsq_lit.tokenizer", "fsq-compare": "fsq_lit.compare", "fsq-usage": "fsq_lit.usage",
             "fsq-maskgit": "fsq_lit.generation", "fsq-uvim": "fsq_lit.uvim_study"}
@@ -27,13 +27,13 @@ CASES = {   # each command's bad arguments and unusable --out, with what its one
 
 
 @pytest.mark.parametrize("prog", list(COMMANDS))
-def test_usage_errors(tmp_path, prog):
+def test_argument_errors(tmp_path, prog):
     """A bad argument, a device this machine lacks or an unusable --out: one line `prog: error: ...`, exit 2, before any
     work (no scene rendered, --out untouched); all of one command's cases in one interpreter."""
     import torch
     devices = [(SMOKE + ["--device", d, "--out", "NEW"], f"unknown device {d!r}" if d == "tpu" else "CUDA is not available")
                for d in ["tpu"] + ([] if torch.cuda.is_available() else ["cuda"])]
-    check_usage_errors(tmp_path, prog, COMMANDS[prog], CASES[prog] + devices)
+    check_argument_errors(tmp_path, prog, COMMANDS[prog], CASES[prog] + devices)
     assert not (tmp_path / "NEW").exists()
 
 

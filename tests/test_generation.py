@@ -4,7 +4,7 @@ import subprocess
 from pathlib import Path
 import pytest
 from fsq_lit.generation import MASKGIT
-from conftest import console_script, cli_env, preset_drift, check_usage_errors
+from conftest import console_script, cli_env, preset_drift, check_argument_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "nbs" / "results"
@@ -43,7 +43,7 @@ CASES = [
 ]
 
 
-def test_cli_usage_errors(tmp_path):
+def test_cli_argument_errors(tmp_path):
     """A bad argument, a --tokenizers folder of the wrong kind or whose config and weights disagree, or an unusable --out:
     one line `fsq-maskgit: error: ...`, exit 2, before any work (all cases in one interpreter)."""
     import shutil
@@ -51,7 +51,7 @@ def test_cli_usage_errors(tmp_path):
     cfg = MASKGIT.preset("smoke")
     save_tokenizer(Tokenizer(cfg.stage_one("vq")), tmp_path / "VQ"); save_tokenizer(Tokenizer(cfg.stage_one("fsq")), tmp_path / "MIXED")
     shutil.copy(tmp_path / "VQ" / "model.safetensors", tmp_path / "MIXED")   # an FSQ config with VQ weights
-    check_usage_errors(tmp_path, "fsq-maskgit", "fsq_lit.generation", CASES)
+    check_argument_errors(tmp_path, "fsq-maskgit", "fsq_lit.generation", CASES)
 
 
 @pytest.mark.parametrize("name", ["cpu"])
