@@ -21,9 +21,9 @@ from .runs import (RunDir, RunError, atomic_write, remove_stale_tmp, has_checkpo
                           flatten_config, check_definition)
 
 # %% auto #0
-__all__ = ['PEAK_BF16_FLOPS', 'RESUME_IGNORE', 'RESUME_MAY_CHANGE', 'get_rank_world', 'pick_device', 'hardware', 'TrainConfig',
-           'lr_factor', 'make_optimizer', 'make_schedule', 'unwrap', 'EMA', 'SampleStream', 'data_len', 'gather_batch',
-           'to_device', 'peak_flops', 'transformer_flops_per_sample', 'read_metrics', 'plot_metrics',
+__all__ = ['PEAK_BF16_FLOPS', 'RESUME_IGNORE', 'RESUME_MAY_CHANGE', 'get_rank_world', 'pick_device', 'hardware', 'process_group',
+           'TrainConfig', 'lr_factor', 'make_optimizer', 'make_schedule', 'unwrap', 'EMA', 'SampleStream', 'data_len',
+           'gather_batch', 'to_device', 'peak_flops', 'transformer_flops_per_sample', 'read_metrics', 'plot_metrics',
            'NonFiniteLossError', 'TrainResult', 'trainable_state', 'load_trainable_state', 'Trainer', 'fit']
 
 # %% ../nbs/05_train.ipynb #00c97020
@@ -50,6 +50,30 @@ def hardware(device=None) -> str:
     if d.type == "cuda": return f"{torch.cuda.get_device_name(d)}, torch {torch.__version__}"
     import platform
     return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads), torch {torch.__version__}"
+
+# %% ../nbs/05_train.ipynb #bc8c12df
+def _init_group(device: torch.device, **kw):
+    "`dist.init_process_group` for `device` (NCCL on CUDA, else gloo), after the imports that would otherwise keep the group alive."
+    import torch._dynamo, torch.distributed.nn.functional   # what DDP imports; the latter's defaults capture group.WORLD
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", **kw)
+
+def _end_group(together: bool = True):
+    "Destroy the default process group, after a barrier if every rank got here (`together`): its threads are joined."
+    if together: dist.barrier()   # a gloo peer that leaves early can abort the other
+    dist.destroy_process_group()
+
+@contextlib.contextmanager
+def process_group(device="auto", **kw):
+    "The default process group for a block (torchrun's ranks; `kw` go to `init_process_group`), destroyed with its threads on exit; yields nothing (a reference to the group would keep them alive)."
+    if dist.is_available() and dist.is_initialized(): raise ValueError("process_group: a default process group exists already")
+    d = pick_device(device)
+    if d.type == "cuda": torch.cuda.set_device(d)
+    _init_group(d, **kw)
+    done = False
+    try:
+        yield
+        done = True
+    finally: _end_group(together=done)
 
 # %% ../nbs/05_train.ipynb #34558b65
 def _check(ok: bool, msg: str, exc=ValueError):
@@ -374,7 +398,7 @@ def setup(self: Trainer):
     self.device = pick_device(cfg)
     if self.device.type == "cuda": torch.cuda.set_device(self.device)
     if self.world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo"); self.created_group = True
+        _init_group(self.device); self.created_group = True
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True); torch.backends.cudnn.benchmark = False
@@ -565,11 +589,9 @@ def run(self: Trainer) -> TrainResult:
 
 @patch
 def teardown(self: Trainer):
-    "Close the progress bar, restore determinism settings, unlock `cfg.out`, and destroy the process group if `fit` created it."
+    "Close the progress bar, restore determinism settings, unlock `cfg.out`, and destroy the process group (joining its threads) if `fit` created it."
     if self.pbar is not None: self.pbar.close()
     self.net = self.ddp = None   # DDP's reducer goes now, while the process group it uses still exists (as fit's locals did)
     torch.use_deterministic_algorithms(self.was_deterministic)
     if self.run_dir is not None: self.run_dir.close()
-    if self.created_group and dist.is_initialized():
-        if not self.in_step: dist.barrier()   # all ranks here: tear down together (a gloo peer leaving early can abort the other)
-        dist.destroy_process_group()
+    if self.created_group and dist.is_initialized(): _end_group(together=not self.in_step)   # together: every rank got here

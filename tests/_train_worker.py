@@ -1,12 +1,12 @@
 """Helper process for tests/test_train.py: trains a tiny MLP with `fsq_lit.train.fit` (alone or under torchrun),
 or exercises `save_checkpoint` so that the test can kill it. Usage: python _train_worker.py '<json spec>'."""
-import faulthandler, io, json, os, signal, sys, time
+import contextlib, faulthandler, io, json, os, signal, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from torch import nn
 import torch.distributed as dist
-from fsq_lit.train import TrainConfig, fit, save_checkpoint
+from fsq_lit.train import TrainConfig, fit, process_group, save_checkpoint
 
 
 
@@ -32,22 +32,28 @@ def make_loss(kill_at=None, grad_accum=1):
     return loss_fn
 
 
+def comm_threads():
+    "Names of this process's gloo and NCCL threads (Linux)."
+    return sorted(n for n in (Path(t, "comm").read_text().strip() for t in Path("/proc/self/task").iterdir()) if "gloo" in n or "nccl" in n)
+
+
 def train(spec):
-    results = []
-    for i, run in enumerate(spec["runs"]):
-        if spec.get("init_pg_from", 10**9) <= i and int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
-            dist.init_process_group("gloo")
-        was_init = dist.is_initialized()
-        run = dict(run); kill_at = run.pop("kill_at", None); dropout = run.pop("dropout", 0.0)
-        cfg = TrainConfig(**{"progress": False, "device": "cpu", "log_every": 1, "warmup": 3, "lr": 1e-2, **run})
-        res = fit(tiny_model(dropout), tiny_data(), make_loss(kill_at, cfg.grad_accum), cfg)
-        if was_init: assert dist.is_initialized(), "fit destroyed a process group it did not create"
-        elif int(os.environ.get("WORLD_SIZE", 1)) > 1: assert not dist.is_initialized(), "fit left its process group behind"
-        results.append(dict(params=res.model.state_dict(), ema=None if res.ema is None else res.ema.state_dict(),
-                            step=res.step, history=res.history))
-    rank = dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", 0))
-    if dist.is_initialized(): dist.barrier(); dist.destroy_process_group()
-    if rank == 0: torch.save(results, spec["result"])
+    results, multi = [], int(os.environ.get("WORLD_SIZE", 1)) > 1
+    with contextlib.ExitStack() as own:
+        for i, run in enumerate(spec["runs"]):
+            if spec.get("init_pg_from", 10**9) <= i and multi and not dist.is_initialized():
+                own.enter_context(process_group("cpu"))       # the script's own group, destroyed at the end of `with`
+            was_init = dist.is_initialized()
+            run = dict(run); kill_at = run.pop("kill_at", None); dropout = run.pop("dropout", 0.0)
+            cfg = TrainConfig(**{"progress": False, "device": "cpu", "log_every": 1, "warmup": 3, "lr": 1e-2, **run})
+            res = fit(tiny_model(dropout), tiny_data(), make_loss(kill_at, cfg.grad_accum), cfg)
+            if was_init: assert dist.is_initialized(), "fit destroyed a process group it did not create"
+            elif multi: assert not dist.is_initialized(), "fit left its process group behind"
+            results.append(dict(params=res.model.state_dict(), ema=None if res.ema is None else res.ema.state_dict(),
+                                step=res.step, history=res.history))
+        rank = dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", 0))
+    if multi: assert not comm_threads(), f"threads of a destroyed process group still run: {comm_threads()}"
+    if rank == 0 and spec.get("result"): torch.save(results, spec["result"])
 
 
 def save_loop(spec):
@@ -78,8 +84,3 @@ if __name__ == "__main__":
     faulthandler.dump_traceback_later(float(os.environ.get("TRAIN_WORKER_TIMEOUT", 100)), exit=True)  # a hang dies loudly
     spec = json.loads(sys.argv[1])
     {"train": train, "save_loop": save_loop, "die_mid_write": die_mid_write}[spec.get("mode", "train")](spec)
-    # Done, results written, process group destroyed. Skip interpreter finalization: about 1 launch in 25, a gloo
-    # rank aborted there ("terminate called without an active exception", faulthandler: no Python frame), when
-    # gloo's C++ threads release their last tensors while Python is being torn down (pytorch/pytorch#179291).
-    sys.stdout.flush(); sys.stderr.flush()
-    os._exit(0)
