@@ -92,7 +92,7 @@ def test_outputs_and_figures_are_stored(site, pages):
 
 def test_api_reference(site):
     api = (site / 'api.html').read_text()
-    for name in ('fsq', 'levels_for', 'quantize_ste', 'tokenizer', 'vq', 'run_study', 'fsqindices_to_codes'):
+    for name in ('fsq', 'levels_for', 'quantize_ste', 'tokenizer', 'vq', 'study', 'studyrun', 'fsqindices_to_codes'):
         assert f'id="{name}"' in api, name
     assert 'blob/main/fsq_lit/fsq.py#L' in api and '#LNone' not in api
 
