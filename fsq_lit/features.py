@@ -14,7 +14,7 @@ from fastcore.basics import patch, store_attr
 from .scalar import check_int
 from .scenes import SCENE_LABELS, GENERATOR_VERSION
 from .data import as_images, make_scenes, scene_tensors, _cache_root
-from .runs import RunError, atomic_write, write_json, read_json, content_digest
+from .runs import RunError, atomic_write, write_json, read_json, state_digest
 from .train import TrainConfig, fit, hardware, pick_device
 
 # %% auto #0
@@ -176,7 +176,7 @@ def _save_feature_net(net: SceneNet, info: dict, weights: Path, info_path: Path)
     "The weights (safetensors, their metadata naming the entry), then the info JSON; each atomic, the info last."
     from safetensors.torch import save
     sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    atomic_write(weights, save(sd, metadata={"format": FEATURES_VERSION, "key": weights.stem, "sha256": content_digest(dict(sorted(sd.items())))}))
+    atomic_write(weights, save(sd, metadata={"format": FEATURES_VERSION, "key": weights.stem, "sha256": state_digest(sd)}))
     write_json(info_path, info)
 
 def _load_feature_net(cfg: FeatureNetConfig, weights: Path, info_path: Path):
@@ -190,7 +190,7 @@ def _load_feature_net(cfg: FeatureNetConfig, weights: Path, info_path: Path):
         if info.get("config") != asdict(cfg) or meta.get("key") != weights.stem: raise RunError("it holds another configuration's network")
         net = SceneNet(cfg.width, len(SCENE_LABELS), cfg.feature_dim, cfg.image_size)
         sd = load_file(str(weights))
-        if content_digest(dict(sorted(sd.items()))) != meta.get("sha256"): raise RunError("its weights do not match the checksum saved with them")
+        if state_digest(sd) != meta.get("sha256"): raise RunError("its weights do not match the checksum saved with them")
         net.load_state_dict(sd)
         return net, info
     except Exception as e:

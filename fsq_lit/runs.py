@@ -15,9 +15,9 @@ from .quantizer import code_stats
 
 # %% auto #0
 __all__ = ['CHECKSUM', 'RunError', 'CheckpointError', 'atomic_write', 'write_json', 'read_json', 'remove_stale_tmp',
-           'save_figure', 'content_digest', 'save_checkpoint', 'has_checkpoint', 'load_checkpoint', 'rng_state',
-           'set_rng_state', 'flatten_config', 'diff_definitions', 'check_definition', 'RunDir', 'preset_config',
-           'argument_errors', 'run_errors', 'split_list', 'run_demo', 'demo_main']
+           'save_figure', 'content_digest', 'state_digest', 'save_checkpoint', 'has_checkpoint', 'load_checkpoint',
+           'rng_state', 'set_rng_state', 'flatten_config', 'diff_definitions', 'check_definition', 'RunDir',
+           'preset_config', 'argument_errors', 'run_errors', 'split_list', 'run_demo', 'demo_main']
 
 # %% ../nbs/04a_runs.ipynb #e0a8109a
 class RunError(RuntimeError):
@@ -113,6 +113,10 @@ def content_digest(obj) -> str:
     "SHA-256 (hex) of a checkpoint's contents: each tensor's dtype, shape and bytes and every other value, in order. The same contents give the same digest in any process."
     h = hashlib.sha256(); _digest(obj, h)
     return h.hexdigest()
+
+def state_digest(state: dict) -> str:
+    "`content_digest` of a model's tensors taken by name, whatever their order: the checksum a safetensors file (which keeps no order) carries in its metadata."
+    return content_digest(dict(sorted(state.items())))
 
 def _unreadable(path: Path, why: str) -> CheckpointError:
     return CheckpointError(f"cannot read checkpoint {path}: {why}. Delete it (and ckpt.prev.pt) to start the run afresh, or restore a copy")

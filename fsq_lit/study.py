@@ -4,7 +4,7 @@
 
 # %% ../nbs/05b_study.ipynb #85ba2445
 from __future__ import annotations
-import hashlib, sys, time
+import hashlib, time
 from dataclasses import asdict
 from pathlib import Path
 import torch

@@ -16,7 +16,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from .scalar import check_int
 from .quantizer import QuantOut, code_stats, make_quantizer, quantizer_factory
 from .data import as_images, to_uint8, make_scenes, scene_tensors
-from .runs import (RunDir, RunError, atomic_write, content_digest, write_json, read_json, flatten_config, argument_errors, run_errors, split_list,
+from .runs import (RunDir, RunError, atomic_write, state_digest, write_json, read_json, flatten_config, argument_errors, run_errors, split_list,
                           preset_config as _preset_config)
 from .train import TrainConfig, fit, get_rank_world, hardware, pick_device
 from .layers import Encoder, Decoder, PatchDiscriminator
@@ -235,14 +235,10 @@ def identity(self: Tokenizer) -> dict:
     return {'format': 'fsq_lit.tokenizer', 'quantizer': c.quantizer, 'codebook_size': str(q.codebook_size), 'dim': str(q.dim),
             **({'levels': ','.join(map(str, c.levels))} if c.quantizer == 'fsq' else {})}
 
-def _weights_digest(state: dict) -> str:
-    "The checksum a tokenizer's weights carry: `content_digest` of its tensors by name (safetensors keeps no order)."
-    return content_digest(dict(sorted(state.items())))
-
 def _safetensors_bytes(tok: Tokenizer) -> bytes:
     from safetensors.torch import save
     sd = {k: v.detach().cpu().contiguous() for k, v in tok.state_dict().items()}
-    return save(sd, metadata={**tok.identity(), 'sha256': _weights_digest(sd)})
+    return save(sd, metadata={**tok.identity(), 'sha256': state_digest(sd)})
 
 def _weights_path(model_id, **hub_kwargs) -> Path:
     if os.path.isdir(model_id): return Path(model_id) / 'model.safetensors'
@@ -261,7 +257,7 @@ def load_weights(self: Tokenizer, path):
     want = self.identity()
     bad = [f"{k} {meta.get(k)!r} (config: {v!r})" for k, v in want.items() if meta.get(k) != v]
     if bad: raise ValueError(f"{path} holds weights for another quantizer: {'; '.join(bad)}. Restore the config.json saved with them.")
-    if 'sha256' in meta and _weights_digest(state) != meta['sha256']:
+    if 'sha256' in meta and state_digest(state) != meta['sha256']:
         raise RunError(f"{path} does not match the checksum saved with it (a damaged byte): restore it, or train the tokenizer again")
     try: self.load_state_dict(state)
     except RuntimeError as e:
