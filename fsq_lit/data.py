@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_data.ipynb #8ed111f3
 from __future__ import annotations
-import hashlib, json, math, os, re, shutil, socket, time, uuid, warnings
+import math, os
 import multiprocessing as mp
 from pathlib import Path
 import numpy as np
@@ -14,11 +14,13 @@ import torch.nn.functional as F
 import datasets
 from tqdm.auto import tqdm
 from .scalar import check_int
+from .cache import cache_root, tmp_pattern, clean_stale_tmp, save_entry, load_entry
 from .scenes import render_scenes, SCENE_LABELS, GENERATOR_VERSION, COMPLEXITY
 
 # %% auto #0
-__all__ = ['HUB_DATASETS', 'scenes_cache_path', 'make_scenes', 'png_bits_per_pixel', 'as_images', 'to_uint8', 'scene_tensors',
-           'load_digits_images', 'load_lfw', 'hub_transform', 'load_hub']
+__all__ = ['HUB_DATASETS', 'arrays_dataset', 'scenes_cache_path', 'save_dataset_entry', 'load_dataset_entry', 'make_scenes',
+           'png_bits_per_pixel', 'check_images', 'as_images', 'to_uint8', 'scene_tensors', 'load_digits_images',
+           'load_lfw', 'hub_transform', 'load_hub']
 
 # %% ../nbs/04_data.ipynb #e0b352f6
 def _scene_features(size):
@@ -34,7 +36,7 @@ def _nested(a: np.ndarray):
     for dim in a.shape[:0:-1]: v = pa.ListArray.from_arrays(pa.array(np.arange(0, len(v) + 1, dim, dtype=np.int32)), v)
     return v
 
-def _dataset(arrays: dict, features: datasets.Features, fingerprint=None) -> datasets.Dataset:
+def arrays_dataset(arrays: dict, features: datasets.Features, fingerprint=None) -> datasets.Dataset:
     """numpy arrays → `datasets.Dataset` straight through Arrow: ArrayND columns as nested lists, the rest (labels)
     as int64. A given `fingerprint` (the cache key) spares datasets from hashing the whole table."""
     nd = (datasets.Array2D, datasets.Array3D)
@@ -61,127 +63,25 @@ def _render_range(start, stop, size, seed, num_proc, progress, desc, complexity=
     bar.close()
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
-def _cache_root(cache_dir=None) -> Path:
-    "The folder of every fsq_lit cache entry: `cache_dir`, else `$FSQ_LIT_CACHE`, else ~/.cache/fsq_lit."
-    return Path(cache_dir or os.environ.get("FSQ_LIT_CACHE") or Path.home() / ".cache" / "fsq_lit").expanduser()
-
 def scenes_cache_path(n, size=64, seed=0, test=0, cache_dir=None, complexity=0) -> Path:
     "The folder `make_scenes` caches these parameters in (complexity 0, the default, is not in the name)."
-    return _cache_root(cache_dir) / (f"{GENERATOR_VERSION}_n{n}_size{size}_seed{seed}_test{test}"
+    return cache_root(cache_dir) / (f"{GENERATOR_VERSION}_n{n}_size{size}_seed{seed}_test{test}"
                                      + (f"_complexity{complexity}" if complexity else ""))
 
 # %% ../nbs/04_data.ipynb #dfef4728
-_MANIFEST = "fsq_lit_manifest.json"
-_VERIFIED: dict = {}   # absolute entry path -> signature of its files when they last passed the checksum, in this process
+_SCENES_TMP = tmp_pattern(r"_n\d+_size\d+_seed\d+_test\d+(?:_complexity\d+)?")   # the temporary folders of make_scenes' entries
 
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
-    return h.hexdigest()
-
-def _files(entry: Path) -> list:
-    "The files of a cache entry, recursively and sorted, without the manifest."
-    return sorted(p for p in entry.rglob("*") if p.is_file() and p.name != _MANIFEST)
-
-def _write_manifest(entry: Path):
-    "Record the size and SHA-256 of every file of `entry` in its manifest (written to a temporary name, then renamed)."
-    files = {p.relative_to(entry).as_posix(): dict(size=p.stat().st_size, sha256=_sha256(p)) for p in _files(entry)}
-    tmp = entry / f"{_MANIFEST}.tmp"
-    tmp.write_text(json.dumps(dict(format=1, files=files), indent=1))
-    os.replace(tmp, entry / _MANIFEST)
-
-def _signature(entry: Path) -> tuple:
-    "(name, size, mtime) of every file of `entry`: cheap to take, and it changes when a file is rewritten."
-    return tuple((p.relative_to(entry).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-                 for p in sorted(entry.rglob("*")) if p.is_file())
-
-def _cache_problem(entry: Path) -> str | None:
-    "Why the files of cache entry `entry` do not match its manifest, or None when they all do."
-    try:
-        files = json.loads((entry / _MANIFEST).read_text())["files"]
-        expected = {name: (int(r["size"]), str(r["sha256"])) for name, r in files.items()}
-    except FileNotFoundError: return f"it has no checksum manifest {_MANIFEST} (an older fsq_lit wrote it, or it was damaged)"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e: return f"its manifest is unreadable ({e!r})"
-    if not expected: return "its manifest lists no files"
-    for name, (size, sha) in expected.items():
-        p = entry / name
-        if not p.is_file(): return f"{name} is missing"
-        if p.stat().st_size != size: return f"{name} has {p.stat().st_size} bytes, not {size}"
-        if _sha256(p) != sha: return f"{name} does not match its SHA-256 checksum"
-    return None
-
-# %% ../nbs/04_data.ipynb #2a87249e
-_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
-
-def _tmp_re(entry: str) -> re.Pattern:
-    "The names of the temporary folders of the cache entries whose names end with (regex) `entry`."
-    return re.compile(entry + r"\.tmp-(?:(?P<host>\w+)-(?P<pid>\d+)-)?[0-9a-f]{8}$")
-
-_TMP_NAME = _tmp_re(r"_n\d+_size\d+_seed\d+_test\d+")   # those of make_scenes' entries
-_STALE_S = 3600        # seconds untouched after which a temporary folder whose writer cannot be asked is abandoned
-
-def _tmp_path(path: Path) -> Path:
-    "A fresh temporary sibling of cache entry `path`, named by this host and process."
-    return path.with_name(f"{path.name}.tmp-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-def _pid_alive(pid: int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except OSError: pass       # e.g. PermissionError: it exists but belongs to another user
-    return True
-
-def _stale(tmp: Path, m: re.Match) -> bool:
-    "Whether temporary folder `tmp` was abandoned: its process is gone (same host), or it has not changed for `_STALE_S`."
-    if m["pid"] and m["host"] == _HOST and os.name == "posix": return not _pid_alive(int(m["pid"]))
-    newest = max(p.stat().st_mtime for p in (tmp, *tmp.rglob("*")))
-    return time.time() - newest > _STALE_S
-
-def _clean_stale_tmp(root: Path, names: re.Pattern = _TMP_NAME):
-    "Remove the temporary folders that interrupted writers left in the cache folder `root` (those `names` matches: by default `make_scenes`')."
-    if not root.is_dir(): return
-    for tmp in root.glob("*.tmp-*"):
-        m = names.search(tmp.name)
-        try:
-            if m and tmp.is_dir() and _stale(tmp, m): shutil.rmtree(tmp, ignore_errors=True)
-        except OSError: pass   # removed meanwhile by another process
-
-# %% ../nbs/04_data.ipynb #7d4f5273
-def _discard(entry: Path):
-    "Move a bad entry aside (one atomic rename: no other process loads it half-deleted), then delete it."
-    aside = _tmp_path(entry)
-    try: entry.rename(aside)
-    except OSError: return     # another process moved or replaced it first
-    shutil.rmtree(aside, ignore_errors=True)
-
-def _load_verified(entry: Path, what: str = "scenes cache", redo: str = "rendering the scenes again"):
-    """The dataset cached in `entry` if its files match their manifest (hashed once per process while the files are
-    unchanged); otherwise warn, naming the folder (`what` it is, what is done instead: `redo`), discard the entry and return None."""
-    key, sig = str(entry.absolute()), _signature(entry)
-    why = None if _VERIFIED.get(key) == sig else _cache_problem(entry)
-    if why is None:
-        try:
-            ds = datasets.load_from_disk(str(entry))
-            _VERIFIED[key] = sig
-            return ds
-        except Exception as e: why = f"datasets cannot load it ({e!r})"
-    warnings.warn(f"{what} {entry} failed its check: {why}; deleting it and {redo}", stacklevel=3)
-    _VERIFIED.pop(key, None)
-    _discard(entry)
-    return None
-
-def _save_entry(ds, path: Path, progress: bool):
-    "Save `ds` with its manifest to a temporary sibling of `path`, then rename it to `path`: all or nothing."
-    tmp, was_disabled = _tmp_path(path), datasets.are_progress_bars_disabled()
+def save_dataset_entry(ds, path: Path, progress: bool = True) -> Path:
+    "Save `ds` (a `Dataset` or `DatasetDict`) as the cache entry `path` (`save_entry`: all or nothing, with its manifest)."
+    was_disabled = datasets.are_progress_bars_disabled()
     if not progress: datasets.disable_progress_bars()
-    try:
-        ds.save_to_disk(str(tmp))
-        _write_manifest(tmp)
-        try: tmp.rename(path); _VERIFIED[str(path.absolute())] = _signature(path)   # just hashed: no second check
-        except OSError: pass   # another process finished first: keep theirs (checked when loaded)
+    try: return save_entry(path, lambda tmp: ds.save_to_disk(str(tmp)))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)   # left only after an error or a lost race
         if not progress and not was_disabled: datasets.enable_progress_bars()
+
+def load_dataset_entry(path: Path, what: str = "scenes cache", redo: str = "rendering the scenes again", check=None):
+    "The dataset of cache entry `path` if it passes `load_entry`'s checks (and `check`); else None, after one warning."
+    return load_entry(path, lambda p: datasets.load_from_disk(str(p)), what, redo, check)
 
 # %% ../nbs/04_data.ipynb #1f538168
 def make_scenes(n: int, size: int = 64, seed: int = 0, test: int = 0, cache_dir=None, num_proc=None, progress: bool = True,
@@ -196,15 +96,15 @@ def make_scenes(n: int, size: int = 64, seed: int = 0, test: int = 0, cache_dir=
     test, complexity = check_int(test, "test", 0), check_int(complexity, "complexity", 0, max(COMPLEXITY))
     num_proc = (os.cpu_count() or 1) if num_proc is None else check_int(num_proc, "num_proc", 1)
     path = scenes_cache_path(n, size, seed, test, cache_dir, complexity)
-    _clean_stale_tmp(path.parent)
-    if path.exists() and (cached := _load_verified(path)) is not None: return cached
+    clean_stale_tmp(path.parent, _SCENES_TMP)
+    if path.exists() and (cached := load_dataset_entry(path)) is not None: return cached
     splits = {"train": (0, n)} if test == 0 else {"train": (0, n), "test": (n, n + test)}
-    out = datasets.DatasetDict({name: _dataset(_render_range(a, b, size, seed, num_proc, progress, f"scenes {name}", complexity),
+    out = datasets.DatasetDict({name: arrays_dataset(_render_range(a, b, size, seed, num_proc, progress, f"scenes {name}", complexity),
                                                _scene_features(size), f"{path.name}_{name}")
                                 for name, (a, b) in splits.items()})
     ds = out["train"] if test == 0 else out
-    _save_entry(ds, path, progress)
-    cached = _load_verified(path)
+    save_dataset_entry(ds, path, progress)
+    cached = load_dataset_entry(path)
     return ds if cached is None else cached
 
 # %% ../nbs/04_data.ipynb #13dd4405
@@ -226,11 +126,28 @@ def png_bits_per_pixel(images, per_sheet: int = 64) -> float:
 
 
 # %% ../nbs/04_data.ipynb #c7435064
+def _hw(x: torch.Tensor) -> tuple: return tuple(x.shape[1:3] if x.dtype == torch.uint8 else x.shape[2:])
+
+def check_images(x, name: str = "images", least: int = 0, factor: int = 1, unit: bool = False, like=None) -> torch.Tensor:
+    """`x` as a tensor (a numpy array is wrapped) after checking it holds uint8 (N, H, W, 3) or float (N, 3, H, W) images;
+    with at least `least` of them, H and W multiples of `factor`, float values in [0, 1] if `unit`, the (H, W) of images `like`."""
+    if isinstance(x, np.ndarray): x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor): raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    u8 = x.dtype == torch.uint8
+    if not (u8 or x.is_floating_point()) or x.ndim != 4 or x.shape[3 if u8 else 1] != 3:
+        raise TypeError(f"{name} must be uint8 (N, H, W, 3) or float (N, 3, H, W) images, got {x.dtype} {tuple(x.shape)}")
+    if len(x) < least: raise ValueError(f"need at least {least} {name}, got {len(x)}")
+    if _hw(x)[0] % factor or _hw(x)[1] % factor: raise ValueError(f"{name}: height and width must be multiples of {factor}, got {_hw(x)}")
+    if like is not None and _hw(x) != _hw(like): raise ValueError(f"{name} differ in size from the others: {_hw(x)} vs {_hw(like)}")
+    if unit and not u8 and x.numel():
+        lo, hi = (float(v) for v in torch.aminmax(x))   # NaN passes here: the model that reads them names it
+        if lo < 0 or hi > 1: raise ValueError(f"float {name} must lie in [0, 1] (uint8 pixels / 255), got values from {lo:g} to {hi:g}")
+    return x
+
 def as_images(x: torch.Tensor) -> torch.Tensor:
     "uint8 (B, H, W, 3) as stored by this chapter → float (B, 3, H, W) in [0, 1]; float (B, 3, H, W) passes through."
-    if x.dtype == torch.uint8: return x.permute(0, 3, 1, 2).float().div_(255)
-    if x.is_floating_point() and x.ndim == 4 and x.shape[1] == 3: return x
-    raise TypeError(f"expected uint8 (B, H, W, 3) or float (B, 3, H, W) images, got {x.dtype} {tuple(x.shape)}")
+    x = check_images(x)
+    return x.permute(0, 3, 1, 2).float().div_(255) if x.dtype == torch.uint8 else x
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     "Float images (B, 3, H, W) in [0, 1] (clamped) → uint8 (B, H, W, 3) on the CPU, as this chapter stores them."
@@ -280,7 +197,7 @@ def _grey_dataset(loader: str, size, package: str, load):
     try: images, labels, names = load()
     except ImportError as e: raise ImportError(f"{loader} needs {package}: pip install {package}") from e
     features = datasets.Features(dict(image=datasets.Array3D((size, size, 3), "uint8"), label=datasets.ClassLabel(names=names)))
-    return _dataset(dict(image=_resize_grey(images, size), label=labels), features)
+    return arrays_dataset(dict(image=_resize_grey(images, size), label=labels), features)
 
 def _digits():
     from sklearn.datasets import load_digits

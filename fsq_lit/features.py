@@ -4,7 +4,7 @@
 
 # %% ../nbs/10a_features.ipynb #7b89296c
 from __future__ import annotations
-import contextlib, functools, math, time, warnings
+import contextlib, functools, math, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from fastcore.basics import patch, store_attr
 from .scalar import check_int
 from .scenes import SCENE_LABELS, GENERATOR_VERSION
-from .data import as_images, make_scenes, scene_tensors, _cache_root
+from .cache import cache_root, write_manifest, load_files
+from .data import as_images, check_images, make_scenes, scene_tensors
 from .runs import RunError, atomic_write, write_json, read_json, state_digest
 from .train import TrainConfig, fit, hardware, pick_device
 
@@ -126,7 +127,7 @@ def feature_net_key(cfg: FeatureNetConfig) -> str:
 
 def feature_net_paths(cfg: FeatureNetConfig, cache_dir=None) -> tuple[Path, Path]:
     "(weights, info) files of `cfg`'s network under the cache root (`cache_dir`, else `$FSQ_LIT_CACHE`, else ~/.cache/fsq_lit)."
-    root, key = _cache_root(cache_dir) / "feature_nets", feature_net_key(cfg)
+    root, key = cache_root(cache_dir) / "feature_nets", feature_net_key(cfg)
     return root / f"{key}.safetensors", root / f"{key}.json"
 
 # %% ../nbs/10a_features.ipynb #137a9777
@@ -172,30 +173,34 @@ def train_feature_net(cfg: FeatureNetConfig, cache_dir=None, progress: bool = Tr
     return net, info
 
 # %% ../nbs/10a_features.ipynb #f3d06f86
+def _manifest(weights: Path) -> Path: return weights.with_suffix(".manifest.json")
+
 def _save_feature_net(net: SceneNet, info: dict, weights: Path, info_path: Path):
-    "The weights (safetensors, their metadata naming the entry), then the info JSON; each atomic, the info last."
+    "The weights (safetensors, their metadata naming the entry), the info JSON, then their manifest; each atomic, the manifest last."
     from safetensors.torch import save
     sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     atomic_write(weights, save(sd, metadata={"format": FEATURES_VERSION, "key": weights.stem, "sha256": state_digest(sd)}))
     write_json(info_path, info)
+    write_manifest(_manifest(weights), [weights, info_path])
 
-def _load_feature_net(cfg: FeatureNetConfig, weights: Path, info_path: Path):
-    "(net, info) from the cache; None when there is no entry, or (with a warning naming it) when it is damaged."
-    if not (weights.is_file() and info_path.is_file()): return None
+def _read_feature_net(cfg: FeatureNetConfig, weights: Path, info_path: Path):
+    "(net, info) of an entry; RunError when it holds another configuration's network or its weights fail their own checksum."
     from safetensors import safe_open
     from safetensors.torch import load_file
-    try:
-        info = read_json(info_path)
-        with safe_open(str(weights), "pt") as f: meta = f.metadata() or {}
-        if info.get("config") != asdict(cfg) or meta.get("key") != weights.stem: raise RunError("it holds another configuration's network")
-        net = SceneNet(cfg.width, len(SCENE_LABELS), cfg.feature_dim, cfg.image_size)
-        sd = load_file(str(weights))
-        if state_digest(sd) != meta.get("sha256"): raise RunError("its weights do not match the checksum saved with them")
-        net.load_state_dict(sd)
-        return net, info
-    except Exception as e:
-        warnings.warn(f"feature network cache {weights} is unusable ({type(e).__name__}: {e}); training it again", stacklevel=3)
-        return None
+    info = read_json(info_path)
+    with safe_open(str(weights), "pt") as f: meta = f.metadata() or {}
+    if info.get("config") != asdict(cfg) or meta.get("key") != weights.stem: raise RunError("it holds another configuration's network")
+    net, sd = SceneNet(cfg.width, len(SCENE_LABELS), cfg.feature_dim, cfg.image_size), load_file(str(weights))
+    if state_digest(sd) != meta.get("sha256"): raise RunError("its weights do not match the checksum saved with them")
+    net.load_state_dict(sd)
+    return net, info
+
+def _load_feature_net(cfg: FeatureNetConfig, weights: Path, info_path: Path):
+    "(net, info) from the cache; None when there is no entry, or (with one warning naming it, its files deleted) when it is damaged."
+    if not (weights.is_file() and info_path.is_file()): return None
+    files = [weights, info_path]
+    if not _manifest(weights).exists(): write_manifest(_manifest(weights), files)   # written before manifests: checked by _read_feature_net
+    return load_files(_manifest(weights), files, lambda: _read_feature_net(cfg, weights, info_path), "feature network cache", "training it again")
 
 def feature_net(cfg: FeatureNetConfig | None = None, cache_dir=None, progress: bool = True, device=None) -> tuple[SceneNet, dict]:
     "The `SceneNet` of `cfg` (default `FeatureNetConfig()`), trained once and cached, loaded afterwards: (net in eval mode on `device`, info)."
@@ -225,25 +230,10 @@ class SceneFeatures(nn.Module):
         with _evaluating(self.net): return self.net.features(_resize(x.to(_device(self.net)), self.net.image_size)).double()
 
 # %% ../nbs/10a_features.ipynb #61b0ee09
-def _size(x, name: str) -> tuple:
-    "(H, W) of images uint8 (N, H, W, 3) or float (N, 3, H, W); TypeError for anything else."
-    if isinstance(x, torch.Tensor) and x.ndim == 4:
-        if x.dtype == torch.uint8 and x.shape[-1] == 3: return tuple(x.shape[1:3])
-        if x.is_floating_point() and x.shape[1] == 3: return tuple(x.shape[2:])
-    got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-    raise TypeError(f"{name} must be uint8 (N, H, W, 3) or float (N, 3, H, W) images, got {got}")
-
-def _check_images(real, fake, least: int):
-    "ValueError unless both sets hold at least `least` images, of one size."
-    sizes = _size(real, "real"), _size(fake, "fake")
-    if sizes[0] != sizes[1]: raise ValueError(f"real and fake images differ in size: {sizes[0]} vs {sizes[1]}")
-    for name, x in (("real", real), ("fake", fake)):
-        if len(x) < least: raise ValueError(f"need at least {least} {name} images, got {len(x)}")
-
 def fid(net: SceneNet, real, fake, batch_size: int = 256) -> float:
     "FID of `fake` against `real` (uint8 (N, H, W, 3) or float (N, 3, H, W) in [0, 1]) in `net`'s feature space, by torchmetrics."
     from torchmetrics.image.fid import FrechetInceptionDistance
-    _check_images(real, fake, 2)
+    check_images(fake, "fake", 2, like=check_images(real, "real", 2))
     batch_size, dev = check_int(batch_size, "batch_size", 1), _device(net)
     metric = FrechetInceptionDistance(feature=SceneFeatures(net), normalize=True).to(dev)
     for x, is_real in ((real, True), (fake, False)):
@@ -296,7 +286,8 @@ def precision_recall(real_feats, fake_feats, k: int = 3) -> tuple[float, float]:
 # %% ../nbs/10a_features.ipynb #dc2c2e2c
 def generation_metrics(net: SceneNet, real, fake, fake_labels=None, k: int = 3, batch_size: int = 256) -> dict:
     "FID, precision, recall and (with `fake_labels`) class accuracy of `fake` against `real`, from one pass of features."
-    _check_images(real, fake, max(2, check_int(k, "k", 1) + 1))
+    least = max(2, check_int(k, "k", 1) + 1)
+    check_images(fake, "fake", least, like=check_images(real, "real", least))
     if fake_labels is not None and len(fake_labels) != len(fake): raise ValueError(f"{len(fake)} fake images but {len(fake_labels)} labels")
     (rf, _), (ff, logits) = embed(net, real, batch_size), embed(net, fake, batch_size)
     p, r = precision_recall(rf, ff, k)

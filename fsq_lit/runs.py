@@ -324,11 +324,12 @@ def run_demo(levels=(8, 5, 5, 5), tokens: int = 65536, seed: int = 0, scale: flo
     stats = dict(levels=q.levels, codebook_size=q.codebook_size, tokens=tokens, index_dtype=str(q.index_dtype),
                  quantize_ms=seconds * 1e3, round_trip_exact=bool(torch.equal(q.indices_to_codes(indices), quantized)),
                  bf16_indices_exact=bool(torch.equal(q(z.bfloat16())[1], q(z.bfloat16().float())[1])),
-                 **code_stats(indices, q.codebook_size))
+                 codes_used=int(indices.unique().numel()), **code_stats(indices, q.codebook_size))
     print(f"FSQ levels {stats['levels']}: {stats['codebook_size']} codes, {stats['index_dtype']} indices")
     print(f"quantized {tokens} vectors in {stats['quantize_ms']:.2f} ms; decode(indices) == quantized: {stats['round_trip_exact']}; "
           f"bf16 indices exact: {stats['bf16_indices_exact']}")
-    print(f"codebook usage {stats['usage']:.3g} ({stats['usage']:.1%}), perplexity {stats['perplexity']:.1f} of {stats['codebook_size']}")
+    share = f"{stats['usage']:.1%}" if stats['usage'] >= 1e-3 else f"{100 * stats['usage']:.2g}%"   # a tiny share is not 0.0%
+    print(f"codebook usage {stats['codes_used']} of {stats['codebook_size']} codes ({share}), perplexity {stats['perplexity']:.1f}")
     return stats
 
 @call_parse

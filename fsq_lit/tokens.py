@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_tokens.ipynb #6aa6982f
 from __future__ import annotations
-import hashlib, json, re, warnings
+import hashlib, json, re
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,8 +12,9 @@ import datasets
 from tqdm.auto import tqdm
 from .scalar import check_int
 from .scenes import GENERATOR_VERSION
-from .data import (as_images, make_scenes, scene_tensors, _cache_root, _clean_stale_tmp, _dataset, _discard,
-                          _load_verified, _save_entry, _tmp_re)
+from .cache import cache_root, tmp_pattern, clean_stale_tmp
+from .data import (as_images, check_images, make_scenes, scene_tensors, arrays_dataset, save_dataset_entry,
+                          load_dataset_entry)
 from .tokenizer import Tokenizer, _safetensors_bytes
 
 # %% auto #0
@@ -46,7 +47,7 @@ def tokenizer_checksum(tokenizer) -> str:
 
 # %% ../nbs/10_tokens.ipynb #f418327a
 TOKENS_VERSION = "tokens-v1"
-_TOKENS_TMP = _tmp_re(r"^tokens-v\d+_[0-9a-f]{16}_[0-9a-f]{16}")   # the temporary folders of token entries
+_TOKENS_TMP = tmp_pattern(r"^tokens-v\d+_[0-9a-f]{16}_[0-9a-f]{16}")   # the temporary folders of token entries
 
 def _key_json(data_key) -> str:
     "`data_key` as canonical JSON (sorted keys), after checking it is a non-empty dict JSON can write."
@@ -60,32 +61,15 @@ def tokens_cache_path(checksum: str, data_key: dict, cache_dir=None) -> Path:
     if not isinstance(checksum, str) or not re.fullmatch(r"[0-9a-f]{64}", checksum):
         raise ValueError(f"checksum must be a tokenizer_checksum (64 hex digits), got {checksum!r}")
     key = hashlib.sha256(_key_json(data_key).encode()).hexdigest()
-    return _cache_root(cache_dir) / f"{TOKENS_VERSION}_{checksum[:16]}_{key[:16]}"
+    return cache_root(cache_dir) / f"{TOKENS_VERSION}_{checksum[:16]}_{key[:16]}"
 
 # %% ../nbs/10_tokens.ipynb #212fc667
-def _check_images(images, factor: int) -> torch.Tensor:
-    "`images` as a tensor after checking: uint8 (N, H, W, 3) or float (N, 3, H, W) in [0, 1], N >= 1, H and W multiples of `factor`."
-    if isinstance(images, np.ndarray): images = torch.from_numpy(images)
-    if not isinstance(images, torch.Tensor): raise TypeError(f"images must be a torch.Tensor or numpy array, got {type(images).__name__}")
-    u8 = images.dtype == torch.uint8
-    if not (u8 or images.is_floating_point()):
-        raise TypeError(f"images must be uint8 (N, H, W, 3) or float (N, 3, H, W) in [0, 1], got dtype {images.dtype}")
-    if images.ndim != 4 or images.shape[3 if u8 else 1] != 3:
-        raise ValueError(f"{images.dtype} images must be {'(N, H, W, 3)' if u8 else '(N, 3, H, W)'}, got shape {tuple(images.shape)}")
-    if len(images) == 0: raise ValueError("images is empty: nothing to tokenize")
-    hw = tuple(images.shape[1:3] if u8 else images.shape[2:])
-    if hw[0] % factor or hw[1] % factor:
-        raise ValueError(f"image height and width must be multiples of the tokenizer's downsampling factor {factor}, got {hw}")
-    if not u8:
-        lo, hi = (float(v) for v in torch.aminmax(images))   # NaN passes here: Tokenizer.tokenize names it
-        if lo < 0 or hi > 1: raise ValueError(f"float images must lie in [0, 1] (uint8 pixels / 255), got values from {lo:g} to {hi:g}")
-    return images
-
 @torch.no_grad()
 def tokenize_images(tokenizer, images, batch_size: int = 256, device=None, progress: bool = True) -> torch.LongTensor:
     "uint8 (N, H, W, 3) or float (N, 3, H, W) images → token grids (N, H/f, W/f) int64 on the CPU; in eval mode, batched, with a tqdm bar."
     _check_tokenizer(tokenizer)
-    images, batch_size = _check_images(images, tokenizer.cfg.factor), check_int(batch_size, "batch_size", 1)
+    images = check_images(images, least=1, factor=tokenizer.cfg.factor, unit=True)
+    batch_size = check_int(batch_size, "batch_size", 1)
     home, was_training = next(tokenizer.parameters()).device, tokenizer.training
     device = home if device is None else torch.device(device)
     tokenizer.to(device).eval()
@@ -110,7 +94,7 @@ def _token_dataset(tokens: torch.Tensor, labels: np.ndarray, meta: dict, fingerp
     "Token grids (N, h, w) in `token_dtype(meta['codebook_size'])` and int64 labels; `meta` as JSON in the description."
     dt = token_dtype(meta["codebook_size"])
     features = datasets.Features(dict(tokens=datasets.Array2D(tuple(tokens.shape[1:]), dt.name), label=datasets.Value("int64")))
-    ds = _dataset(dict(tokens=tokens.numpy().astype(dt), label=labels), features, fingerprint)
+    ds = arrays_dataset(dict(tokens=tokens.numpy().astype(dt), label=labels), features, fingerprint)
     ds.info.description = json.dumps(meta, sort_keys=True)
     return ds
 
@@ -138,28 +122,27 @@ def _token_meta(tokenizer, checksum: str, data_key: dict) -> dict:
     return dict(format="fsq_lit.tokens", version=TOKENS_VERSION, tokenizer_checksum=checksum, identity=tokenizer.identity(),
                 codebook_size=int(tokenizer.quantizer.codebook_size), data_key=json.loads(_key_json(data_key)))
 
-def _load_tokens(path: Path, meta: dict):
-    "The tokens cached in `path` if they pass their checksums and their record matches `meta`; else None (entry discarded)."
-    ds = _load_verified(path, "tokens cache", "tokenizing the images again")
-    if ds is None: return None
+def _other_record(ds, meta: dict) -> str | None:
+    "Why the tokens dataset `ds` is not the one `meta` asks for, or None."
     try: got = token_info(ds)
     except ValueError: got = {}
-    if all(got.get(k) == meta[k] for k in ("tokenizer_checksum", "codebook_size", "data_key")): return ds
-    warnings.warn(f"tokens cache {path} failed its check: it records another tokenizer or data_key than asked for; "
-                  "deleting it and tokenizing the images again", stacklevel=3)
-    _discard(path)
-    return None
+    if all(got.get(k) == meta[k] for k in ("tokenizer_checksum", "codebook_size", "data_key")): return None
+    return "it records another tokenizer or data_key than asked for"
+
+def _load_tokens(path: Path, meta: dict):
+    "The tokens cached in `path` if they pass their checksums and their record matches `meta`; else None (entry discarded)."
+    return load_dataset_entry(path, "tokens cache", "tokenizing the images again", check=lambda ds: _other_record(ds, meta))
 
 def _tokens(tokenizer, get, data_key: dict, cache_dir, batch_size: int, progress: bool) -> datasets.Dataset:
     "The cached tokens of the images of `data_key`; on a miss `get()` returns (images, labels), which are tokenized and cached."
     checksum = tokenizer_checksum(tokenizer)
     path, meta = tokens_cache_path(checksum, data_key, cache_dir), _token_meta(tokenizer, checksum, data_key)
-    _clean_stale_tmp(path.parent, _TOKENS_TMP)
+    clean_stale_tmp(path.parent, _TOKENS_TMP)
     if path.exists() and (cached := _load_tokens(path, meta)) is not None: return cached
     images, labels = get()
     tokens = tokenize_images(tokenizer, images, batch_size, progress=progress)
     ds = _token_dataset(tokens, labels, {**meta, "grid": list(tokens.shape[1:])}, path.name)
-    _save_entry(ds, path, progress)
+    save_dataset_entry(ds, path, progress)
     cached = _load_tokens(path, meta)
     return ds if cached is None else cached
 
@@ -169,7 +152,7 @@ def make_tokens(tokenizer, images, labels, data_key: dict, cache_dir=None, batch
     (tokens: Array2D in `token_dtype`, label: int64), cached under `tokens_cache_path(tokenizer_checksum(tokenizer), data_key)`:
     `data_key` must describe the images completely. A second call loads the checked cache; the encoder does not run."""
     _check_tokenizer(tokenizer)
-    images = _check_images(images, tokenizer.cfg.factor)
+    images = check_images(images, least=1, factor=tokenizer.cfg.factor, unit=True)
     labels, batch_size = _labels(labels, len(images)), check_int(batch_size, "batch_size", 1)
     _key_json(data_key)
     return _tokens(tokenizer, lambda: (images, labels), data_key, cache_dir, batch_size, progress)

@@ -157,7 +157,7 @@ def _python(code, timeout=120):
 
 
 def test_killed_save_leaves_no_temp_folder(tmp_path):
-    "A writer killed (SIGKILL) in the middle of a save leaves its temporary folder; the next call removes it (issue 11, item 9)."
+    "A writer killed (SIGKILL) in the middle of a save leaves its temporary folder; the next call removes it."
     p = _python(f"""
         import os, signal, datasets
         from fsq_lit.data import make_scenes
@@ -177,7 +177,7 @@ def test_killed_save_leaves_no_temp_folder(tmp_path):
 
 
 def test_new_process_finds_bit_rot(tmp_path):
-    "A flipped byte whose file keeps its size and mtime is found by the next process, which warns and renders again (item 7)."
+    "A flipped byte whose file keeps its size and mtime is found by the next process, which warns and renders again."
     make_scenes(16, size=16, cache_dir=tmp_path, num_proc=1, progress=False)
     entry = data.scenes_cache_path(16, 16, cache_dir=tmp_path)
     f = next(entry.rglob("*.arrow"))
