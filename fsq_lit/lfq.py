@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch, store_attr
 from .scalar import check_int, bound
 from .fsq import FSQ
-from .quantizer import QuantOut, register_quantizer
+from .quantizer import QuantOut, register_quantizer, register_variant
 
 # %% auto #0
 __all__ = ['lfq_bits', 'bit_logits', 'binary_entropy', 'token_entropy', 'codebook_entropy', 'LFQ']
@@ -117,4 +117,7 @@ def decode_indices(self: LFQ, indices: torch.Tensor) -> torch.Tensor:
     return self.fsq.indices_to_codes(indices)
 
 # %% ../nbs/07a_lfq.ipynb #54c6c64b
-register_quantizer('lfq', lambda cfg: LFQ(lfq_bits(cfg.codebook_size), **cfg.vq))
+register_quantizer('lfq', lambda cfg, **kw: LFQ(lfq_bits(cfg.codebook_size), **{**cfg.vq, **kw}))
+register_variant('lfq', 'lfq', 'LFQ')                                                # chapter 07a's defaults
+register_variant('lfq-noentropy', 'lfq', 'LFQ noentropy', entropy_weight=0.0)        # the same quantizer without its penalty
+

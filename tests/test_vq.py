@@ -1,11 +1,11 @@
 """What chapter 07 (nbs/07_vq.ipynb) cannot check in a notebook: two gloo ranks in subprocesses must keep the same VQ
-codebook as one process with the whole batch. Every plain unit check of `fsq_lit.vq` lives in the chapter, next to its
+codebook as one process with the whole batch, for `VQ` and for UViM's `UViMVQ`, which shares its rank synchronisation. Every plain unit check of `fsq_lit.vq` lives in the chapter, next to its
 code. Run as a script, this file is the worker process of `test_ddp_two_ranks_match_one_process`."""
 import json, math, os, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
-from fsq_lit.vq import VQ
+from fsq_lit.vq import VQ, UViMVQ
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,6 +24,16 @@ def _ddp_vq():
     vq = VQ(DDP_K, DDP_D, ema=True, restart='reseed', decay=0.8, usage_decay=0.9, channel_first=False)
     vq.dead_threshold = 0.0                 # no restarts in the equality part
     return vq
+
+
+def _uvim_run(batches, part=slice(None), seed=300):
+    "UViM's VQ (momentum 0.5: codes die and split within the steps) on the batches twice over; split noise seeded by `seed`."
+    torch.manual_seed(0)
+    u, splits = UViMVQ(DDP_K, DDP_D, momentum=0.5), 0.0
+    for b in batches + batches:
+        torch.manual_seed(seed)
+        splits += u(b[part][:, :, None, None]).stats['splits']
+    return {k: getattr(u, k).clone() for k in ('codebook', 'cluster_size', 'embed_sum')}, splits
 
 
 def _state(vq):
@@ -50,6 +60,7 @@ def _ddp_worker(rank, world, init_file, out):
         km = VQ(DDP_K, DDP_D, kmeans_init=True, channel_first=False)
         km(batches[0][rank * half:(rank + 1) * half])
         res['kmeans'] = km.codebook.detach().clone()
+        res['uvim'], res['uvim_splits'] = _uvim_run(batches, slice(rank * half, (rank + 1) * half), seed=300 + rank)   # rank 0's splits win
         torch.save(res, out)
     finally:
         dist.destroy_process_group()
@@ -75,6 +86,7 @@ def test_ddp_two_ranks_match_one_process(tmp_path):
     for part in ('steps', 'reseed'):
         for k in r0[part]: assert torch.equal(r0[part][k], r1[part][k]), (part, k)
     assert torch.equal(r0['kmeans'], r1['kmeans'])
+    for k in r0['uvim']: assert torch.equal(r0['uvim'][k], r1['uvim'][k]), ('uvim', k)
     # one process, the whole batch
     vq, batches = _ddp_vq(), _ddp_batches()
     for s in range(DDP_STEPS): vq(batches[s])
@@ -86,6 +98,10 @@ def test_ddp_two_ranks_match_one_process(tmp_path):
     assert r0['restarted'] == 2 == r1['restarted']
     last = batches[DDP_STEPS]
     for k in (2, 5): assert (r0['reseed']['codebook'][k] == last).all(1).any()
+    # UViM's VQ: the ranks' split state is rank 0's, and equals one process's with rank 0's random numbers
+    ref, splits = _uvim_run(batches)
+    assert splits == r0['uvim_splits'] == r1['uvim_splits'] and splits >= 4, (splits, r0['uvim_splits'])
+    for k in ref: assert torch.allclose(r0['uvim'][k], ref[k], rtol=0, atol=1e-5), f"uvim {k}: max diff {(r0['uvim'][k] - ref[k]).abs().max():.3g}"
 
 
 if __name__ == "__main__":
