@@ -4,16 +4,14 @@
 
 # %% ../nbs/11a_generation.ipynb #f165ad15
 from __future__ import annotations
-import contextlib, math, time
+import math, time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 import torch
-from tqdm.auto import tqdm
 from fastcore.basics import patch
 from fastcore.script import call_parse
 from .scalar import check_int
 from .scenes import SCENE_LABELS
-from .data import to_uint8
 from .runs import RunError, atomic_write, split_list
 from .train import TrainConfig, fit
 from .study import Study, weights_checksum, read_derived, once
@@ -22,13 +20,12 @@ from .compare import VQ_VARIANTS
 from .transformer import TransformerConfig
 from .tokens import tokenizer_checksum, make_tokens, token_tensors, scene_tokens_key
 from .features import FeatureNetConfig, feature_net, feature_net_key, fid, class_accuracy, generation_metrics
-from .maskgit import MaskGITConfig, MaskGIT, maskgit_loss, sample
+from .maskgit import MaskGITConfig, MaskGIT, maskgit_loss, generate, decoding, plot_samples, plot_decoding
 
 # %% auto #0
 __all__ = ['STAGE_ONE', 'MODELS', 'PRESETS', 'MASKGIT', 'SAMPLES_PER_CLASS', 'LABELS', 'FID_TOLERANCE', 'PR_TOLERANCE',
-           'GenerationConfig', 'MaskGITStudy', 'load_given', 'real_set', 'stage_one', 'stage_two', 'generate',
-           'condition_labels', 'samples_path', 'save_samples', 'save_decoding', 'plot_samples', 'plot_sweeps',
-           'plot_decoding', 'main_records', 'main']
+           'GenerationConfig', 'MaskGITStudy', 'load_given', 'real_set', 'stage_one', 'stage_two', 'condition_labels',
+           'samples_path', 'save_samples', 'save_decoding', 'plot_sweeps', 'main_records', 'main']
 
 # %% ../nbs/11a_generation.ipynb #baf77801
 STAGE_ONE = {   # the tokenizers of the study, each a TokenizerConfig's quantizer settings
@@ -146,7 +143,7 @@ class MaskGITStudy(Study):
     def key(self, r: dict) -> tuple: return r['model'], r['steps'], float(r['guidance'])
 
     def line(self, r: dict) -> str:
-        return (f"{r['model']} T={r['steps']} guidance={r['guidance']}: FID {r['fid']:.2f}  precision {r['precision']:.3f}  "
+        return (f"{r['model']} T={r['steps']} guidance={r['guidance']}: FID {r['fid']:.4g}  precision {r['precision']:.3f}  "
                 f"recall {r['recall']:.3f}  class acc {r['class_accuracy']:.3f}")
 
 MASKGIT = MaskGITStudy()
@@ -195,19 +192,6 @@ def stage_two(cfg: GenerationConfig, model: str, ctx: dict) -> tuple:
                                   train_token_accuracy=last.get('acc'), **({'mfu': last['mfu']} if 'mfu' in last else {}))
 
 # %% ../nbs/11a_generation.ipynb #a43a8386
-@torch.no_grad()
-def generate(model, tok, labels, steps: int, guidance: float, choice_temperature: float = 4.5, seed: int = 0,
-             batch_size: int = 256, progress: bool = False) -> torch.Tensor:
-    "Images of the classes `labels`: MaskGIT's tokens (official decoder, 11) through the tokenizer's decoder; uint8 (N, H, W, 3)."
-    dev = next(model.parameters()).device
-    g, h, out = torch.Generator(dev).manual_seed(seed), math.isqrt(model.cfg.num_tokens), []
-    bf16 = torch.autocast('cuda', dtype=torch.bfloat16) if dev.type == 'cuda' else contextlib.nullcontext()   # as in training
-    for i in tqdm(range(0, len(labels), batch_size), desc='sampling', disable=not progress, leave=False):
-        lab = labels[i:i + batch_size].to(dev)
-        with bf16: idx = sample(model, lab, steps=steps, choice_temperature=choice_temperature, guidance=guidance, generator=g)
-        out.append(to_uint8(tok.detokenize(idx.view(len(lab), h, h))))
-    return torch.cat(out)
-
 def condition_labels(test_y: torch.Tensor, n: int) -> torch.Tensor:
     "The classes to sample: the held-out scenes' labels (repeated if n is larger), so real and generated sets have one class mix."
     return test_y.repeat(math.ceil(n / len(test_y)))[:n]
@@ -243,7 +227,7 @@ def measure(self: MaskGITStudy, cfg: GenerationConfig, key: tuple, ctx: dict) ->
     real, real_y = real_set(cfg, ctx['data'])
     labels = condition_labels(real_y, cfg.n_samples)
     t = time.perf_counter()
-    fake = generate(model, tok, labels, steps, guidance, cfg.choice_temperature, cfg.seed, progress=cfg.progress)
+    fake = generate(model, tok.detokenize, labels, steps, guidance, cfg.choice_temperature, cfg.seed, progress=cfg.progress)
     dt = time.perf_counter() - t
     return dict(model=name, quantizer=STAGE_ONE[MODELS[name][0]]['quantizer'], head=MODELS[name][1], steps=steps,
                 guidance=guidance, n_samples=len(fake), n_real=len(real), **generation_metrics(ctx['net'], real, fake, labels),
@@ -257,17 +241,13 @@ def samples_path(out, model: str) -> Path: return Path(out) / 'samples' / f"{mod
 def save_samples(cfg: GenerationConfig, model_name: str, model, tok, out) -> None:
     "The sample grid's images (every class, SAMPLES_PER_CLASS each, main decoder settings) as uint8 in out/samples/<model>.pt."
     labels = torch.arange(len(SCENE_LABELS)).repeat_interleave(SAMPLES_PER_CLASS)
-    x = generate(model, tok, labels, cfg.sample_steps, cfg.guidance, cfg.choice_temperature, cfg.seed + 1)
+    x = generate(model, tok.detokenize, labels, cfg.sample_steps, cfg.guidance, cfg.choice_temperature, cfg.seed + 1)
     atomic_write(samples_path(out, model_name), lambda f: torch.save(x, f))
 
 def save_decoding(cfg: GenerationConfig, model, tok, out, label: int = 0) -> None:
-    "One sample of class `label` decoded step by step: each step's predicted tokens as images and the mask after it, in out/decoding.pt."
-    dev, h = next(model.parameters()).device, math.isqrt(model.cfg.num_tokens)
-    _, traj = sample(model, torch.tensor([label], device=dev), steps=cfg.sample_steps, choice_temperature=cfg.choice_temperature,
-                     guidance=cfg.guidance, generator=torch.Generator(dev).manual_seed(cfg.seed), trajectory=True)
-    ids = torch.stack([s['sampled'][0] for s in traj]).view(-1, h, h)
-    masks = torch.stack([s['mask'][0] for s in traj]).view(-1, h, h).cpu()
-    atomic_write(Path(out) / 'decoding.pt', lambda f: torch.save(dict(images=to_uint8(tok.detokenize(ids)), masks=masks, label=label), f))
+    "One sample of class `label` decoded step by step (chapter 11's `decoding`, main decoder settings), in out/decoding.pt."
+    d = decoding(model, tok.detokenize, label, cfg.sample_steps, cfg.guidance, cfg.choice_temperature, cfg.seed)
+    atomic_write(Path(out) / 'decoding.pt', lambda f: torch.save(d, f))
 
 @patch
 def finish(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
@@ -276,25 +256,13 @@ def finish(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
     for name in cfg.models:
         fresh, tok = ('stage2', name) in ctx, ctx['stage1'][MODELS[name][0]][0]
         grid = fresh or read_derived(samples_path(out, name)) is None
-        decoding = name == cfg.models[0] and (fresh or read_derived(out / 'decoding.pt') is None)
-        if grid or decoding: model = once(ctx, ('stage2', name), lambda: stage_two(cfg, name, ctx))[0]
+        steps_file = name == cfg.models[0] and (fresh or read_derived(out / 'decoding.pt') is None)
+        if grid or steps_file: model = once(ctx, ('stage2', name), lambda: stage_two(cfg, name, ctx))[0]
         if grid: save_samples(cfg, name, model, tok, out)
-        if decoding: save_decoding(cfg, model, tok, out)
+        if steps_file: save_decoding(cfg, model, tok, out)
 
 # %% ../nbs/11a_generation.ipynb #a1152251
 LABELS = {'fsq': 'FSQ', 'vq': 'VQ (entropy loss)', 'vq-ema+reseed': 'VQ (EMA + reseeding)', 'fsq-factorized': 'FSQ, factorized head'}
-
-def plot_samples(samples: dict):
-    "The sample grid: for each model of `samples` = {model: images}, SAMPLES_PER_CLASS samples (columns) of every class (rows)."
-    import matplotlib.pyplot as plt
-    n, k, cols = len(SCENE_LABELS), SAMPLES_PER_CLASS, max(1, len(samples))
-    fig, axs = plt.subplots(1, cols, figsize=(cols * (0.45 * k + 0.3) + 1.0, 0.45 * n + 0.6), squeeze=False)
-    for ax, (m, x) in zip(axs[0], samples.items()):
-        H = x.shape[1]
-        ax.imshow(x.view(n, k, H, H, 3).permute(0, 2, 1, 3, 4).reshape(n * H, k * H, 3).numpy())
-        ax.set_title(LABELS[m], fontsize=9); ax.set_xticks([])
-        ax.set_yticks([(i + 0.5) * H for i in range(n)], SCENE_LABELS if ax is axs[0, 0] else [''] * n, fontsize=7)
-    return fig
 
 def plot_sweeps(records, cfg: GenerationConfig):
     "FID against sampling steps (guidance fixed) and against guidance (steps fixed), one line per swept model."
@@ -311,25 +279,13 @@ def plot_sweeps(records, cfg: GenerationConfig):
     for ax in axs: ax.set_ylabel('FID (scene features)'); ax.grid(alpha=0.3); ax.legend(fontsize=8)
     return fig
 
-def plot_decoding(d: dict):
-    "One sample decoded step by step (decoding.pt's dict): the image of each step's predicted tokens, the tokens still masked after it greyed out."
-    import matplotlib.pyplot as plt
-    x, masks = d['images'].float() / 255, d['masks']
-    T, H = len(x), x.shape[1]
-    fig, axs = plt.subplots(1, T, figsize=(1.1 * T, 1.5), squeeze=False)
-    for t, ax in enumerate(axs[0]):
-        m = torch.nn.functional.interpolate(masks[t][None, None].float(), size=(H, H))[0, 0, ..., None]
-        ax.imshow((x[t] * (1 - 0.7 * m) + 0.35 * m).numpy()); ax.axis('off')
-        ax.set_title(f"{t + 1}: {int(masks[t].sum())} left", fontsize=7)
-    fig.suptitle(f"decoding one '{SCENE_LABELS[d['label']]}' (grey: masked after the step)", fontsize=8)
-    return fig
-
 @patch
 def draw(self: MaskGITStudy, st: dict, out: Path) -> list:
     "samples.png, sweeps.png and decoding.png from what `out` holds; a missing or damaged samples or decoding file is left out."
-    samples = {m: x for m in MODELS if (x := read_derived(samples_path(out, m))) is not None}
-    figs = [(plot_samples(samples), 'samples.png'), (plot_sweeps(st['records'], self.config_of(st)), 'sweeps.png')]
-    figs += [(plot_decoding(d), 'decoding.png')] if (d := read_derived(out / 'decoding.pt')) is not None else []
+    samples = {LABELS[m]: x for m in MODELS if (x := read_derived(samples_path(out, m))) is not None}
+    figs = [(plot_samples(samples, SCENE_LABELS, SAMPLES_PER_CLASS), 'samples.png'),
+            (plot_sweeps(st['records'], self.config_of(st)), 'sweeps.png')]
+    figs += [(plot_decoding(d, SCENE_LABELS), 'decoding.png')] if (d := read_derived(out / 'decoding.pt')) is not None else []
     for f, _ in figs: f.tight_layout()
     return figs
 

