@@ -16,6 +16,7 @@ from .indices import (basis, index_dtype, levels_for, level_indices_to_indices, 
                              codes_to_indices, indices_to_codes, implicit_codebook, PAPER_LEVELS,
                              paper_listing_codes_to_indices)
 from .fsq import FSQ
+from . import vq, lfq   # they register their quantizers and variants (03a): a config naming one builds after any import of the package
 _all_ = ["Grid", "make_grid", "bound", "quantize", "check_levels", "code_entropy", "round_ste", "quantize_ste",
           "FSQFunction", "fsq_forward", "basis", "index_dtype", "levels_for", "level_indices_to_indices",
           "indices_to_level_indices", "codes_to_indices", "indices_to_codes", "implicit_codebook", "PAPER_LEVELS", "FSQ",

@@ -11,6 +11,7 @@ import torch
 from fastcore.basics import patch
 from fastcore.script import call_parse
 from .indices import levels_for
+from .quantizer import get_variant
 from .data import as_images
 from .runs import atomic_write, write_json, read_json
 from .study import Study, read_derived
@@ -19,33 +20,15 @@ from .vq import time_quantizers
 from .lfq import lfq_bits
 
 # %% auto #0
-__all__ = ['VQ_VARIANTS', 'LFQ_VARIANTS', 'PRESETS', 'COMPARE', 'N_RECON', 'quantizer_of', 'CompareConfig', 'CompareStudy',
-           'recon_path', 'recon_runs', 'plot_tradeoff', 'plot_ablation', 'plot_timing', 'plot_reconstructions', 'main']
+__all__ = ['PRESETS', 'COMPARE', 'N_RECON', 'quantizer_of', 'CompareConfig', 'CompareStudy', 'recon_path', 'recon_runs',
+           'plot_tradeoff', 'plot_ablation', 'plot_timing', 'plot_reconstructions', 'main']
 
 # %% ../nbs/08_compare.ipynb #a6b9d080
-VQ_VARIANTS = {
-    'plain':      {},
-    'ema':        dict(ema=True),
-    'ema+reseed': dict(ema=True, restart='reseed'),
-    'ema+split':  dict(ema=True, restart='split'),
-    'entropy':    dict(entropy_weight=0.1, entropy_temp=0.01),   # MaskGIT's weight and temperature
-}
-LFQ_VARIANTS = {
-    'lfq':           {},                         # MAGVIT-v2's entropy penalty, with chapter 07a's defaults
-    'lfq-noentropy': dict(entropy_weight=0.0),   # the same quantizer without it
-}
-
 def quantizer_of(variant: str) -> str:
-    "The quantizer a variant name belongs to: 'vq' for the names of `VQ_VARIANTS`, 'lfq' for those of `LFQ_VARIANTS`."
-    if variant in VQ_VARIANTS: return 'vq'
-    if variant in LFQ_VARIANTS: return 'lfq'
-    raise ValueError(f"unknown VQ variant {variant!r}; choose from {sorted(VQ_VARIANTS)} (or the LFQ variants {sorted(LFQ_VARIANTS)})")
-
-def _variant_kwargs(quantizer: str, variant: str) -> dict:
-    "The keyword arguments of the quantizer of `variant` (none for FSQ)."
-    if quantizer == 'fsq': return {}
-    if quantizer_of(variant) != quantizer: raise ValueError(f"{variant!r} is not a {quantizer.upper()} variant")
-    return dict((VQ_VARIANTS if quantizer == 'vq' else LFQ_VARIANTS)[variant])
+    "The quantizer of a VQ or LFQ variant registered in chapter 07 or 07a ('plain' -> 'vq', 'lfq-noentropy' -> 'lfq')."
+    q = get_variant(variant).quantizer   # an unknown name fails here, naming the registered ones
+    if q not in ('vq', 'lfq'): raise ValueError(f"{variant!r} is a variant of {q!r}; this study trains VQ and LFQ variants")
+    return q
 
 @dataclass
 class CompareConfig:
@@ -86,9 +69,11 @@ class CompareConfig:
 
     def tokenizer_config(self, quantizer: str, variant: str, size: int) -> TokenizerConfig:
         "The tokenizer of one run: everything shared except the quantizer."
+        v = get_variant(variant)
+        if v.quantizer != quantizer: raise ValueError(f"{variant!r} is not a {quantizer.upper()} variant")
         return TokenizerConfig.for_study(self, dict(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup=self.warmup),
                                          quantizer=quantizer, levels=tuple(levels_for(size)), codebook_size=size,
-                                         vq=_variant_kwargs(quantizer, variant))
+                                         vq=dict(v.kwargs))
 
 PRESETS = {
     'smoke': dict(sizes=(2**4, 2**6), sweep_variants=('plain', 'lfq'), ablation_size=2**4, ablation_variants=('plain', 'ema+reseed'),
@@ -177,9 +162,7 @@ def finish(self: CompareStudy, cfg, ctx):
         atomic_write(p, lambda f: torch.save(ctx['data'][1][:N_RECON].clone(), f))
 
 # %% ../nbs/08_compare.ipynb #921029af
-def _run_label(q, v): return 'FSQ' if q == 'fsq' else f"VQ {v}" if q == 'vq' else 'LFQ' if v == 'lfq' else f"LFQ {v.removeprefix('lfq-')}"
-def _label(r): return _run_label(r['quantizer'], r['variant'])
-def _codes(quantizer, size): return math.prod(levels_for(size)) if quantizer == 'fsq' else size   # the real codebook size
+def _label(r): return get_variant(r['variant']).label   # 'FSQ', 'VQ ema+reseed', 'LFQ noentropy' (chapters 03a, 07, 07a)
 
 def plot_tradeoff(records):
     "Usage, PSNR and bits per token against codebook size for the sweep's runs (the paper's Figure 3, small scale)."
@@ -230,7 +213,7 @@ def plot_reconstructions(images, recons: dict, cfg: CompareConfig):
     for j in range(len(x)):
         for i, im in enumerate([x[j]] + [recons[k][j] for k in keys]):
             axs[i, j].imshow(im.permute(1, 2, 0).numpy()); axs[i, j].set_xticks([]); axs[i, j].set_yticks([])
-    for i, name in enumerate(['input'] + [f"{_run_label(q, v)}\n{_codes(q, s)} codes" for q, v, s in keys]):
+    for i, name in enumerate(['input'] + [f"{get_variant(v).label}\n{get_variant(v).codes(s)} codes" for q, v, s in keys]):
         axs[i, 0].set_ylabel(name, fontsize=7, rotation=0, ha='right', va='center')
     fig.tight_layout(); return fig
 

@@ -16,7 +16,7 @@ from .runs import RunError, atomic_write, split_list
 from .train import TrainConfig, fit
 from .study import Study, weights_checksum, read_derived, once
 from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer, reconstruct, scene_data
-from .compare import VQ_VARIANTS
+from .quantizer import get_variant
 from .transformer import TransformerConfig
 from .tokens import tokenizer_checksum, make_tokens, token_tensors, scene_tokens_key
 from .features import FeatureNetConfig, feature_net, feature_net_key, fid, class_accuracy, generation_metrics
@@ -30,8 +30,8 @@ __all__ = ['STAGE_ONE', 'MODELS', 'PRESETS', 'MASKGIT', 'SAMPLES_PER_CLASS', 'LA
 # %% ../nbs/11a_generation.ipynb #baf77801
 STAGE_ONE = {   # the tokenizers of the study, each a TokenizerConfig's quantizer settings
     'fsq': dict(quantizer='fsq', levels=(8, 5, 5, 5)),                                        # 1000 codes, as in the paper
-    'vq': dict(quantizer='vq', codebook_size=1024, vq=dict(VQ_VARIANTS['entropy'])),          # the paper's VQ: 1024 codes + MaskGIT's entropy loss
-    'vq-ema+reseed': dict(quantizer='vq', codebook_size=1024, vq=dict(VQ_VARIANTS['ema+reseed'])),   # the book's strongest VQ (chapter 08)
+    'vq': dict(quantizer='vq', codebook_size=1024, vq=dict(get_variant('entropy').kwargs)),          # the paper's VQ: 1024 codes + MaskGIT's entropy loss
+    'vq-ema+reseed': dict(quantizer='vq', codebook_size=1024, vq=dict(get_variant('ema+reseed').kwargs)),   # the book's strongest VQ (chapter 08)
 }
 MODELS = {   # stage II models: (stage-I tokenizer, MaskGIT head)
     'fsq': ('fsq', 'full'), 'vq': ('vq', 'full'), 'vq-ema+reseed': ('vq-ema+reseed', 'full'), 'fsq-factorized': ('fsq', 'factorized'),

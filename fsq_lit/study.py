@@ -5,7 +5,7 @@
 # %% ../nbs/05b_study.ipynb #85ba2445
 from __future__ import annotations
 import hashlib, time
-from dataclasses import asdict
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 import torch
 from fastcore.basics import patch
@@ -13,7 +13,8 @@ from .runs import RunDir, RunError, flatten_config, write_json, read_json, argum
 from .train import pick_device, hardware
 
 # %% auto #0
-__all__ = ['VERDICT', 'PLUMBING', 'verdict_lines', 'stamp', 'weights_checksum', 'read_derived', 'once', 'Study']
+__all__ = ['VERDICT', 'PLUMBING', 'GPU_PRESETS', 'verdict_lines', 'stamp', 'weights_checksum', 'read_derived', 'once', 'Study',
+           'named_preset', 'asked_device', 'check_gpu_preset']
 
 # %% ../nbs/05b_study.ipynb #e948f854
 VERDICT = {True: 'held', False: 'DID NOT HOLD', None: 'not measurable'}
@@ -77,8 +78,32 @@ class Study:
 # %% ../nbs/05b_study.ipynb #33ca5dc6
 @patch
 def preset(self: Study, name: str, **overrides):
-    "The config of preset `name` with `overrides` (None = not given): `fsq_lit.runs.preset_config` on the study's `presets`."
-    return _preset_config(self.presets, name, self.config, **overrides)
+    """The config of preset `name` with `overrides` (None = not given): `fsq_lit.runs.preset_config` on the study's
+    `presets`. The config remembers the preset's name (`preset_name`, not a setting) for `check_gpu_preset`."""
+    return named_preset(_preset_config(self.presets, name, self.config, **overrides), name)
+
+# %% ../nbs/05b_study.ipynb #b64e7c9e
+GPU_PRESETS = ('gpu',)   # presets sized for a GPU: refused without one, unless a device is named
+
+def named_preset(cfg, name: str):
+    "`cfg` marked as built from preset `name` (an attribute, not a setting: results and run.json do not record it)."
+    object.__setattr__(cfg, 'preset_name', name)
+    return cfg
+
+def asked_device(cfg) -> str:
+    "The device a config names: its own `device`, else that of a nested config; 'auto' where none is named."
+    for c in (cfg, *(getattr(cfg, f.name) for f in fields(cfg))):
+        if is_dataclass(c) and hasattr(c, 'device'): return c.device
+    return 'auto'
+
+def check_gpu_preset(cfg, presets: dict, cuda: bool | None = None):
+    """A ValueError (one line: the smaller presets, and the flag that runs it anyway) if `cfg` comes from a preset of
+    `GPU_PRESETS`, leaves its device to 'auto', and this machine has no CUDA (`cuda`: default, ask torch)."""
+    name = getattr(cfg, 'preset_name', None)
+    if name not in GPU_PRESETS or asked_device(cfg) != 'auto' or (torch.cuda.is_available() if cuda is None else cuda): return
+    smaller = ' or '.join(p for p in presets if p not in GPU_PRESETS)
+    raise ValueError(f"preset {name!r} is sized for a GPU and CUDA is not available here: use --preset {smaller}, "
+                     f"or add --device cpu to run it on this CPU anyway")
 
 # %% ../nbs/05b_study.ipynb #259295d6
 def _unflatten(flat: dict) -> dict:
@@ -175,7 +200,7 @@ def command(self: Study, make_config, out, plumbing: bool = False, **given) -> d
     `out` is one line `kind: error: ...` and exit 2, before `out` is touched. A failure inside the run (a damaged file,
     a full disk) is one line naming it, exit 2; Ctrl-C is one line, exit 130. Prints the table, the verdicts and what was written."""
     with argument_errors(self.kind):
-        cfg = make_config(); self.device(cfg)
+        cfg = make_config(); self.device(cfg); check_gpu_preset(cfg, self.presets)
         rd = self.open_dir(cfg, out)
     with rd, run_errors(self.kind): st = self.run(cfg, out, plumbing=plumbing, **given)
     print(self.table(st['records'], cfg), *st['meta']['verdicts'], sep='\n')

@@ -15,16 +15,18 @@ from fastcore.script import call_parse
 from huggingface_hub import PyTorchModelHubMixin
 from .scalar import check_int
 from .quantizer import QuantOut, code_stats, make_quantizer, quantizer_factory
-from .data import as_images, to_uint8, make_scenes, scene_tensors
+from .data import as_images, to_uint8, make_scenes, scene_tensors, scenes_cache_path
 from .runs import (RunDir, RunError, atomic_write, state_digest, write_json, read_json, flatten_config, argument_errors, run_errors, split_list,
                           preset_config as _preset_config)
 from .train import TrainConfig, fit, get_rank_world, hardware, pick_device
 from .layers import Encoder, Decoder, PatchDiscriminator
+from .study import check_gpu_preset, named_preset
 
 # %% auto #0
-__all__ = ['STUDY_SHARED', 'STUDY_RUN', 'RUN_IGNORE', 'RUN_MAY_CHANGE', 'PRESETS', 'TokenizerConfig', 'Tokenizer',
-           'TokenizerLoss', 'evaluate_tokenizer', 'reconstruct', 'save_tokenizer', 'load_tokenizer', 'scene_data',
-           'scene_images', 'show_reconstructions', 'open_run', 'train_tokenizer', 'preset_config', 'main']
+__all__ = ['STUDY_SHARED', 'STUDY_RUN', 'BIG_CACHE', 'RUN_IGNORE', 'RUN_MAY_CHANGE', 'PRESETS', 'TokenizerConfig', 'Tokenizer',
+           'TokenizerLoss', 'evaluate_tokenizer', 'reconstruct', 'save_tokenizer', 'load_tokenizer', 'model_card',
+           'scenes_cache_bytes', 'render_note', 'scene_data', 'scene_images', 'show_reconstructions', 'open_run',
+           'train_tokenizer', 'preset_config', 'main']
 
 # %% ../nbs/06_tokenizer.ipynb #49082504
 _VQ_ONLY, _FSQ_ONLY = ('codebook_size', 'vq_dim', 'vq'), ('levels',)
@@ -265,12 +267,13 @@ def load_weights(self: Tokenizer, path):
                          "Restore the config.json saved with these weights.") from None
 
 # %% ../nbs/06_tokenizer.ipynb #5ecd66cb
-def save_tokenizer(tokenizer: Tokenizer, path) -> Path:
-    "`tokenizer.save_pretrained` into a temporary sibling of `path`, then swapped in: config and weights change as one unit."
+def save_tokenizer(tokenizer: Tokenizer, path, summary: dict | None = None, data: str | None = None) -> Path:
+    """`tokenizer.save_pretrained` into a temporary sibling of `path`, then swapped in: config, weights and model card
+    change as one unit. `summary` (of `train_tokenizer`) and `data` (what it was trained on) go into the model card."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*-*"): shutil.rmtree(stale, ignore_errors=True)   # left by a killed save
     tmp, old = (path.with_name(f".{path.name}.{what}-{os.getpid()}") for what in ('new', 'old'))
-    tokenizer.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp, model_card_kwargs=dict(summary=summary, data=data, folder=path.name))
     if path.exists(): os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
@@ -291,14 +294,78 @@ def load_tokenizer(path, device='cpu', like: TokenizerConfig | None = None) -> T
     if bad: raise ValueError(f"{path} is another kind of tokenizer than the one asked for: {'; '.join(bad)}")
     return tok
 
+# %% ../nbs/06_tokenizer.ipynb #ce9ba7d2
+_CARD_SETTINGS = ('image_size', 'channels', 'ch_mult', 'num_res_blocks', 'quantizer', 'levels', 'codebook_size', 'vq_dim', 'vq',
+                  'rec_loss', 'gan_weight', 'perceptual_weight')
+
+def _card_model(tok: Tokenizer) -> list:
+    c, q, g = tok.cfg, tok.quantizer, tok.cfg.image_size // tok.cfg.factor
+    kind, conf = (f"FSQ, levels {tuple(c.levels)}" if c.quantizer == 'fsq' else c.quantizer.upper()), c.to_dict()
+    return [f"# Image tokenizer: {kind}, {q.codebook_size:,} codes", '',
+            f"A VQGAN-style convolutional autoencoder trained with [fsq_lit]({tok._hub_mixin_info.repo_url}) (chapter 06): it maps "
+            f"an RGB image of {c.image_size}×{c.image_size} px with values in [0, 1] to {g}×{g} indices into {q.codebook_size:,} "
+            f"codes ({kind}), and indices back to an image; {sum(p.numel() for p in tok.parameters()):,} parameters.", '',
+            '## Config', '', '| setting | value |', '|---|---|', *[f"| `{k}` | `{conf[k]}` |" for k in _CARD_SETTINGS if k in conf], '',
+            "The whole config, the training loop's included, is `config.json`.", '']
+
+def _card_training(s: dict, c: TokenizerConfig) -> list:
+    t = c.train
+    return ['## Training and held-out metrics', '',
+            f"{s['steps']:,} steps of {t.batch_size} images (AdamW, lr {t.lr:g}, {t.warmup} warmup steps, cosine decay"
+            f"{f', EMA {t.ema:g} of the weights, which are these' if t.ema else ''}) in {s['train_s'] / 60:.1f} min on "
+            f"{s['hardware']}, {s['date']}. On the held-out images:", '',
+            '| metric | value |', '|---|---|', f"| PSNR | {s['psnr']:.2f} dB |", f"| SSIM | {s['ssim']:.3f} |",
+            f"| codebook usage | {s['usage']:.1%} of {s['codebook_size']:,} codes |", f"| perplexity | {s['perplexity']:.0f} |",
+            f"| entropy of the indices | {s['bits']:.2f} bits per token |", '']
+
+def _card_load(c: TokenizerConfig, folder: str) -> list:
+    g = c.image_size // c.factor
+    return ['## How to load it', '', '```python', 'from fsq_lit.tokenizer import load_tokenizer', '',
+            f'tok = load_tokenizer("{folder}")   # this folder',
+            f'indices = tok.tokenize(images)    # images (B, 3, {c.image_size}, {c.image_size}) in [0, 1] -> indices (B, {g}, {g})',
+            'images_again = tok.detokenize(indices)', '```', '']
+
+def model_card(tok: Tokenizer, summary: dict | None = None, data: str | None = None, folder: str = 'tokenizer') -> str:
+    """The model card (`README.md`) of a saved tokenizer: what it maps and its config, its data (`data`, else the config's
+    procedural scenes), the run and its held-out metrics (`summary` of `train_tokenizer`, if given), how to load it."""
+    c = tok.cfg
+    scenes = (f"{c.n_train:,} procedural 3-D scenes of fsq_lit's chapter 04 (data seed {c.data_seed}) at {c.image_size} px, "
+              f"scenes {c.n_train:,} to {c.n_train + c.n_test - 1:,} held out")
+    if summary is None: data = f"Not recorded: these weights were saved outside `train_tokenizer` (the config names {scenes})"
+    meta = ['---', 'library_name: fsq_lit', 'tags:', '- fsq', '- image-tokenizer', 'license: apache-2.0', '---', '']
+    return '\n'.join(meta + _card_model(tok) + ['## Data', '', f"{data or scenes}.", ''] +
+                     (_card_training(summary, c) if summary else []) + _card_load(c, folder))
+
+@patch
+def generate_model_card(self: Tokenizer, *args, **kwargs):
+    "The hub mixin's hook: `model_card` as a `huggingface_hub.ModelCard`."
+    from huggingface_hub import ModelCard
+    return ModelCard(model_card(self, **kwargs))
+
 # %% ../nbs/06_tokenizer.ipynb #9efc03ad
+BIG_CACHE = 10**9   # bytes: a render that will fill more of the cache says so before it starts
+
+def scenes_cache_bytes(n: int, size: int) -> int:
+    """Bytes that `n` scenes of `size` px take in chapter 04's cache: per pixel a uint8 RGB image, a float32 depth and
+    uint8 semantic and instance maps; per scene the int32 offsets of those nested Arrow rows and an int64 label."""
+    return n * (9 * size * size + 4 * (size * size + size + 1) + 3 * 4 * (size + 1) + 8)
+
+def render_note(n: int, size: int, seed: int = 0, test: int = 0, complexity: int = 0) -> str | None:
+    "What `scene_data` prints before rendering scenes that are not cached yet and will take more than `BIG_CACHE` bytes; None otherwise."
+    path, b = scenes_cache_path(n, size, seed, test, complexity=complexity), scenes_cache_bytes(n + test, size)
+    if b <= BIG_CACHE or path.exists(): return None
+    return (f"rendering {n + test:,} scenes of {size} px into {path}: about {b / 1e9:.1f} GB of disk "
+            "(set FSQ_LIT_CACHE to keep the cache elsewhere)")
+
 def _images_labels(ds) -> tuple:
     t = scene_tensors(ds, columns=('image', 'label'), raw=True)
     return t['image'], t['label'].long()
 
 def scene_data(n: int, size: int, seed: int = 0, test: int = 0, progress: bool = True, complexity: int = 0) -> dict:
     """Procedural scenes (of `complexity`, chapter 04) and their labels: uint8 images (N, H, W, 3) `train_x`, `test_x` and int64
-    class labels `train_y`, `test_y` (the test pair None without `test`), compact enough to keep 10^5 images in memory."""
+    class labels `train_y`, `test_y` (the test pair None without `test`), compact enough to keep 10^5 images in memory.
+    A render whose cache will exceed `BIG_CACHE` bytes says so first (`render_note`)."""
+    if note := render_note(n, size, seed, test, complexity): print(note, flush=True)
     ds = make_scenes(n, size=size, seed=seed, test=test, progress=progress, complexity=complexity)
     train_x, train_y = _images_labels(ds['train'] if test else ds)
     test_x, test_y = _images_labels(ds['test']) if test else (None, None)
@@ -348,11 +415,11 @@ def _summary(cfg, res, tok, t_data, t_train, tcfg) -> dict:
         s['note'] = f"nothing left to train: resumed a finished run from {tcfg.out}/ckpt.pt (step {res.step})"
     return s
 
-def _write_outputs(out, tok, summary, cfg, test_x):
+def _write_outputs(out, tok, summary, cfg, test_x, data=None):
     out = Path(out)
-    save_tokenizer(tok, out / 'tokenizer')
     config = cfg.to_dict()
     if summary['device'].split(':')[0] != 'cuda': config['train'].pop('bf16')   # autocast applies on CUDA only
+    save_tokenizer(tok, out / 'tokenizer', summary={**summary, 'config': config}, data=data)
     write_json(out / 'summary.json', {**summary, 'config': config})
     if test_x is not None and len(test_x):
         import matplotlib.pyplot as plt
@@ -373,7 +440,9 @@ def train_tokenizer(cfg: TokenizerConfig, out=None, data=None, perceptual: nn.Mo
         tok = (res.ema if res.ema is not None else res.model).eval()
         summary = _summary(cfg, res, tok, t_data, time.perf_counter() - t0 - t_data, tcfg)
         if test_x is not None and len(test_x): summary.update(evaluate_tokenizer(tok, test_x))
-        if out is not None and get_rank_world()[0] == 0: _write_outputs(out, tok, summary, cfg, test_x)
+        given = None if data is None else (f"{len(train_x):,} images given to `train_tokenizer` (not the procedural scenes), "
+                                           f"{0 if test_x is None else len(test_x):,} held out")
+        if out is not None and get_rank_world()[0] == 0: _write_outputs(out, tok, summary, cfg, test_x, given)
         return tok, summary
     finally:
         if run is not None: run.close()
@@ -391,11 +460,11 @@ PRESETS = {
 
 def preset_config(name: str, **overrides) -> TokenizerConfig:
     "The named preset as a `TokenizerConfig`; `overrides` (None = not given) may set TokenizerConfig or TrainConfig fields."
-    return _preset_config(PRESETS, name, TokenizerConfig, **overrides)
+    return named_preset(_preset_config(PRESETS, name, TokenizerConfig, **overrides), name)
 
 # %% ../nbs/06_tokenizer.ipynb #d1b0fac7
 @call_parse
-def main(preset: str = 'cpu',              # smoke, cpu or gpu
+def main(preset: str = 'cpu',              # smoke, cpu or gpu (gpu: on a GPU, or with --device cpu)
          out: str = 'runs/tokenizer',      # output directory (a new one, or a run of this command to resume)
          steps: int = None,                # override the preset's optimizer steps
          batch_size: int = None,           # override the global batch size
@@ -411,6 +480,7 @@ def main(preset: str = 'cpu',              # smoke, cpu or gpu
                             ckpt_every=ckpt_every, allow_changes=tuple(split_list(allow)) or None,
                             progress=False if no_progress else None)
         pick_device(cfg.train)             # a device this machine lacks: one line, before --out is touched
+        check_gpu_preset(cfg, PRESETS)     # a GPU preset without a GPU, unless --device names one
         run = open_run(cfg, out)           # --out is checked before any work
     try:
         with run_errors('fsq-tokenizer'): tok, s = train_tokenizer(cfg, out=out)

@@ -4,7 +4,7 @@ The static checks run everywhere. The browser checks need Debian's `chromium` an
 (`.ci/run` installs them); without them they are skipped, unless FSQ_LIT_BROWSER_TESTS=require (set by CI), in
 which case a missing browser is a failure. Screenshots go to `_screenshots/` (or $FSQ_LIT_SCREENSHOTS).
 """
-import html, json, os, re, shutil, subprocess, sys, time, urllib.request
+import html, json, os, re, shutil, subprocess, sys, time, urllib.request, warnings
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ def served(tmp_path_factory):
     """The site as a reader gets it: `build_docs.py --serve --port 0`, started from a directory other than the
     repository's root. Yields the site's directory and the address it is served at."""
     out, elsewhere = tmp_path_factory.mktemp('site'), tmp_path_factory.mktemp('elsewhere')
-    with open(elsewhere / 'stderr.txt', 'w') as err:
+    with open(elsewhere / 'stderr.txt', 'w') as err:    # the build's problems and warnings: test_build_is_clean
         proc = subprocess.Popen([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), '--out', str(out), '--quiet',
                                  '--serve', '--port', '0'], cwd=elsewhere, stdout=subprocess.PIPE, stderr=err, text=True)
     line = proc.stdout.readline()             # printed once the site is built (empty if the build failed)
@@ -32,7 +32,7 @@ def served(tmp_path_factory):
     if not m:
         proc.kill(); proc.wait()
         pytest.fail(f"build_docs.py --serve printed no address ({line!r}): {(elsewhere / 'stderr.txt').read_text()[-3000:]}")
-    yield out, m.group(1)
+    yield out, m.group(1), elsewhere / 'stderr.txt'
     proc.terminate(); proc.wait(timeout=30)
 
 
@@ -116,7 +116,7 @@ def test_quarto_configuration_is_valid():
 
 def test_built_and_served_from_another_directory(served):
     "`--serve` serves the built site over HTTP (search needs it: its index is fetched), from any working directory."
-    site, url = served
+    site, url, _ = served
     with urllib.request.urlopen(f"{url}/index.html", timeout=30) as r: assert 'FSQ in five minutes' in r.read().decode()
     with urllib.request.urlopen(f"{url}/search/search_index.json", timeout=30) as r: docs = json.load(r)['docs']
     assert any(d['title'] == 'The straight-through estimator' for d in docs)
@@ -136,6 +136,68 @@ def test_lead_paragraphs_show_maths_not_latex(site, tmp_path):
     build_docs.check_leads(site)                                       # what the build checked, on the built site
     (tmp_path / 'bad.html').write_text('<p class="lead">codebooks of 2^8 codes</p>')
     with pytest.raises(ValueError, match='bad.html'): build_docs.check_leads(tmp_path)
+
+
+# What the build still reports in chapters their owners are rewriting (the file to change, its chapter): tolerated
+# here and listed as a warning of this test; any other problem fails it.
+PENDING = {'02a_kernel.ipynb': '02a', 'kernel.md': '02a', '03a_quantizer.ipynb': '03a', '03b_scenes.ipynb': '03b',
+           'scenes.md': '03b', '03c_residual.ipynb': '03c', 'data.md': '04', '04a_runs.ipynb': '04a',
+           '04b_sources.ipynb': '04b', 'train.md': '05', '07_vq.ipynb': '07', '07a_lfq.ipynb': '07a',
+           'transformer.html': '09', 'tokens.md': '10', 'tokens.html': '10', 'features.md': '10a'}
+
+
+def test_build_is_clean(served):
+    """The build prints nothing but its problems, and reports none: no cell that nbdev's docs processor runs for mixing
+    imports with other code, no link to a missing anchor, no entry twice in a page's contents (`build_docs.py` reports
+    them one line each, naming the notebook and cell or the page, and fails on them with --strict)."""
+    lines = [l for l in served[2].read_text().splitlines() if l.strip()]
+    problems = [l.removeprefix('docs-build problem: ') for l in lines if l.startswith('docs-build problem: ')]
+    assert len(problems) == len(lines), f"the build printed more than its problems: {[l for l in lines if not l.startswith('docs-build')]}"
+    pending = [p for p in problems if p.split(':')[0].split(' ')[0] in PENDING]
+    if pending: warnings.warn(f"{len(pending)} docs-build problems left to their chapters' owners:\n" + '\n'.join(pending))
+    assert not set(problems) - set(pending), "the docs build reports:\n" + '\n'.join(sorted(set(problems) - set(pending)))
+
+
+def test_build_problems_are_found(tmp_path):
+    "What the build reports, on small cases: nbdev's warning located in its notebook, mkdocs' anchor messages, a heading twice."
+    msg = "Found cells containing imports and other code. See FAQ.\n---\nfrom fsq_lit.fsq import FSQ\nfsq = FSQ([8, 5, 5, 5])\n---\n"
+    assert build_docs.nbdev_problem('03_fsq.ipynb', msg).startswith('03_fsq.ipynb cell ')
+    log = "INFO    -  Doc file 'data.md' contains a link 'data.md#_x', but there is no such anchor on this page."
+    assert build_docs.mkdocs_problems(log) == ["data.md: link data.md#_x: there is no such anchor on this page"]
+    (tmp_path / 'p.html').write_text('<article><h3 id="a">A.f</h3><h2 id="b">B</h2><h3 id="a_1">A.f<a>¶</a></h3></article>')
+    assert build_docs.duplicate_contents(tmp_path) == ["p.html: contents list 'A.f' 2 times"]
+    assert build_docs.fix_links('[`Study.run`](study.md#study.run)', {}, '') == '[`Study.run`](study.md#studyrun)'
+
+
+def test_one_chapter_numbering(site):
+    "The sidebar of both sites and the README's chapter table number each chapter as its file does (02a, not 02)."
+    side = yaml.safe_load((ROOT / 'nbs' / 'sidebar.yml').read_text())['website']['sidebar']['contents']
+    texts = {c['href']: c['text'] for c in side if isinstance(c, dict)}
+    for nb, (_, label) in build_docs.chapters().items():
+        if nb == 'index.ipynb': continue
+        assert label.startswith(build_docs.chapter_number(nb) + ' · ') and texts.get(nb) == label, (nb, label, texts.get(nb))
+    rows = re.findall(r'^\| \[(\w+) · [^\]]+\]\(nbs/(\w+?)_[\w]+\.ipynb\)', (ROOT / 'README.md').read_text(), re.M)
+    assert len(rows) == len(texts) and all(n == f for n, f in rows), rows
+
+
+LOCAL_PATH = re.compile(r'site-packages|dist-packages|/home/[^/\s]+/|/Users/[^/\s]+/|/root/|' + re.escape(str(ROOT)))
+WARNING = re.compile(r'\b[A-Z]\w*Warning\b')
+
+
+def stored_outputs():
+    "(notebook, cell index, text) of every stored output of every notebook: streams, tracebacks and text data."
+    for nb in sorted((ROOT / 'nbs').glob('*.ipynb')):
+        for i, c in enumerate(json.loads(nb.read_text())['cells']):
+            for o in c.get('outputs', []):
+                data = [v for k, v in o.get('data', {}).items() if k.startswith('text/')]
+                yield nb.name, i, '\n'.join(''.join(t) for t in [o.get('text', ''), o.get('traceback', []), *data])
+
+
+def test_stored_outputs_carry_no_local_path_or_warning():
+    "No stored output (what the site shows) names the machine that rendered it (its installation, home or checkout) or carries a warning."
+    bad = [f"{nb} cell {i}: {m.group(0)!r} in {text[max(0, m.start() - 60):m.end() + 60]!r}"
+           for nb, i, text in stored_outputs() for rx in (LOCAL_PATH, WARNING) if (m := rx.search(text))]
+    assert not bad, '\n'.join(bad)
 
 
 # ---- the site in a browser ---------------------------------------------------------------------------------------
@@ -231,6 +293,10 @@ def test_api_and_search_in_browser(browser, server):
     s = open_page(browser, f"{server}/api.html#fsq")
     assert 'FSQ' in s['text'] and 'levels per channel' in s['text']
     shoot(browser, 'api-fsq.png', 'article h3#fsq')
+    sig = "const c = document.querySelector('article h3#generationconfig + .highlight pre > code'); return [c.scrollWidth, c.clientWidth, c.getBoundingClientRect().height];"
+    wide, shown, height = browser.execute_script(sig)
+    assert wide <= shown + 1 and height > 300, (wide, shown, height)    # GenerationConfig's long signature wraps: nothing cut at the edge
+    shoot(browser, 'api-signature-wrapped.png', 'article h3#generationconfig')
     box = browser.find_element(By.CSS_SELECTOR, 'input.md-search__input')
     box.click()
     box.send_keys('straight-through')

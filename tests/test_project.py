@@ -98,6 +98,34 @@ def test_readme_states_what_the_book_measured():
     assert "27% of 64,000" in readme and "(nbs/08_compare.ipynb)" in readme
 
 
+def test_readme_numbers_are_measured():
+    """The quick start's counts are the presets' and the committed study's, its cache size is scaled from the bytes the
+    tutorial's cached scenes take (and agrees with chapter 06's estimate), and section 5 states its time and machine."""
+    from fsq_lit.compare import COMPARE
+    from fsq_lit.tokenizer import preset_config, scenes_cache_bytes
+    readme, cpu = (ROOT / "README.md").read_text(), preset_config("cpu")
+    small = COMPARE.load(ROOT / "nbs" / "results" / "compare-cpu-small")["records"]
+    assert len(small) == len(COMPARE.plan(COMPARE.preset("cpu-small"))) and f"({len(small)} tokenizers from" in readme
+    assert f"on {cpu.n_train:,} procedural 3-D scenes" in readme and f"checkpoints every {cpu.train.ckpt_every} steps" in readme
+    mb = int(re.search(r"about (\d+) MB under `~/.cache/fsq_lit`", readme).group(1))
+    assert abs(mb * 1e6 / scenes_cache_bytes(cpu.n_train + cpu.n_test, cpu.image_size) - 1) < 0.02, mb
+    assert re.search(r"^\d+ s on CPU \S+ \(\d+ threads\), torch \S+$", readme, re.M), "section 5's time and machine"
+
+
+def test_readme_python_is_the_command():
+    """'The same tokenizer from Python' trains the command's preset, and neither it nor section 5 turns progress off;
+    every torch install line names a wheel index, the CPU one where it installs the CPU build, and says why."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    same = next(b for b in blocks if 'train_tokenizer(cfg, out="runs/mine")' in b)
+    assert re.search(r'^cfg = preset_config\("cpu"\)', same, re.M), same
+    training = [l for b in blocks for l in b.splitlines() if re.search(r"train_tokenizer\(|\.preset\(|scene_images\(cfg", l)]
+    assert training and not any("progress=False" in l for l in training), training
+    installs = re.findall(r"^.*pip install torch\b.*$", readme, re.M)
+    assert installs and all("--index-url https://download.pytorch.org/whl/" in l for l in installs), installs
+    assert sum("--index-url https://download.pytorch.org/whl/cpu" in l for l in installs) >= 2 and "`nvidia-*` packages" in readme
+
+
 def _names(code: str) -> tuple:
     "Names a code block defines (imports, assignments, loop and function arguments) and names it reads."
     import ast

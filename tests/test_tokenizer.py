@@ -77,6 +77,8 @@ def test_cli_run_directory_promises(tmp_path):
     assert "psnr=" in r.stdout and all("step" in json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 10 and 0 < summary["usage"] <= 1 and summary["config"]["quantizer"] == "fsq"
+    card = (out / "tokenizer" / "README.md").read_text()                              # the model card carries this run
+    assert f"| PSNR | {summary['psnr']:.2f} dB |" in card and "128 procedural 3-D scenes" in card and "pushed to the Hub" not in card
     assert "codebook_size" not in summary["config"] and "vq" not in summary["config"]   # FSQ: no VQ settings recorded
     assert "bf16" not in summary["config"]["train"] and summary["device"] == "cpu"     # autocast does not apply on a CPU
     r = _cli("--out", str(out), "--seed", "5", cache=cache)                            # as a user meets it: one line, exit 2

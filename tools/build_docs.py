@@ -16,12 +16,16 @@ Quarto cannot be installed on every machine. This script builds the same site fr
 5. Maths (`$...$`, `$$...$$`, and exponents such as `2^16` in a chapter's description) is converted to MathML with
    latex2mathml, which browsers render natively: the site needs no JavaScript maths library and no network. The
    build fails if LaTeX or a `^` survives in a page's lead paragraph.
+6. What a clean build must not have is reported, one line each starting `docs-build problem:` (on stderr), naming the
+   notebook and cell or the page: a cell that nbdev's docs processor executes because it mixes imports with other
+   code, a link to an anchor that does not exist, an entry listed twice in a page's contents. `--strict` makes any of
+   them an error (exit 1); tests/test_docs.py checks the list.
 
 The site's search loads its index with a request, which browsers refuse for pages opened as files: `--serve` builds,
 then serves the site on localhost (Python's `http.server`) and prints the address to open. The script works from
 any directory.
 """
-import argparse, base64, functools, html, http.server, importlib, inspect, json, os, re, shutil, subprocess, sys
+import argparse, base64, collections, functools, html, http.server, importlib, inspect, json, os, re, shutil, subprocess, sys, warnings
 from pathlib import Path
 
 import yaml
@@ -39,6 +43,8 @@ CSS = """
 .md-typeset img.nb-figure { display: block; max-width: 100%; margin: .5em 0; }
 .md-typeset .lead { font-size: 1.05rem; color: var(--md-default-fg-color--light); }
 .md-typeset math[display="block"] { margin: .8em 0; padding: .3em 0; overflow-x: auto; overflow-y: hidden; }
+/* show_doc's signatures (the code block under an entry's heading) wrap instead of running past the right edge */
+.md-typeset :is(h2, h3, h4) + .highlight pre > code { white-space: pre-wrap; overflow-wrap: anywhere; }
 """
 
 
@@ -48,11 +54,42 @@ def notebooks():
     return [c if isinstance(c, str) else c['href'] for c in side['website']['sidebar']['contents']]
 
 
-def process_notebooks():
-    "nbdev's own processing for Quarto (`nbdev_proc_nbs` without the Quarto check): writes `_proc/`."
+def process_notebooks() -> tuple:
+    """nbdev's own processing for Quarto (`nbdev_proc_nbs` without the Quarto check): writes `_proc/`. Returns it and the
+    warnings raised while nbdev processed each notebook, as problems naming the notebook (and the cell, where nbdev quotes it)."""
+    import nbdev.serve_drv as drv, nbdev.processors as procs
     from nbdev.serve import proc_nbs
-    proc_nbs(path=str(NBS), force=True, n_workers=0)
-    return ROOT / '_proc'
+    problems, process_one, def_names = [], drv.main, procs._def_names
+    def recorded(o):          # nbdev processes one notebook per call of serve_drv.main: (source, destination, filters)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            process_one(o)
+        problems.extend(nbdev_problem(Path(o[0]).name, str(w.message)) for w in caught)
+    drv.main, procs._def_names = recorded, undocumented_names
+    try: proc_nbs(path=str(NBS), force=True, n_workers=0)
+    finally: drv.main, procs._def_names = process_one, def_names
+    return ROOT / '_proc', problems
+
+
+def undocumented_names(cell, shown) -> list:
+    """nbdev's `_def_names` (the exported names that get an automatic `show_doc`), also leaving out a method patched
+    onto a class that the chapter documents itself: nbdev 2.4 compares its bare name (`preset`) with the documented one
+    (`Study.preset`) and so lists such a method twice in the page's contents."""
+    from nbdev.processors import _def_types, showdoc_nm
+    from fastcore.basics import concat
+    tail = {s.split('.')[-1] for s in shown}
+    return [showdoc_nm(o) for o in concat(cell.parsed_() or []) if isinstance(o, _def_types) and o.name not in tail
+            and showdoc_nm(o) not in shown and (o.name[0] != '_' or o.name[:2] == '__')]
+
+
+def nbdev_problem(nb: str, message: str) -> str:
+    "A warning raised while nbdev processed notebook `nb` as one line; nbdev quotes the cell it warns about between `---` lines."
+    head, m = message.split('\n')[0].strip(), re.search(r'\n---\n(.*)\n---', message, re.S)
+    if not m: return f"{nb}: warning while nbdev ran its cells: {head}"
+    first = next((l for l in m.group(1).splitlines() if l.strip() and not l.startswith('#|')), '')
+    cells = json.loads((NBS / nb).read_text())['cells']
+    i = next((i for i, c in enumerate(cells) if first and first in ''.join(c['source'])), '?')
+    return f"{nb} cell {i}: {head} (nbdev's docs processor runs such a cell: move its imports to the hidden import cell)"
 
 
 def front_matter(nb) -> dict:
@@ -62,14 +99,20 @@ def front_matter(nb) -> dict:
     return {}
 
 
+def chapter_number(nb: str) -> str:
+    "A notebook's chapter number, letter included, as the README's table writes it: 02a_kernel.ipynb → '02a'."
+    return nb.split('_')[0]
+
+
 def chapters() -> dict:
     """Notebook → (Markdown page, navigation label) in the sidebar's order, read from the processed notebooks' front
-    matter; the page follows nbdev's `output-file` (03_fsq.ipynb → fsq.md, label '03 · The FSQ module')."""
+    matter; the page follows nbdev's `output-file` (03_fsq.ipynb → fsq.md, label '03 · The FSQ module'; 02a_kernel.ipynb →
+    '02a · A Triton kernel')."""
     out = {}
     for nb in notebooks():
         fm = front_matter(json.loads((ROOT / '_proc' / nb).read_text()))
         page = Path(fm.get('output-file', Path(nb).stem + '.html')).with_suffix('.md').name
-        out[nb] = (page, 'Tutorial' if nb == 'index.ipynb' else f"{nb[:2]} · {fm.get('title', nb)}")
+        out[nb] = (page, 'Tutorial' if nb == 'index.ipynb' else f"{chapter_number(nb)} · {fm.get('title', nb)}")
     return out
 
 
@@ -82,7 +125,8 @@ def fix_links(md: str, pages: dict, site_url: str) -> str:
     md = re.sub(r'\]\(([\w.-]+\.ipynb)(#[^)]*)?\)', lambda m: f"]({pages.get(m.group(1), m.group(1))}{m.group(2) or ''})", md)
     if site_url:
         md = re.sub(re.escape(site_url.rstrip('/')) + r'/([\w.-]+)\.html', r'\1.md', md)
-    return md
+    # nbdev's anchors keep the dot of `Class.method` (Quarto's ids do); this site's headings drop it (`#studyrun`)
+    return re.sub(r'(\]\([\w.-]+\.md#)([\w.-]+)\)', lambda m: f"{m.group(1)}{m.group(2).replace('.', '')})", md)
 
 
 def fence(text: str, lang: str = '') -> str:
@@ -166,21 +210,26 @@ def api_page(chs: dict, site_url: str) -> str:
     parts = ["# API reference",
              "Every name `fsq_lit` exports, module by module, in the order of the chapters that define and explain them. "
              "`from fsq_lit import FSQ, levels_for` imports the quantizer and its levels table from the package top level."]
+    mods = {nb: m.group(1) for nb in chs if (m := re.search(r'#\|\s*default_exp\s+([\w.]+)', (NBS / nb).read_text()))
+            and m.group(1) != '__init__'}
+    names = collections.Counter(n for mod in mods.values() for n in getattr(importlib.import_module(f"fsq_lit.{mod}"), '__all__', []))
     for nb, (page, label) in chs.items():
-        m = re.search(r'#\|\s*default_exp\s+([\w.]+)', (NBS / nb).read_text())
-        if not m or m.group(1) == '__init__': continue
-        mod = importlib.import_module(f"fsq_lit.{m.group(1)}")
-        parts.append(f"## fsq_lit.{m.group(1)}\n\nExplained in chapter [{label}]({page}).")
+        if nb not in mods: continue
+        modname = mods[nb]
+        mod = importlib.import_module(f"fsq_lit.{modname}")
+        parts.append(f"## fsq_lit.{modname}\n\nExplained in chapter [{label}]({page}).")
         for name in getattr(mod, '__all__', []):
             obj = getattr(mod, name)
             if not callable(obj): continue          # constants (PAPER_LEVELS, PRESETS, ...) are described in their chapters
             members = [obj] + ([v for k, v in vars(obj).items() if inspect.isfunction(v) and not k.startswith('_') and v.__doc__]
                                if inspect.isclass(obj) else [])
-            for o in members:
-                md = show_doc(o)._repr_markdown_()
+            for o in members:     # a method under its class's name (a decorator such as `torch.no_grad` hides it from show_doc)
+                md = show_doc(o, name=None if o is obj else f"{obj.__name__}.{o.__name__}")._repr_markdown_()
                 try: line = inspect.getsourcelines(o)[1]
                 except (OSError, TypeError): line = None
                 md = md.replace('#LNone', f'#L{line}' if line else '')
+                if names[name] > 1 and o is obj:     # a name several modules export (`main`): its heading names the module
+                    md = re.sub(rf'^(#+) {re.escape(name)}$', rf'\1 {modname}.{name}', md, count=1, flags=re.M)
                 parts.append(linkify(md))
     return fix_links('\n\n'.join(parts) + '\n', {nb: page for nb, (page, _) in chs.items()}, site_url)
 
@@ -267,16 +316,42 @@ def check_leads(site: Path):
                 raise ValueError(f"{p.name}: raw maths {m.group(0)!r} in the lead paragraph {lead!r}: write it as $...$")
 
 
-def build(out: Path = ROOT / '_docs', quiet: bool = False) -> Path:
-    "Build the site into `out` (from any working directory: nbdev reads its settings from the repository root)."
+MKDOCS_ANCHOR = re.compile(r"Doc file '([^']+)' contains a link '([^']+)', but (.*?)\.?$")
+
+
+def mkdocs_problems(log: str) -> list:
+    "The links to missing anchors that mkdocs logged (at level INFO, which `-q` hides), one line each."
+    return [f"{m.group(1)}: link {m.group(2)}: {m.group(3)}" for m in map(MKDOCS_ANCHOR.search, log.splitlines()) if m]
+
+
+HEADING = re.compile(r'<h([2-6]) id="[^"]+"[^>]*>(.*?)</h\1>', re.S)
+
+
+def duplicate_contents(site: Path) -> list:
+    "Headings a page has more than once, each listed twice in its contents (a `show_doc` beside nbdev's own for an exported name), one line each."
+    out = []
+    for p in sorted(site.glob('*.html')):
+        article = p.read_text().split('<article', 1)[-1].split('</article>', 1)[0]
+        text = lambda h: html.unescape(re.sub(r'<[^>]+>', '', h)).replace('¶', '').strip()
+        counts = collections.Counter(text(h) for _, h in HEADING.findall(article))
+        out += [f"{p.name}: contents list {entry!r} {n} times" for entry, n in counts.items() if n > 1]
+    return out
+
+
+def build(out: Path = ROOT / '_docs', quiet: bool = False, strict: bool = False) -> tuple:
+    """Build the site into `out` (from any working directory: nbdev reads its settings from the repository root).
+    Returns the site's folder and its problems (printed, one line each, on stderr); `strict`: a ValueError if any."""
     out = Path(out).resolve()
     if out.is_dir() and any(out.iterdir()) and not (out / 'index.html').is_file():
         raise ValueError(f"{out} is not empty and holds no site: refusing to replace it (choose an empty or new --out)")
-    with working_directory(ROOT): return _build(out, quiet)
+    with working_directory(ROOT): site, problems = _build(out, quiet)
+    for p in problems: print(f"docs-build problem: {p}", file=sys.stderr, flush=True)
+    if strict and problems: raise ValueError(f"the docs build has {len(problems)} problems (listed above)")
+    return site, problems
 
 
-def _build(out: Path, quiet: bool) -> Path:
-    proc = process_notebooks()
+def _build(out: Path, quiet: bool) -> tuple:
+    proc, problems = process_notebooks()
     chs = chapters()
     pages = {nb: page for nb, (page, _) in chs.items()}
     site = yaml.safe_load((NBS / 'nbdev.yml').read_text()).get('website', {})
@@ -299,12 +374,16 @@ def _build(out: Path, quiet: bool) -> Path:
     cfg = work / 'mkdocs.yml'
     cfg.write_text(yaml.safe_dump(mkdocs_config(src, out, nav, site), sort_keys=False, allow_unicode=True))
     shutil.rmtree(out, ignore_errors=True)
-    subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '-f', str(cfg)] + (['-q'] if quiet else []), check=True, cwd=ROOT,
-                   env={**os.environ, 'NO_MKDOCS_2_WARNING': '1'})
+    res = subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '-f', str(cfg)], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, 'NO_MKDOCS_2_WARNING': '1'})
+    if res.returncode: raise RuntimeError(f"mkdocs build failed:\n{res.stdout}{res.stderr}")
+    if not quiet: print(res.stdout + res.stderr, end='')
+    problems += mkdocs_problems(res.stdout + res.stderr)
     n = mathml(out)
     check_leads(out)
+    problems += duplicate_contents(out)
     if not quiet: print(f"wrote {out} ({len(nav)} pages, {n} formulas as MathML)")
-    return out
+    return out, problems
 
 
 def serve(site: Path, port: int = 8000, host: str = '127.0.0.1') -> http.server.ThreadingHTTPServer:
@@ -317,10 +396,12 @@ if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--out', default=str(ROOT / '_docs'), help='site directory (default: _docs)')
     ap.add_argument('--quiet', action='store_true')
+    ap.add_argument('--strict', action='store_true', help='fail (exit 1) if the build reports a problem')
     ap.add_argument('--serve', action='store_true', help='then serve the site on localhost (search needs a server)')
     ap.add_argument('--port', type=int, default=8000, help='port for --serve (default 8000; 0 picks a free one)')
     a = ap.parse_args()
-    site = build(Path(a.out), a.quiet)
+    try: site, _ = build(Path(a.out), a.quiet, a.strict)
+    except ValueError as e: sys.exit(f"build_docs.py: {e}")
     if a.serve:
         srv = serve(site, a.port)
         print(f"serving {site} at http://{srv.server_address[0]}:{srv.server_address[1]}/index.html (Ctrl-C stops)", flush=True)

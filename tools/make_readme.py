@@ -1,7 +1,7 @@
 """Write README.md from nbs/index.ipynb (nbdev's own `nbdev_readme` needs Quarto, which these machines lack).
 
 Markdown cells are copied (relative links and images are made relative to the repository root), code cells become
-python blocks with their stored text outputs, Markdown outputs (`IPython.display.Markdown`) are copied as Markdown,
+python blocks with their stored text outputs (progress bars as a terminal leaves them: their last state), Markdown outputs (`IPython.display.Markdown`) are copied as Markdown,
 stored figures are written to `nbs/images/readme_N.png` and shown, cells marked `#| hide` or exported with
 `#| export` are left out, and cells marked `#| echo: false` show only their outputs. Works from any directory.
 
@@ -16,6 +16,12 @@ HIDDEN = re.compile(r'^#\|\s*(hide|export|exporti|default_exp)\b', re.M)
 ECHO_OFF = re.compile(r'^#\|\s*echo:\s*false\b', re.M)
 RELATIVE = re.compile(r'\]\((?!https?://|mailto:|#|/)([^)\s]+)\)')      # ](00_scalar.ipynb), ](results/x.png)
 FIGURES = 'nbs/images/readme_{}.png'
+ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
+
+
+def terminal_text(text: str) -> str:
+    "What a terminal shows of `text`: ANSI colours dropped, and of a line rewritten with carriage returns (a progress bar) its last state."
+    return '\n'.join(line.split('\r')[-1] for line in ANSI.sub('', text).split('\n'))
 
 
 def cell_text(cell):
@@ -28,7 +34,7 @@ def outputs_text(cell):
         if o['output_type'] == 'stream': out.append(''.join(o['text']))
         elif o['output_type'] in ('execute_result', 'display_data') and 'text/plain' in o.get('data', {}):
             if not {'image/png', 'text/markdown'} & set(o['data']): out.append(''.join(o['data']['text/plain']) + '\n')
-    return ''.join(out).rstrip('\n')
+    return terminal_text(''.join(out)).rstrip('\n')
 
 
 def render(nb_path=ROOT / 'nbs' / 'index.ipynb'):

@@ -12,6 +12,15 @@ from execnb.shell import CaptureShell
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def skip(cell, flags: str) -> bool:
+    """Like nbdev_test, skip code cells marked `#| eval: false` (or `flags`): their stored outputs, if any, are kept.
+    Every other code cell starts with no outputs: execnb keeps a cell's old outputs when it now prints nothing."""
+    if cell.cell_type != 'code': return False
+    if re.search(rf'^#\|\s*({flags})', cell.source, re.M): return True
+    cell.outputs = []
+    return False
+
 if __name__ == '__main__':
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     args = sys.argv[1:]
@@ -20,8 +29,6 @@ if __name__ == '__main__':
     for p in paths:
         os.chdir(p.parent)
         print('executing', p.name, flush=True)
-        # like nbdev_test, skip cells marked `#| eval: false` (their stored outputs, if any, are kept)
-        skip = lambda cell: cell.cell_type == 'code' and re.search(rf'^#\|\s*({flags})', cell.source, re.M) is not None
-        CaptureShell().execute(p, p, exc_stop=True, preproc=skip)
+        CaptureShell().execute(p, p, exc_stop=True, preproc=lambda cell: skip(cell, flags))
     for p in paths:   # only the notebooks run here: others may be open in an editor
         subprocess.run([Path(sys.executable).parent / 'nbdev_clean', '--fname', str(p)], cwd=ROOT, check=True)
