@@ -15,7 +15,8 @@ from .quantizer import get_variant
 from .data import as_images
 from .runs import atomic_write, write_json, read_json
 from .study import Study, read_derived
-from .tokenizer import TokenizerConfig, train_tokenizer, scene_images
+from .sources import image_data
+from .tokenizer import TokenizerConfig, train_tokenizer
 from .vq import time_quantizers
 from .lfq import lfq_bits
 
@@ -46,6 +47,7 @@ class CompareConfig:
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 20
+    data: str = 'scenes'                                    # the images (chapter 04b): scenes, folder:PATH or hub:NAME[@SPLIT]
     n_train: int = 8000
     n_test: int = 1024
     data_seed: int = 0
@@ -123,9 +125,10 @@ def recon_runs(cfg: CompareConfig) -> list[tuple]:
 
 @patch
 def prepare(self: CompareStudy, cfg, ctx):
-    "The scenes as `ctx['data']` = (train, held-out) uint8 images (unless `run(..., data=...)` gave them); timing.json, kept when it covers `cfg.sizes`, else measured (seconds)."
+    "The images of `cfg.data` as `ctx['data']` = (train, held-out) uint8 images (unless `run(..., data=...)` gave them); timing.json, kept when it covers `cfg.sizes`, else measured (seconds)."
     if 'data' not in ctx:
-        t = time.perf_counter(); ctx['data'] = scene_images(cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test, progress=cfg.progress)
+        t, d = time.perf_counter(), image_data(cfg.data, cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test, progress=cfg.progress)
+        ctx['data'] = d['train_x'], d['test_x']
         ctx['meta']['data_s'] = round(time.perf_counter() - t, 1)
     kept = read_json(ctx['out'] / 'timing.json', [])
     if [x.get('target_size') for x in kept if isinstance(x, dict)] != list(cfg.sizes):
@@ -287,9 +290,10 @@ def main(preset: str = 'cpu-small',      # smoke, cpu-small or gpu
          out: str = 'runs/compare',      # output directory (a study there with the same settings resumes)
          steps: int = None,              # override the preset's optimizer steps per tokenizer
          batch_size: int = None,         # override the batch size
-         n_train: int = None,            # override the number of training scenes
+         data: str = None,               # scenes (default), folder:PATH or hub:NAME[@SPLIT]: the images (chapter 04b)
+         n_train: int = None,            # override the number of training images
          device: str = None,             # auto, cpu, cuda, ...
          no_progress: bool = False):     # no progress bars
     "Train FSQ, VQ and LFQ tokenizers across codebook sizes; write results.json, timing.json, study.json and figures to `out`."
-    COMPARE.command(lambda: COMPARE.preset(preset, steps=steps, batch_size=batch_size, n_train=n_train, device=device,
+    COMPARE.command(lambda: COMPARE.preset(preset, data=data, steps=steps, batch_size=batch_size, n_train=n_train, device=device,
                                            progress=False if no_progress else None), out, plumbing=preset == 'smoke')

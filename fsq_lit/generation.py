@@ -15,7 +15,8 @@ from .scenes import SCENE_LABELS
 from .runs import RunError, atomic_write, split_list
 from .train import TrainConfig, fit
 from .study import Study, weights_checksum, read_derived, once
-from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer, reconstruct, scene_data
+from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer, reconstruct
+from .sources import image_data
 from .quantizer import get_variant
 from .transformer import TransformerConfig
 from .tokens import tokenizer_checksum, make_tokens, token_tensors, scene_tokens_key
@@ -43,6 +44,7 @@ class GenerationConfig:
     models: tuple = ('fsq', 'vq', 'vq-ema+reseed', 'fsq-factorized')   # names in MODELS
     sweep_models: tuple = ('fsq', 'vq')     # the models whose FID is also measured against sampling steps and guidance
     image_size: int = 32
+    data: str = 'scenes'                    # the images (chapter 04b); the metrics' feature network knows the scenes only
     n_train: int = 20000                    # scenes for both stages
     n_test: int = 1000                      # held-out scenes: the real set of FID, precision and recall
     data_seed: int = 0
@@ -83,6 +85,8 @@ class GenerationConfig:
         bad = [m for m in self.models + self.sweep_models if m not in MODELS]
         if bad: raise ValueError(f"unknown model {bad[0]!r}; choose from {sorted(MODELS)}")
         if not set(self.sweep_models) <= set(self.models): raise ValueError(f"sweep_models {self.sweep_models} must be among models {self.models}")
+        if self.data != 'scenes':   # FID, precision, recall and class accuracy are measured in chapter 10a's scenes feature space
+            raise ValueError(f"data {self.data!r}: this study measures its samples with a feature network trained on the procedural scenes, so it runs on them only")
         for k in ('n_train', 'n_test', 'tok_steps', 'tok_batch', 'steps', 'batch_size', 'n_samples', 'sample_steps'):
             check_int(getattr(self, k), k, 1)
         for s in self.sweep_steps: check_int(s, 'each sweep_steps entry', 1)
@@ -200,7 +204,7 @@ def condition_labels(test_y: torch.Tensor, n: int) -> torch.Tensor:
 @patch
 def prepare(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
     "The scenes, the feature network and its space, and every stage-I tokenizer (`stage_one`), into `ctx`; the network and space into study.json."
-    ctx['data'] = scene_data(cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test, cfg.progress)
+    ctx['data'] = image_data(cfg.data, cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test, cfg.progress)
     net, info = feature_net(cfg.feature_config(), progress=cfg.progress, device=ctx['device'])
     space = f"{feature_net_key(cfg.feature_config())}@{weights_checksum(net)}"
     ctx.update(net=net, space=space); ctx['meta'].update(feature_net=info, feature_space=space)

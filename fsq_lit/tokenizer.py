@@ -15,7 +15,8 @@ from fastcore.script import call_parse
 from huggingface_hub import PyTorchModelHubMixin
 from .scalar import check_int
 from .quantizer import QuantOut, code_stats, make_quantizer, quantizer_factory
-from .data import as_images, to_uint8, make_scenes, scene_tensors, scenes_cache_path
+from .data import as_images, to_uint8
+from .sources import image_data, parse_source
 from .runs import (RunDir, RunError, atomic_write, state_digest, write_json, read_json, flatten_config, argument_errors, run_errors, split_list,
                           preset_config as _preset_config)
 from .train import TrainConfig, fit, get_rank_world, hardware, pick_device
@@ -23,10 +24,9 @@ from .layers import Encoder, Decoder, PatchDiscriminator
 from .study import check_gpu_preset, named_preset
 
 # %% auto #0
-__all__ = ['STUDY_SHARED', 'STUDY_RUN', 'BIG_CACHE', 'RUN_IGNORE', 'RUN_MAY_CHANGE', 'PRESETS', 'TokenizerConfig', 'Tokenizer',
+__all__ = ['STUDY_SHARED', 'STUDY_RUN', 'RUN_IGNORE', 'RUN_MAY_CHANGE', 'PRESETS', 'TokenizerConfig', 'Tokenizer',
            'TokenizerLoss', 'evaluate_tokenizer', 'reconstruct', 'save_tokenizer', 'load_tokenizer', 'model_card',
-           'scenes_cache_bytes', 'render_note', 'scene_data', 'scene_images', 'show_reconstructions', 'open_run',
-           'train_tokenizer', 'preset_config', 'main']
+           'scene_images', 'show_reconstructions', 'open_run', 'train_tokenizer', 'preset_config', 'main']
 
 # %% ../nbs/06_tokenizer.ipynb #49082504
 _VQ_ONLY, _FSQ_ONLY = ('codebook_size', 'vq_dim', 'vq'), ('levels',)
@@ -48,8 +48,9 @@ class TokenizerConfig:
     gan_weight: float = 0.0        # hinge-GAN generator weight; 0 turns the discriminator off
     disc_channels: int = 64
     perceptual_weight: float = 0.0 # weight of the feature-matching loss (needs a `perceptual` network)
-    n_train: int = 20000           # procedural scenes to train on
-    n_test: int = 512              # held-out scenes for the metrics
+    data: str = 'scenes'           # the images (chapter 04b): 'scenes', 'folder:PATH' or 'hub:NAME[@SPLIT]'
+    n_train: int = 20000           # images to train on (at most: a folder may hold fewer)
+    n_test: int = 512              # held-out images for the metrics
     data_seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -58,6 +59,7 @@ class TokenizerConfig:
             self.train = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.train.items()})
         self.ch_mult, self.levels = tuple(self.ch_mult), tuple(self.levels)
         quantizer_factory(self.quantizer)   # unknown names fail here, with the list of known ones
+        self.data = str(parse_source(self.data))
         if self.rec_loss not in ('l1', 'l2'): raise ValueError(f"rec_loss must be 'l1' or 'l2', got {self.rec_loss!r}")
         for k, lo, hi in (('image_size', 1, 4096), ('channels', 1, 1024), ('num_res_blocks', 1, 16), ('disc_channels', 1, 1024),
                           ('n_train', 1, 10**8), ('n_test', 0, 10**7), ('data_seed', 0, None)):
@@ -79,7 +81,7 @@ class TokenizerConfig:
     def from_dict(cls, d: dict) -> 'TokenizerConfig': return cls(**d)
 
 # %% ../nbs/06_tokenizer.ipynb #4900a3e5
-STUDY_SHARED = ('image_size', 'channels', 'ch_mult', 'num_res_blocks', 'vq_dim', 'n_train', 'n_test', 'data_seed')   # every tokenizer of a study has these ...
+STUDY_SHARED = ('image_size', 'channels', 'ch_mult', 'num_res_blocks', 'vq_dim', 'data', 'n_train', 'n_test', 'data_seed')   # every tokenizer of a study has these ...
 STUDY_RUN = ('seed', 'device', 'bf16', 'progress')   # ... and trains with these settings of the study's config
 
 @patch(cls_method=True)
@@ -313,10 +315,10 @@ def _card_training(s: dict, c: TokenizerConfig) -> list:
     return ['## Training and held-out metrics', '',
             f"{s['steps']:,} steps of {t.batch_size} images (AdamW, lr {t.lr:g}, {t.warmup} warmup steps, cosine decay"
             f"{f', EMA {t.ema:g} of the weights, which are these' if t.ema else ''}) in {s['train_s'] / 60:.1f} min on "
-            f"{s['hardware']}, {s['date']}. On the held-out images:", '',
+            f"{s['hardware']}, {s['date']}." + (" On the held-out images:" if 'psnr' in s else " No images were held out."), ''] + ([
             '| metric | value |', '|---|---|', f"| PSNR | {s['psnr']:.2f} dB |", f"| SSIM | {s['ssim']:.3f} |",
             f"| codebook usage | {s['usage']:.1%} of {s['codebook_size']:,} codes |", f"| perplexity | {s['perplexity']:.0f} |",
-            f"| entropy of the indices | {s['bits']:.2f} bits per token |", '']
+            f"| entropy of the indices | {s['bits']:.2f} bits per token |", ''] if 'psnr' in s else [])
 
 def _card_load(c: TokenizerConfig, folder: str) -> list:
     g = c.image_size // c.factor
@@ -343,37 +345,9 @@ def generate_model_card(self: Tokenizer, *args, **kwargs):
     return ModelCard(model_card(self, **kwargs))
 
 # %% ../nbs/06_tokenizer.ipynb #9efc03ad
-BIG_CACHE = 10**9   # bytes: a render that will fill more of the cache says so before it starts
-
-def scenes_cache_bytes(n: int, size: int) -> int:
-    """Bytes that `n` scenes of `size` px take in chapter 04's cache: per pixel a uint8 RGB image, a float32 depth and
-    uint8 semantic and instance maps; per scene the int32 offsets of those nested Arrow rows and an int64 label."""
-    return n * (9 * size * size + 4 * (size * size + size + 1) + 3 * 4 * (size + 1) + 8)
-
-def render_note(n: int, size: int, seed: int = 0, test: int = 0, complexity: int = 0) -> str | None:
-    "What `scene_data` prints before rendering scenes that are not cached yet and will take more than `BIG_CACHE` bytes; None otherwise."
-    path, b = scenes_cache_path(n, size, seed, test, complexity=complexity), scenes_cache_bytes(n + test, size)
-    if b <= BIG_CACHE or path.exists(): return None
-    return (f"rendering {n + test:,} scenes of {size} px into {path}: about {b / 1e9:.1f} GB of disk "
-            "(set FSQ_LIT_CACHE to keep the cache elsewhere)")
-
-def _images_labels(ds) -> tuple:
-    t = scene_tensors(ds, columns=('image', 'label'), raw=True)
-    return t['image'], t['label'].long()
-
-def scene_data(n: int, size: int, seed: int = 0, test: int = 0, progress: bool = True, complexity: int = 0) -> dict:
-    """Procedural scenes (of `complexity`, chapter 04) and their labels: uint8 images (N, H, W, 3) `train_x`, `test_x` and int64
-    class labels `train_y`, `test_y` (the test pair None without `test`), compact enough to keep 10^5 images in memory.
-    A render whose cache will exceed `BIG_CACHE` bytes says so first (`render_note`)."""
-    if note := render_note(n, size, seed, test, complexity): print(note, flush=True)
-    ds = make_scenes(n, size=size, seed=seed, test=test, progress=progress, complexity=complexity)
-    train_x, train_y = _images_labels(ds['train'] if test else ds)
-    test_x, test_y = _images_labels(ds['test']) if test else (None, None)
-    return dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
-
 def scene_images(n: int, size: int, seed: int = 0, test: int = 0, progress: bool = True, complexity: int = 0):
-    "The images of `scene_data`: (train, test) uint8 (N, H, W, 3) tensors, test None without `test`."
-    d = scene_data(n, size, seed, test, progress, complexity)
+    "The procedural scenes' images (chapter 04b's `image_data`): (train, test) uint8 (N, H, W, 3) tensors, test None without `test`."
+    d = image_data('scenes', n, size, seed, test, progress, complexity)
     return d['train_x'], d['test_x']
 
 # %% ../nbs/06_tokenizer.ipynb #0d3750d8
@@ -426,13 +400,22 @@ def _write_outputs(out, tok, summary, cfg, test_x, data=None):
         plt.close(show_reconstructions(tok, test_x, path=out / 'recon.png'))
 
 # %% ../nbs/06_tokenizer.ipynb #a7b7c7c4
+def _data_note(d: dict) -> str:
+    "What a tokenizer trained on (`image_data`'s dict), for its model card."
+    held = 0 if d['test_x'] is None else len(d['test_x'])
+    return (f"{len(d['train_x']):,} images of `{d['source']}` at {d['train_x'].shape[1]} px, {held:,} more held out "
+            f"(chapter 04b's `image_data`)" + (f"; {len(d['classes'])} classes" if d['classes'] else ""))
+
 def train_tokenizer(cfg: TokenizerConfig, out=None, data=None, perceptual: nn.Module | None = None):
-    "Train a tokenizer on procedural scenes (or `data=(train, test)` image tensors); returns (tokenizer, summary)."
+    "Train a tokenizer on the images of `cfg.data` (chapter 04b), or on `data=(train, test)` image tensors; returns (tokenizer, summary)."
     run = open_run(cfg, out)
     try:
         t0 = time.perf_counter()
-        train_x, test_x = data if data is not None else scene_images(cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test,
-                                                                     progress=cfg.train.progress)
+        if data is None:
+            d = image_data(cfg.data, cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test, progress=cfg.train.progress)
+            data, given = (d['train_x'], d['test_x']), None if cfg.data == 'scenes' else _data_note(d)
+        else: given = f"{len(data[0]):,} images given to `train_tokenizer`, {0 if data[1] is None else len(data[1]):,} held out"
+        train_x, test_x = data
         t_data = time.perf_counter() - t0
         tcfg = replace(cfg.train, out=str(out) if out is not None else cfg.train.out)
         torch.manual_seed(tcfg.seed)   # the initial weights too depend only on the seed (DDP then broadcasts rank 0's)
@@ -440,8 +423,6 @@ def train_tokenizer(cfg: TokenizerConfig, out=None, data=None, perceptual: nn.Mo
         tok = (res.ema if res.ema is not None else res.model).eval()
         summary = _summary(cfg, res, tok, t_data, time.perf_counter() - t0 - t_data, tcfg)
         if test_x is not None and len(test_x): summary.update(evaluate_tokenizer(tok, test_x))
-        given = None if data is None else (f"{len(train_x):,} images given to `train_tokenizer` (not the procedural scenes), "
-                                           f"{0 if test_x is None else len(test_x):,} held out")
         if out is not None and get_rank_world()[0] == 0: _write_outputs(out, tok, summary, cfg, test_x, given)
         return tok, summary
     finally:
@@ -468,15 +449,16 @@ def main(preset: str = 'cpu',              # smoke, cpu or gpu (gpu: on a GPU, o
          out: str = 'runs/tokenizer',      # output directory (a new one, or a run of this command to resume)
          steps: int = None,                # override the preset's optimizer steps
          batch_size: int = None,           # override the global batch size
-         n_train: int = None,              # override the number of training scenes
+         data: str = None,                 # scenes (default), folder:PATH or hub:NAME[@SPLIT]: the images (chapter 04b)
+         n_train: int = None,              # override the number of training images
          device: str = None,               # auto, cpu, cuda, cuda:1, ...
          seed: int = None,                 # training seed
          ckpt_every: int = None,           # steps between checkpoints
          allow: str = None,                # comma-separated settings that may differ from the run in --out (steps, device, compile, bf16)
          no_progress: bool = False):       # no progress bars (logs only)
-    "Train an FSQ image tokenizer on procedural scenes; write recon.png, metrics.jsonl/.png, summary.json, tokenizer/."
+    "Train an FSQ image tokenizer on procedural scenes or your images (--data); write recon.png, metrics.jsonl/.png, summary.json, tokenizer/."
     with argument_errors('fsq-tokenizer'):
-        cfg = preset_config(preset, steps=steps, batch_size=batch_size, n_train=n_train, device=device, seed=seed,
+        cfg = preset_config(preset, data=data, steps=steps, batch_size=batch_size, n_train=n_train, device=device, seed=seed,
                             ckpt_every=ckpt_every, allow_changes=tuple(split_list(allow)) or None,
                             progress=False if no_progress else None)
         pick_device(cfg.train)             # a device this machine lacks: one line, before --out is touched

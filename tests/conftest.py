@@ -21,8 +21,10 @@ def preset_drift(saved_config: dict, cfg) -> dict:
     "{setting: (committed, now)} where a committed study's config differs from the preset `cfg` as it is now (device and progress aside)."
     import json
     from dataclasses import asdict
+    from dataclasses import fields
     now = json.loads(json.dumps(asdict(cfg)))   # as the study wrote it: tuples as lists, also in nested configs
-    keys = (set(now) | set(saved_config)) - {"device", "progress"}
+    added = {f.name for f in fields(cfg) if f.name not in saved_config and now[f.name] == f.default}   # a setting added since, at its default
+    keys = (set(now) | set(saved_config)) - {"device", "progress"} - added
     return {k: (saved_config.get(k, "<absent>"), now.get(k, "<absent>")) for k in sorted(keys) if saved_config.get(k, "<absent>") != now.get(k, "<absent>")}
 
 

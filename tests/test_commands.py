@@ -2,7 +2,8 @@
 unusable --out is one line and exit 2 before anything is touched; Ctrl-C (SIGINT to the command's process group, as a
 terminal sends it) is one line and exit 130, and the same command then finishes the study (fsq-compare's smoke run);
 a cache folder that cannot be written is one line naming it; `--help` names every preset; each study's smoke run
-finishes with its records, figures, table and plumbing verdicts."""
+finishes with its records, figures, table and plumbing verdicts; `--data folder:PATH` trains on a folder of photographs,
+and a damaged photograph in it is one line naming the file."""
 import importlib, os, signal, subprocess
 import pytest
 from fastcore.script import anno_parser
@@ -108,3 +109,23 @@ def test_unwritable_cache_is_one_line(tmp_path):
     assert p.returncode == 2, p.stderr[-3000:]
     assert p.stderr.startswith("fsq-compare: error: ") and len(p.stderr.strip().splitlines()) == 1, p.stderr[-3000:]
     assert "cachefile" in p.stderr
+
+
+def test_data_folder(tmp_path):
+    """`fsq-tokenizer --preset smoke --data folder:PATH` trains on real photographs (chapter 04b's `photo_folder`: scikit-image's
+    bundled images as tiles of mixed modes and sizes in two class folders) and its model card names them; the same folder
+    with one truncated JPEG: one line naming the file, exit 2, and no images entry left in the cache."""
+    from fsq_lit.sources import photo_folder
+    folder, env = photo_folder(tmp_path / "photos", per_class=40), cli_env(tmp_path)
+    cmd = [console_script("fsq-tokenizer"), "--preset", "smoke", "--data", f"folder:{folder}", "--no_progress"]
+    p = subprocess.run(cmd + ["--out", str(tmp_path / "t")], capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    card = (tmp_path / "t" / "tokenizer" / "README.md").read_text()
+    assert f"images of `folder:{folder}`" in card and "2 classes" in card, card
+    jpg = next(folder.rglob("*.jpg"))
+    jpg.write_bytes(jpg.read_bytes()[:400])
+    before = {e.name for e in (tmp_path / "cache").iterdir()}
+    p = subprocess.run(cmd + ["--out", str(tmp_path / "t2")], capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr[-3000:]
+    assert p.stderr.startswith("fsq-tokenizer: error: ") and f"{jpg}: cannot read this image" in p.stderr, p.stderr
+    assert {e.name for e in (tmp_path / "cache").iterdir()} == before

@@ -102,7 +102,8 @@ def test_readme_numbers_are_measured():
     """The quick start's counts are the presets' and the committed study's, its cache size is scaled from the bytes the
     tutorial's cached scenes take (and agrees with chapter 06's estimate), and section 5 states its time and machine."""
     from fsq_lit.compare import COMPARE
-    from fsq_lit.tokenizer import preset_config, scenes_cache_bytes
+    from fsq_lit.tokenizer import preset_config
+    from fsq_lit.sources import scenes_cache_bytes
     readme, cpu = (ROOT / "README.md").read_text(), preset_config("cpu")
     small = COMPARE.load(ROOT / "nbs" / "results" / "compare-cpu-small")["records"]
     assert len(small) == len(COMPARE.plan(COMPARE.preset("cpu-small"))) and f"({len(small)} tokenizers from" in readme
