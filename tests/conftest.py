@@ -18,14 +18,26 @@ def cli_env(tmp_path) -> dict:
 
 
 def preset_drift(saved_config: dict, cfg) -> dict:
-    "{setting: (committed, now)} where a committed study's config differs from the preset `cfg` as it is now (device and progress aside)."
+    """{setting: (committed, now)} where a committed study's config differs from the preset `cfg` as it is now (device and
+    progress aside); a setting added since the study ran, still at its default, is no drift (in nested configs too)."""
     import json
-    from dataclasses import asdict
-    from dataclasses import fields
+    from dataclasses import asdict, fields, is_dataclass, MISSING
+    def defaults(c) -> dict:   # the config as the study would have written it, where it predates a setting at its default
+        out = {}
+        for f in fields(c):
+            v = getattr(c, f.name)
+            if is_dataclass(v): out[f.name] = defaults(v)
+            elif f.default is not MISSING: out[f.name] = f.default
+        return out
+    def fill(saved, now, dflt):
+        for k, v in now.items():
+            if k not in saved and k in dflt and not isinstance(dflt[k], dict) and json.loads(json.dumps(dflt[k])) == v: saved[k] = v
+            elif isinstance(v, dict) and isinstance(saved.get(k), dict): fill(saved[k], v, dflt.get(k, {}))
+        return saved
     now = json.loads(json.dumps(asdict(cfg)))   # as the study wrote it: tuples as lists, also in nested configs
-    added = {f.name for f in fields(cfg) if f.name not in saved_config and now[f.name] == f.default}   # a setting added since, at its default
-    keys = (set(now) | set(saved_config)) - {"device", "progress"} - added
-    return {k: (saved_config.get(k, "<absent>"), now.get(k, "<absent>")) for k in sorted(keys) if saved_config.get(k, "<absent>") != now.get(k, "<absent>")}
+    saved = fill(json.loads(json.dumps(saved_config)), now, defaults(cfg))
+    keys = (set(now) | set(saved)) - {"device", "progress"}
+    return {k: (saved.get(k, "<absent>"), now.get(k, "<absent>")) for k in sorted(keys) if saved.get(k, "<absent>") != now.get(k, "<absent>")}
 
 
 def check_argument_errors(tmp_path, prog: str, module: str, cases: list):
