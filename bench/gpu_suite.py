@@ -121,14 +121,15 @@ def gpu_time(fn, q, a) -> dict:
     except Exception as e: return dict(gpu_error=f'{type(e).__name__}: {e}'[:200])
 
 
-def rate(ms: float, nbytes: int, copy_ms: float | None = None, warmup_s: float | None = None, gpu: dict | None = None) -> dict:
-    "A timing as recorded: ms, the bytes counted, GB/s, the ratio to the copy time if given, and gpu_time's result."
+def rate(ms: float, nbytes: int, copy: dict | None = None, warmup_s: float | None = None, gpu: dict | None = None) -> dict:
+    """A timing as recorded: ms, the bytes counted, GB/s, gpu_time's result, and the ratios to the copy's record `copy`
+    like for like: the time as called over the copy's as called, the GPU's own time over the copy's GPU time."""
     r = dict(ms=float(f'{ms:.5g}'), bytes=nbytes, gbps=float(f'{nbytes / ms / 1e6:.4g}'))
-    if copy_ms: r['ratio_to_copy'] = float(f'{ms / copy_ms:.4g}')
+    if copy: r['ratio_to_copy'] = float(f"{ms / copy['ms']:.4g}")
     if warmup_s is not None: r['warmup_s'] = round(warmup_s, 3)
     if gpu and 'gpu_ms' in gpu:
         r['gpu_ms'] = float(f"{gpu['gpu_ms']:.5g}")
-        if copy_ms: r['gpu_ratio_to_copy'] = float(f"{gpu['gpu_ms'] / copy_ms:.4g}")
+        if copy and copy.get('gpu_ms'): r['gpu_ratio_to_copy'] = float(f"{gpu['gpu_ms'] / copy['gpu_ms']:.4g}")
     elif gpu: r['gpu_error'] = gpu['gpu_error']
     return r
 
@@ -155,7 +156,7 @@ def copy_case(x, a) -> dict:
     fn = lambda: dst.copy_(x)
     warm(fn, a.device, a.warmup)
     ms = median_ms(fn, a.device, a.reps)
-    return rate(ms, 2 * x.nbytes, ms, gpu=gpu_time(fn, None, a))   # its ratios: 1, and its GPU time over its time as called
+    return rate(ms, 2 * x.nbytes, gpu=gpu_time(fn, None, a))   # the denominator of every other timing of this input
 
 
 def matmul(a) -> dict:
@@ -217,16 +218,16 @@ def agreement(codes, idx, ref) -> dict:
                 index_dtype=str(idx.dtype).removeprefix('torch.'))
 
 
-def time_forward(q, x, ref, a, copy_ms, first_s) -> dict:
+def time_forward(q, x, ref, a, copy, first_s) -> dict:
     "Forward under no_grad: input read, codes and indices written."
     fn = lambda: q(x)
     with torch.no_grad():
         w = first_s + warm(fn, a.device, a.warmup)
         ms, gpu = median_ms(fn, a.device, a.reps), gpu_time(fn, q, a)
-    return rate(ms, 2 * x.nbytes + ref['idx'].nbytes, copy_ms, w, gpu)
+    return rate(ms, 2 * x.nbytes + ref['idx'].nbytes, copy, w, gpu)
 
 
-def time_train(q, x, ref, a, copy_ms) -> tuple[dict, float]:
+def time_train(q, x, ref, a, copy) -> tuple[dict, float]:
     "Forward + backward (forward's bytes, then grad read, input read, grad written), and the largest gradient difference."
     xg = x.detach().clone().requires_grad_()
     def step():
@@ -236,10 +237,10 @@ def time_train(q, x, ref, a, copy_ms) -> tuple[dict, float]:
     diff = float((xg.grad.float() - ref['grad'].float()).abs().max())
     w += warm(step, a.device, a.warmup)
     ms, gpu = median_ms(step, a.device, a.reps), gpu_time(step, q, a)
-    return rate(ms, 5 * x.nbytes + ref['idx'].nbytes, copy_ms, w, gpu), diff
+    return rate(ms, 5 * x.nbytes + ref['idx'].nbytes, copy, w, gpu), diff
 
 
-def run_case(path: str, x, ref, a, copy_ms) -> dict:
+def run_case(path: str, x, ref, a, copy) -> dict:
     "One path on x: agreement with eager, forward and forward + backward; skipped where it cannot run."
     if why := skip_reason(path, a): return dict(skipped=why)
     try:
@@ -250,8 +251,8 @@ def run_case(path: str, x, ref, a, copy_ms) -> dict:
     except (TypeError, ValueError) as e: return dict(skipped=f'{type(e).__name__}: {e}')
     res = dict(agreement=agreement(codes, idx, ref))
     del codes, idx
-    res['forward'] = time_forward(q, x, ref, a, copy_ms, time.perf_counter() - t)
-    res['forward_backward'], res['agreement']['grad_max_abs_diff'] = time_train(q, x, ref, a, copy_ms)
+    res['forward'] = time_forward(q, x, ref, a, copy, time.perf_counter() - t)
+    res['forward_backward'], res['agreement']['grad_max_abs_diff'] = time_train(q, x, ref, a, copy)
     return res
 
 
@@ -269,7 +270,7 @@ def fsq_combo(dname: str, layout: str, a) -> dict:
     x, g = (fsq_input(a, DTYPES[dname], layout, seed) for seed in (0, 1))
     copy, ref, cases = copy_case(x, a), reference(x, g, a.device), []
     for path in PATHS:
-        cases.append(dict(path=path, dtype=dname, layout=layout, shape=list(x.shape), **guarded(run_case, path, x, ref, a, copy['ms'])))
+        cases.append(dict(path=path, dtype=dname, layout=layout, shape=list(x.shape), **guarded(run_case, path, x, ref, a, copy)))
         print(case_line(cases[-1]), flush=True)
     return dict(copy=copy, cases=cases)
 
@@ -298,14 +299,14 @@ def tune_grid(a) -> list[tuple[int, int]]:
     return [(2048, 4), (4096, 4)] if a.smoke else [(e, w) for e in (1024, 2048, 4096, 8192, 16384) for w in (4, 8)]
 
 
-def tune_one(q, x, ref, a, copy_ms, elements: int, warps: int) -> dict:
+def tune_one(q, x, ref, a, copy, elements: int, warps: int) -> dict:
     "The kernel's times with one tile setting (CONFIG restored afterwards)."
     from fsq_lit import kernel
     saved = dict(kernel.CONFIG)
     kernel.CONFIG.update(elements=elements, num_warps=warps)
     try:
-        fwd = time_forward(q, x, ref, a, copy_ms, 0.0)
-        train, _ = time_train(q, x, ref, a, copy_ms)
+        fwd = time_forward(q, x, ref, a, copy, 0.0)
+        train, _ = time_train(q, x, ref, a, copy)
     finally: kernel.CONFIG.update(saved)
     return dict(elements=elements, num_warps=warps, forward=fwd, forward_backward=train)
 
@@ -316,7 +317,7 @@ def tune(a) -> dict:
     from fsq_lit import kernel
     x, g = (fsq_input(a, torch.float32, 'channel_last', seed) for seed in (0, 1))
     copy, ref, q = copy_case(x, a), reference(x, g, a.device), make_quantizer('triton', False, a.device)
-    rows = [guarded(tune_one, q, x, ref, a, copy['ms'], e, w) for e, w in tune_grid(a)]
+    rows = [guarded(tune_one, q, x, ref, a, copy, e, w) for e, w in tune_grid(a)]
     return dict(default=dict(kernel.CONFIG), copy=copy, rows=rows, best=best_setting(rows))
 
 

@@ -9,7 +9,7 @@ in the six modes of `photo_folder`: a third JPEG, the rest PNG) into a temporary
   * fsq_lit's first read: decoding in parallel and writing the checksummed cache;
   * fsq_lit's second read: the cache, verified.
 It prints images/s of each and the ratios, and writes them with the machine and date to
-`bench/results/<machine>-image-decode.json` (or `--json PATH`).
+`bench/results/cpu-image-decode.json` (or `--json PATH`).
 """
 import argparse, datetime, json, os, platform, shutil, tempfile, time
 from pathlib import Path

@@ -21,7 +21,7 @@ except ImportError: interpreter = None
 
 # %% auto #0
 __all__ = ['CONFIG', 'bytes_moved', 'KernelConstants', 'pow2_scales', 'kernel_constants', 'FSQKernel', 'unavailable',
-           'fsq_kernel', 'gpu_suites', 'suite_lines', 'plot_suite']
+           'fsq_kernel', 'gpu_suites', 'suite_lines', 'over_copy', 'plot_suite']
 
 # %% ../nbs/02a_kernel.ipynb #fb30d015
 def bytes_moved(levels, dtype=torch.float32, backward: bool = False) -> int:
@@ -232,14 +232,16 @@ def suite_lines(r: dict) -> list[str]:
     out = [f"{r['gpu'] or r['device']}, {r['date'][:10]}, torch {v['torch']}, Triton {v['triton']}: {f['tokens']:,} tokens of {f['levels']}"]
     for c in f.get('cases', []):
         if 'forward' not in c: out.append(f"  {c['path']:10} {c['dtype']:8} {c['layout']:13} {c.get('skipped') or c.get('error')}"); continue
-        (fw, fwx), (fb, fbx), ag = _gpu_or_called(c['forward']), _gpu_or_called(c['forward_backward']), c['agreement']
+        (fw, fwx), (fb, fbx), ag = over_copy(f, c, 'forward'), over_copy(f, c, 'forward_backward'), c['agreement']
         out.append(f"  {c['path']:10} {c['dtype']:8} {c['layout']:13} forward {fw:7.3f} ms = {fwx:5.2f} x copy, + backward "
                    f"{fb:7.3f} ms = {fbx:5.2f} x{'' if 'gpu_ms' in c['forward'] else ' (as called)'}; {ag['index_mismatches']} indices differ from eager")
     return out
 
-def _gpu_or_called(t: dict) -> tuple[float, float]:
-    "A timing's ms and ratio to the copy: the GPU's own where measured, else as called."
-    return (t['gpu_ms'], t['gpu_ratio_to_copy']) if 'gpu_ms' in t else (t['ms'], t['ratio_to_copy'])
+def over_copy(f: dict, c: dict, key: str) -> tuple[float, float]:
+    """Case `c`'s `key` timing in suite section `f`: its ms and its ratio to the copy of the same input, like for like:
+    the GPU's own time over the copy's GPU time where both were measured, else the time as called over the copy's."""
+    t, cp = c[key], f['copy'][f"{c['dtype']}/{c['layout']}"]
+    return (t['gpu_ms'], t['gpu_ms'] / cp['gpu_ms']) if 'gpu_ms' in t and cp.get('gpu_ms') else (t['ms'], t['ms'] / cp['ms'])
 
 def _floor(f: dict, c: dict, key: str) -> float:
     "The floor of case `c`'s `key` pass in suite section `f`: the bytes it must move over the bytes the copy of its input moves."
@@ -254,7 +256,7 @@ def _suite_panel(ax, f: dict, key: str, groups: list, paths: list):
         for pi, p in enumerate(paths):
             y, c = gi * n + pi, case.get((dt, lay, p), {})
             if key not in c: ax.text(1, y, f" {'error' if 'error' in c else 'skipped'}", va='center', fontsize=7, color='0.4'); continue
-            m, (ms, x) = c[key], _gpu_or_called(c[key])
+            m, (ms, x) = c[key], over_copy(f, c, key)
             ax.barh(y, x, color=f'C{pi}', height=0.8)
             if 'gpu_ms' in m: ax.plot(m['ratio_to_copy'], y, '|', color='k', ms=7, mew=1.5)
             ax.text(max(x, m['ratio_to_copy']), y, f" {ms:.3g} ms", va='center', fontsize=7)

@@ -47,14 +47,17 @@ def check_rendering(r: dict, folder: Path):
     assert len(fig.axes[0].get_yticklabels()) == len(cases)
     plt.close(fig)
     assert gpu_suites(folder) == []
-    # with the GPU's own times (a GPU run's gpu_ms), those are the bars and the lines, the as-called time a tick
+    # with the GPU's own times (a GPU run's gpu_ms, the copy's too), those over the copy's GPU time are the bars and the
+    # lines, the as-called time a tick; a stored ratio of GPU time over the copy's time as called is never read
     g = copy.deepcopy(r)
+    for cp in g["fsq"]["copy"].values(): cp["gpu_ms"] = cp["ms"] / 4
     for c in g["fsq"]["cases"]:
         for t in (c[k] for k in ("forward", "forward_backward") if k in c):
-            t.update(gpu_ms=t["ms"] / 2, gpu_ratio_to_copy=t["ratio_to_copy"] / 2)
+            t.update(gpu_ms=t["ms"] / 2, gpu_ratio_to_copy=-1.0)
     fig = plot_suite(g)
     timed = [c for c in g["fsq"]["cases"] if "forward" in c]
-    assert [p.get_width() for p in fig.axes[0].patches] == [c["forward"]["gpu_ratio_to_copy"] for c in timed]
+    like_for_like = [c["forward"]["gpu_ms"] / g["fsq"]["copy"][f"{c['dtype']}/{c['layout']}"]["gpu_ms"] for c in timed]
+    assert [p.get_width() for p in fig.axes[0].patches] == like_for_like
     assert sum(l.get_marker() == "|" and len(l.get_xdata()) == 1 for l in fig.axes[0].lines) == len(timed)
     plt.close(fig)
     assert not any("as called" in l for l in suite_lines(g)) and sum("as called" in l for l in lines) == len(timed)
@@ -102,8 +105,9 @@ def test_gpu_times_recorded_and_preferred():
     "A GPU time (CUDA-graph replay) is recorded beside the time as called, and the tile sweep picks its best by it."
     spec = importlib.util.spec_from_file_location("gpu_suite", SUITE)
     gs = importlib.util.module_from_spec(spec); spec.loader.exec_module(gs)
-    t = gs.rate(2.0, 4_000_000, copy_ms=1.0, gpu=dict(gpu_ms=1.5))
-    assert (t["ms"], t["ratio_to_copy"], t["gpu_ms"], t["gpu_ratio_to_copy"], t["gbps"]) == (2.0, 2.0, 1.5, 1.5, 2.0)
+    t = gs.rate(2.0, 4_000_000, copy=dict(ms=1.0, gpu_ms=0.5), gpu=dict(gpu_ms=1.5))   # like for like: 2.0 / 1.0 and 1.5 / 0.5
+    assert (t["ms"], t["ratio_to_copy"], t["gpu_ms"], t["gpu_ratio_to_copy"], t["gbps"]) == (2.0, 2.0, 1.5, 3.0, 2.0)
+    assert "gpu_ratio_to_copy" not in gs.rate(2.0, 1, copy=dict(ms=1.0), gpu=dict(gpu_ms=1.5))   # never GPU time over a time as called
     assert gs.rate(2.0, 1, gpu=dict(gpu_error="no graph"))["gpu_error"] == "no graph" and "gpu_ms" not in gs.rate(2.0, 1, gpu={})
     row = lambda e, ms, gpu: dict(elements=e, num_warps=4, forward=dict(ms=ms, gpu_ms=gpu), forward_backward=dict(ms=ms, gpu_ms=gpu))
     rows = [row(1024, 1.0, 3.0), row(2048, 2.0, 1.0), dict(elements=4096, num_warps=4, error="boom")]
