@@ -14,14 +14,15 @@ from fastcore.basics import patch, store_attr
 from .scalar import check_int
 from .scenes import SCENE_LABELS, GENERATOR_VERSION
 from .cache import cache_root, write_manifest, load_files
-from .data import as_images, check_images, make_scenes, scene_tensors
+from .data import as_images, check_images
+from .sources import DataError, image_data, parse_source, source_fingerprint
 from .runs import RunError, atomic_write, write_json, read_json, state_digest
 from .train import TrainConfig, fit, hardware, pick_device
 
 # %% auto #0
-__all__ = ['FEATURES_VERSION', 'SceneNet', 'embed', 'class_accuracy', 'FeatureNetConfig', 'feature_net_key', 'feature_net_paths',
-           'degrade', 'train_feature_net', 'feature_net', 'SceneFeatures', 'fid', 'frechet_distance', 'knn_radii',
-           'inside', 'precision_recall', 'generation_metrics']
+__all__ = ['FEATURES_VERSION', 'SceneNet', 'embed', 'class_accuracy', 'FeatureNetConfig', 'config_record', 'feature_net_key',
+           'feature_net_paths', 'degrade', 'train_feature_net', 'feature_net', 'SceneFeatures', 'fid',
+           'frechet_distance', 'knn_radii', 'inside', 'precision_recall', 'generation_metrics']
 
 # %% ../nbs/10a_features.ipynb #766bad07
 def _conv(cin: int, cout: int) -> list:
@@ -105,6 +106,7 @@ class FeatureNetConfig:
     seed: int = 0             # initial weights and data order
     data_seed: int = 1        # scenes seed: not the generative models' seed 0
     degrade: float = 0.5      # probability that a training image is blurred and noised (see `degrade`)
+    data: str = 'scenes'      # the labelled images it learns to classify (chapter 04b): the scenes, or a folder or hub dataset with classes
 
     def __post_init__(self):
         self.image_size = check_int(self.image_size, "FeatureNetConfig.image_size", 16, 256)
@@ -117,12 +119,20 @@ class FeatureNetConfig:
         if isinstance(self.degrade, bool) or not isinstance(self.degrade, (int, float)) or not 0 <= self.degrade <= 1:
             raise ValueError(f"FeatureNetConfig.degrade must be a probability in [0, 1], got {self.degrade!r}")
         self.degrade = float(self.degrade)
+        self.data = str(parse_source(self.data))
 
 FEATURES_VERSION = "scenenet-v1"   # bump when the network or its training changes: it keys the cache
 
+def config_record(cfg: FeatureNetConfig) -> dict:
+    """`cfg` as the cache keys and records it: every field, with other data than the scenes (keyed as they always were)
+    named by the fingerprint of its contents (chapter 04b's `source_fingerprint`), so a changed folder trains a new network."""
+    d = asdict(cfg)
+    if d.pop('data') != 'scenes': d['data'] = source_fingerprint(cfg.data)
+    return d
+
 def feature_net_key(cfg: FeatureNetConfig) -> str:
-    "The cache name of `cfg`: the network's and the renderer's versions and every field's value."
-    vals = (f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in asdict(cfg).items())
+    "The cache name of `cfg`: the network's and the renderer's versions and every field's value (`config_record`)."
+    vals = (f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in config_record(cfg).items())
     return "_".join([FEATURES_VERSION, GENERATOR_VERSION, *vals])
 
 def feature_net_paths(cfg: FeatureNetConfig, cache_dir=None) -> tuple[Path, Path]:
@@ -153,19 +163,20 @@ def _loss(model, batch, p_degrade: float = 0.0):
     return F.cross_entropy(logits, y), {"acc": (logits.argmax(1) == y).float().mean()}
 
 def train_feature_net(cfg: FeatureNetConfig, cache_dir=None, progress: bool = True, device=None) -> tuple[SceneNet, dict]:
-    "Render `cfg`'s scenes, train a `SceneNet` on them with `fit`, measure it on the held-out split: (net in eval mode, info)."
+    "Load `cfg`'s labelled images (the scenes by default), train a `SceneNet` on them with `fit`, measure it on the held-out split: (net in eval mode, info)."
     dev, t0 = pick_device(device or "auto"), time.perf_counter()
-    dd = make_scenes(cfg.n_train, size=cfg.image_size, seed=cfg.data_seed, test=cfg.n_test, cache_dir=cache_dir, progress=progress)
-    train, test = (scene_tensors(dd[s], ("image", "label"), raw=True) for s in ("train", "test"))
+    d = image_data(cfg.data, cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test, progress, cache_dir=cache_dir)
+    if not d['classes']: raise DataError(f"{cfg.data}: a feature network learns the images' classes, and these images have none")
+    train, test = dict(image=d['train_x'], label=d['train_y']), dict(image=d['test_x'], label=d['test_y'])
     t1 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    net = SceneNet(cfg.width, len(SCENE_LABELS), cfg.feature_dim, cfg.image_size)
+    net = SceneNet(cfg.width, len(d['classes']), cfg.feature_dim, cfg.image_size)
     tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup=min(100, cfg.steps // 10), seed=cfg.seed,
                        device=str(dev), progress=progress, log_every=min(50, cfg.steps))
     res = fit(net, {"image": train["image"], "label": train["label"].long()}, functools.partial(_loss, p_degrade=cfg.degrade), tcfg)
     t2 = time.perf_counter()
     blurred = degrade(as_images(test["image"]), 1.0, torch.Generator().manual_seed(0))
-    info = dict(config=asdict(cfg), test_accuracy=class_accuracy(net.eval(), test["image"], test["label"]),
+    info = dict(config=config_record(cfg), data=cfg.data, classes=d['classes'], test_accuracy=class_accuracy(net.eval(), test["image"], test["label"]),
                 degraded_test_accuracy=class_accuracy(net, blurred, test["label"]),
                 train_accuracy=res.history[-1]["acc"], n_params=sum(p.numel() for p in net.parameters()),
                 data_s=round(t1 - t0, 1), train_s=round(t2 - t1, 1), train_images_per_s=round(res.samples_per_s, 1),
@@ -189,8 +200,9 @@ def _read_feature_net(cfg: FeatureNetConfig, weights: Path, info_path: Path):
     from safetensors.torch import load_file
     info = read_json(info_path)
     with safe_open(str(weights), "pt") as f: meta = f.metadata() or {}
-    if info.get("config") != asdict(cfg) or meta.get("key") != weights.stem: raise RunError("it holds another configuration's network")
-    net, sd = SceneNet(cfg.width, len(SCENE_LABELS), cfg.feature_dim, cfg.image_size), load_file(str(weights))
+    if info.get("config") != config_record(cfg) or meta.get("key") != weights.stem: raise RunError("it holds another configuration's network")
+    net = SceneNet(cfg.width, len(info.get('classes') or SCENE_LABELS), cfg.feature_dim, cfg.image_size)   # older entries: the scenes'
+    sd = load_file(str(weights))
     if state_digest(sd) != meta.get("sha256"): raise RunError("its weights do not match the checksum saved with them")
     net.load_state_dict(sd)
     return net, info
