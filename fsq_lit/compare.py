@@ -13,16 +13,16 @@ from fastcore.script import call_parse
 from .indices import levels_for
 from .quantizer import get_variant
 from .data import as_images
-from .runs import atomic_write, write_json, read_json
-from .study import Study, read_derived
+from .runs import write_json, read_json
+from .study import Study, TokenizerStudyConfig, each, read_derived, write_derived
 from .sources import image_data
 from .tokenizer import TokenizerConfig, train_tokenizer
-from .vq import time_quantizers
+from .vq import time_quantizers, plot_timing
 from .lfq import lfq_bits
 
 # %% auto #0
 __all__ = ['PRESETS', 'COMPARE', 'N_RECON', 'quantizer_of', 'CompareConfig', 'CompareStudy', 'recon_path', 'recon_runs',
-           'plot_tradeoff', 'plot_ablation', 'plot_timing', 'plot_reconstructions', 'main']
+           'plot_tradeoff', 'plot_ablation', 'plot_reconstructions', 'main']
 
 # %% ../nbs/08_compare.ipynb #a6b9d080
 def quantizer_of(variant: str) -> str:
@@ -32,42 +32,27 @@ def quantizer_of(variant: str) -> str:
     return q
 
 @dataclass
-class CompareConfig:
-    "The FSQ-versus-VQ study: which tokenizers to train, on what, for how long, and how to time the quantizers."
+class CompareConfig(TokenizerStudyConfig):
+    "The FSQ-versus-VQ study: which tokenizers to train (the images and the shared tokenizer: chapter 05b's base), for how long, and how to time the quantizers."
     sizes: tuple = (2**8, 2**10, 2**12, 2**14, 2**16)       # target codebook sizes of the sweep
     sweep_variants: tuple = ('plain',)                      # VQ (or LFQ) variants trained at every size (FSQ always is)
     ablation_size: int = 2**10
     ablation_variants: tuple = ('plain', 'ema', 'ema+reseed', 'ema+split', 'entropy')   # VQ (or LFQ) variants at ablation_size
-    image_size: int = 32
-    channels: int = 16
-    ch_mult: tuple = (1, 2, 2)                              # 32 px → 8×8 tokens
-    num_res_blocks: int = 1
-    vq_dim: int = 16                                        # VQ code dimension (FSQ's is len(levels))
-    steps: int = 300
+    steps: int = 300                                        # each tokenizer's training
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 20
-    data: str = 'scenes'                                    # the images (chapter 04b): scenes, folder:PATH or hub:NAME[@SPLIT]
-    n_train: int = 8000
-    n_test: int = 1024
-    data_seed: int = 0
-    seed: int = 0
-    device: str = 'auto'
-    bf16: bool = True                                       # autocast on CUDA (VQ and FSQ compute in float32 inside)
     timing_tokens: int = 2**14                              # tokens per quantizer call in the timing figure
-    progress: bool = True
+    positive = ('steps', 'batch_size', 'n_train', 'n_test', 'timing_tokens', 'ablation_size')
 
     def __post_init__(self):
-        self.sizes, self.sweep_variants, self.ablation_variants, self.ch_mult = (
-            tuple(self.sizes), tuple(self.sweep_variants), tuple(self.ablation_variants), tuple(self.ch_mult))
+        super().__post_init__()
         for v in self.sweep_variants + self.ablation_variants: quantizer_of(v)   # unknown names fail here
         if not self.sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 2 for s in self.sizes):
             raise ValueError(f"sizes must be integers >= 2, got {self.sizes}")
         lfq = [s for v in self.sweep_variants if quantizer_of(v) == 'lfq' for s in self.sizes] + \
               [self.ablation_size for v in self.ablation_variants if quantizer_of(v) == 'lfq']
         for s in lfq: lfq_bits(s)   # LFQ has 2^d codes: other sizes fail here
-        for k in ('steps', 'batch_size', 'n_train', 'n_test', 'timing_tokens', 'ablation_size'):
-            if getattr(self, k) < 1: raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
 
     def tokenizer_config(self, quantizer: str, variant: str, size: int) -> TokenizerConfig:
         "The tokenizer of one run: everything shared except the quantizer."
@@ -104,9 +89,7 @@ class CompareStudy(Study):
 
     def key(self, r: dict) -> tuple: return r['quantizer'], r['variant'], r['target_size']
 
-    def line(self, r: dict) -> str:
-        return (f"{r['quantizer']} {r['variant']} {r['codebook_size']}: usage {r['usage']:.1%}  PSNR {r['psnr']:.2f} dB  "
-                f"bits {r['bits']:.2f}  ({r['train_s']:.0f} s)")
+    says = "{quantizer} {variant} {codebook_size}: usage {usage:.1%}  PSNR {psnr:.2f} dB  bits {bits:.2f}  ({train_s:.0f} s)"
 
 COMPARE = CompareStudy()
 
@@ -149,7 +132,7 @@ def measure(self: CompareStudy, cfg, key, ctx) -> dict:
     tok, summary = train_tokenizer(cfg.tokenizer_config(*key), data=data)
     with torch.no_grad():
         y = tok(as_images(data[1][:N_RECON]).to(next(tok.parameters()).device))[0].float().clamp(0, 1).cpu()
-    atomic_write(recon_path(ctx['out'], key), lambda f: torch.save(y.mul(255).round().to(torch.uint8), f))
+    write_derived(recon_path(ctx['out'], key), y.mul(255).round().to(torch.uint8))
     return dict(quantizer=q, variant=v, target_size=s, codebook_size=summary['codebook_size'],
                 levels=levels_for(s) if q == 'fsq' else [2] * lfq_bits(s) if q == 'lfq' else None,
                 study=_study_of(cfg, *key), **{k: summary[k] for k in ('usage', 'perplexity', 'bits', 'psnr', 'ssim', 'mse')},
@@ -162,7 +145,7 @@ def measure(self: CompareStudy, cfg, key, ctx) -> dict:
 def finish(self: CompareStudy, cfg, ctx):
     "recon/input.pt: the held-out scenes of the reconstruction figure, written where missing or damaged."
     if read_derived(p := ctx['out'] / 'recon' / 'input.pt') is None:
-        atomic_write(p, lambda f: torch.save(ctx['data'][1][:N_RECON].clone(), f))
+        write_derived(p, ctx['data'][1][:N_RECON].clone())
 
 # %% ../nbs/08_compare.ipynb #921029af
 def _label(r): return get_variant(r['variant']).label   # 'FSQ', 'VQ ema+reseed', 'LFQ noentropy' (chapters 03a, 07, 07a)
@@ -197,16 +180,6 @@ def plot_ablation(records, size: int):
         if k == 'psnr' and rs: ax.set_ylim(min(r[k] for r in rs) - 1, max(r[k] for r in rs) + 0.5)
     fig.tight_layout(); return fig
 
-def plot_timing(timing):
-    "Quantization time against codebook size, FSQ and VQ."
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    x = [r['target_size'] for r in timing]
-    for k, lab in (('fsq_s', 'FSQ'), ('vq_s', 'VQ')): ax.plot(x, [r[k] * 1e3 for r in timing], 'o-', label=lab)
-    ax.set_xscale('log', base=2); ax.set_yscale('log'); ax.set_xlabel('codebook size'); ax.set_ylabel('ms per call')
-    if timing: ax.set_title(f"quantizing {timing[0]['tokens']:,} tokens ({timing[0]['device']})", fontsize=10)
-    ax.legend(); ax.grid(alpha=0.3, which='both'); fig.tight_layout(); return fig
-
 def plot_reconstructions(images, recons: dict, cfg: CompareConfig):
     "Held-out scenes (top row) and their reconstructions by each sweep tokenizer at the ablation size and the largest size."
     import matplotlib.pyplot as plt
@@ -233,29 +206,25 @@ def draw(self: CompareStudy, st, out) -> list:
     return figs
 
 # %% ../nbs/08_compare.ipynb #b11488a2
-def _each(xs, ok) -> bool | None:
-    "Whether `ok` holds for every item of `xs`; None (not measurable) if there is none."
-    return all(ok(x) for x in xs) if xs else None
-
 @patch
 def claims(self: CompareStudy, records, cfg=None) -> dict:
     "The paper's Figure-3 claims, each evaluated on `records` (the sweep's FSQ and VQ runs), and MAGVIT-v2's about LFQ where `records` hold LFQ runs: True, False or None (not measurable)."
     sweep = [r for r in records if r['study'] == 'sweep']
     by = lambda q, v=None: sorted((r for r in sweep if r['quantizer'] == q and (v is None or r['variant'] == v)), key=lambda r: r['codebook_size'])
-    fsq, rises = by('fsq'), lambda rs: _each(list(zip(rs, rs[1:])), lambda p: p[1]['psnr'] > p[0]['psnr'])
+    fsq, rises = by('fsq'), lambda rs: each(list(zip(rs, rs[1:])), lambda p: p[1]['psnr'] > p[0]['psnr'])
     vqs = {v: by('vq', v) for v in dict.fromkeys(r['variant'] for r in sweep if r['quantizer'] == 'vq')}
     # usage cannot exceed tokens / codes: a claim about "almost all codes" needs enough held-out tokens
     out = {'FSQ uses almost all codes (>= 90% of what the held-out tokens can reach) at every size':
-           _each(fsq, lambda r: r['usage'] >= 0.9 * min(1.0, r['eval_tokens'] / r['codebook_size'])),
+           each(fsq, lambda r: r['usage'] >= 0.9 * min(1.0, r['eval_tokens'] / r['codebook_size'])),
            'FSQ reconstruction improves with every larger codebook': rises(fsq)}
     for v, rs in vqs.items():
         pairs = [(f, r) for f in fsq for r in rs if f['target_size'] == r['target_size']]
-        out[f'VQ {v}: usage below 50% above 2^11 codes'] = _each([r for r in rs if r['codebook_size'] > 2**11], lambda r: r['usage'] < 0.5)
+        out[f'VQ {v}: usage below 50% above 2^11 codes'] = each([r for r in rs if r['codebook_size'] > 2**11], lambda r: r['usage'] < 0.5)
         out[f'VQ {v}: reconstruction stops improving (best PSNR below the largest size)'] = \
             (max(rs, key=lambda r: r['psnr']) is not rs[-1]) if len(rs) > 1 else None
-        out[f'FSQ uses a larger share of its codebook than VQ {v} at every size'] = _each(pairs, lambda p: p[0]['usage'] > p[1]['usage'])
-        out[f'FSQ indices cost more bits than VQ {v} indices at every size'] = _each(pairs, lambda p: p[0]['bits'] > p[1]['bits'])
-        out[f'FSQ reconstructs at least as well as VQ {v} at the largest size'] = _each(pairs[-1:], lambda p: p[0]['psnr'] >= p[1]['psnr'])
+        out[f'FSQ uses a larger share of its codebook than VQ {v} at every size'] = each(pairs, lambda p: p[0]['usage'] > p[1]['usage'])
+        out[f'FSQ indices cost more bits than VQ {v} indices at every size'] = each(pairs, lambda p: p[0]['bits'] > p[1]['bits'])
+        out[f'FSQ reconstructs at least as well as VQ {v} at the largest size'] = each(pairs[-1:], lambda p: p[0]['psnr'] >= p[1]['psnr'])
     return out | _lfq_claims(records, vqs, rises)
 
 def _lfq_claims(records, vqs: dict, rises) -> dict:
@@ -265,7 +234,7 @@ def _lfq_claims(records, vqs: dict, rises) -> dict:
     out = {'LFQ reconstruction improves with every larger codebook': rises(lfq)}
     for v, rs in vqs.items():
         pairs = [(l, r) for l in lfq for r in rs if l['target_size'] == r['target_size']]
-        out[f'LFQ uses a larger share of its codebook than VQ {v} at every size'] = _each(pairs, lambda p: p[0]['usage'] > p[1]['usage'])
+        out[f'LFQ uses a larger share of its codebook than VQ {v} at every size'] = each(pairs, lambda p: p[0]['usage'] > p[1]['usage'])
     off = [r for r in records if r['quantizer'] == 'lfq' and r['variant'] == 'lfq-noentropy']
     on = [r for r in lfq if off and r['target_size'] == off[0]['target_size']]
     out["LFQ's entropy penalty raises its codebook usage (LFQ with and without it, same size)"] = on[0]['usage'] > off[0]['usage'] if on else None

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11a_generation.ipynb #f165ad15
 from __future__ import annotations
-import math, time
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 import torch
@@ -12,21 +12,21 @@ from fastcore.basics import patch
 from fastcore.script import call_parse
 from .scalar import check_int
 from .scenes import SCENE_LABELS
-from .runs import RunError, atomic_write, split_list
+from .runs import RunError, split_list
 from .train import TrainConfig, fit
-from .study import Study, weights_checksum, read_derived, once
+from .study import Study, TokenizerStudyConfig, weights_checksum, read_derived, write_derived, once
 from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer, reconstruct
 from .sources import image_data
 from .quantizer import get_variant
 from .transformer import TransformerConfig
 from .tokens import tokenizer_checksum, make_tokens, token_tensors, scene_tokens_key
 from .features import FeatureNetConfig, feature_net, feature_net_key, fid, class_accuracy, generation_metrics
-from .maskgit import MaskGITConfig, MaskGIT, maskgit_loss, generate, decoding, plot_samples, plot_decoding
+from .maskgit import MaskGITConfig, MaskGIT, maskgit_loss, generate, decoding, condition_labels, plot_samples, plot_decoding
 
 # %% auto #0
 __all__ = ['STAGE_ONE', 'MODELS', 'PRESETS', 'MASKGIT', 'SAMPLES_PER_CLASS', 'LABELS', 'FID_TOLERANCE', 'PR_TOLERANCE',
-           'GenerationConfig', 'MaskGITStudy', 'load_given', 'real_set', 'stage_one', 'stage_two', 'condition_labels',
-           'samples_path', 'save_samples', 'save_decoding', 'plot_sweeps', 'main_records', 'main']
+           'GenerationConfig', 'MaskGITStudy', 'load_given', 'real_set', 'stage_one', 'stage_two', 'samples_path',
+           'plot_sweeps', 'main_records', 'main']
 
 # %% ../nbs/11a_generation.ipynb #baf77801
 STAGE_ONE = {   # the tokenizers of the study, each a TokenizerConfig's quantizer settings
@@ -39,20 +39,13 @@ MODELS = {   # stage II models: (stage-I tokenizer, MaskGIT head)
 }
 
 @dataclass
-class GenerationConfig:
-    "The MaskGIT study: tokenizers (stage I), MaskGIT (stage II), sampling and the metrics, all on procedural scenes."
-    models: tuple = ('fsq', 'vq', 'vq-ema+reseed', 'fsq-factorized')   # names in MODELS
-    sweep_models: tuple = ('fsq', 'vq')     # the models whose FID is also measured against sampling steps and guidance
-    image_size: int = 32
-    data: str = 'scenes'                    # the images (chapter 04b); the metrics' feature network knows the scenes only
+class GenerationConfig(TokenizerStudyConfig):
+    "The MaskGIT study: scenes and tokenizers (stage I; chapter 05b's base), MaskGIT (stage II), sampling and the metrics."
     n_train: int = 20000                    # scenes for both stages
     n_test: int = 1000                      # held-out scenes: the real set of FID, precision and recall
-    data_seed: int = 0
-    channels: int = 16                      # stage I: the tokenizer of chapter 06
-    ch_mult: tuple = (1, 2, 2)              # 32 px -> 8x8 tokens
-    num_res_blocks: int = 1
-    vq_dim: int = 16
-    tok_steps: int = 1200
+    models: tuple = ('fsq', 'vq', 'vq-ema+reseed', 'fsq-factorized')   # names in MODELS
+    sweep_models: tuple = ('fsq', 'vq')     # the models whose FID is also measured against sampling steps and guidance
+    tok_steps: int = 1200                   # stage I's training
     tok_batch: int = 32
     tok_lr: float = 3e-3
     n_layer: int = 3                        # stage II: MaskGIT's bidirectional transformer
@@ -74,21 +67,16 @@ class GenerationConfig:
     sweep_steps: tuple = (4, 8, 12, 16)
     sweep_guidance: tuple = (0.0, 1.0, 2.0)
     feature: dict = field(default_factory=dict)   # FeatureNetConfig settings of the scene feature network (10a)
-    seed: int = 0
-    device: str = 'auto'
-    bf16: bool = True
     compile: bool = False
-    progress: bool = True
+    positive = ('n_train', 'n_test', 'tok_steps', 'tok_batch', 'steps', 'batch_size', 'n_samples', 'sample_steps')
 
     def __post_init__(self):
-        for k in ('models', 'sweep_models', 'ch_mult', 'sweep_steps', 'sweep_guidance'): setattr(self, k, tuple(getattr(self, k)))
+        super().__post_init__()
         bad = [m for m in self.models + self.sweep_models if m not in MODELS]
         if bad: raise ValueError(f"unknown model {bad[0]!r}; choose from {sorted(MODELS)}")
         if not set(self.sweep_models) <= set(self.models): raise ValueError(f"sweep_models {self.sweep_models} must be among models {self.models}")
         if self.data != 'scenes':   # FID, precision, recall and class accuracy are measured in chapter 10a's scenes feature space
             raise ValueError(f"data {self.data!r}: this study measures its samples with a feature network trained on the procedural scenes, so it runs on them only")
-        for k in ('n_train', 'n_test', 'tok_steps', 'tok_batch', 'steps', 'batch_size', 'n_samples', 'sample_steps'):
-            check_int(getattr(self, k), k, 1)
         for s in self.sweep_steps: check_int(s, 'each sweep_steps entry', 1)
         if self.n_samples < 4 or self.n_test < 4: raise ValueError("n_samples and n_test must be >= 4 (precision/recall use k = 3 neighbours)")
         if 'image_size' in self.feature: raise ValueError("feature: the feature network sees the study's image_size; do not set it")
@@ -113,13 +101,8 @@ class GenerationConfig:
 
     def train_config(self, flops_per_sample: float | None = None) -> TrainConfig:
         "Stage II's training loop; `flops_per_sample` (`MaskGIT.flops_per_sample`) makes `fit` report MFU on a GPU."
-        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup=self.warmup, weight_decay=self.weight_decay,
-                           betas=(0.9, 0.96), seed=self.seed, device=self.device, bf16=self.bf16, compile=self.compile,
-                           progress=self.progress, log_every=max(1, self.steps // 20), ckpt_every=max(1, self.steps // 4),
-                           flops_per_sample=flops_per_sample)
-
-    @property
-    def tokens_per_image(self) -> int: return (self.image_size // 2 ** (len(self.ch_mult) - 1)) ** 2
+        return self.fit_config(self.steps, batch_size=self.batch_size, lr=self.lr, warmup=self.warmup, weight_decay=self.weight_decay,
+                               betas=(0.9, 0.96), seed=self.seed, compile=self.compile, flops_per_sample=flops_per_sample)
 
 PRESETS = {
     'smoke': dict(models=('fsq', 'vq', 'fsq-factorized'), image_size=16, n_train=64, n_test=24, channels=8, ch_mult=(1, 2),
@@ -146,9 +129,7 @@ class MaskGITStudy(Study):
 
     def key(self, r: dict) -> tuple: return r['model'], r['steps'], float(r['guidance'])
 
-    def line(self, r: dict) -> str:
-        return (f"{r['model']} T={r['steps']} guidance={r['guidance']}: FID {r['fid']:.4g}  precision {r['precision']:.3f}  "
-                f"recall {r['recall']:.3f}  class acc {r['class_accuracy']:.3f}")
+    says = "{model} T={steps} guidance={guidance}: FID {fid:.4g}  precision {precision:.3f}  recall {recall:.3f}  class acc {class_accuracy:.3f}"
 
 MASKGIT = MaskGITStudy()
 
@@ -195,11 +176,6 @@ def stage_two(cfg: GenerationConfig, model: str, ctx: dict) -> tuple:
                                   train_loss=last.get('loss'), train_images_per_s=round(res.samples_per_s, 1),
                                   train_token_accuracy=last.get('acc'), **({'mfu': last['mfu']} if 'mfu' in last else {}))
 
-# %% ../nbs/11a_generation.ipynb #a43a8386
-def condition_labels(test_y: torch.Tensor, n: int) -> torch.Tensor:
-    "The classes to sample: the held-out scenes' labels (repeated if n is larger), so real and generated sets have one class mix."
-    return test_y.repeat(math.ceil(n / len(test_y)))[:n]
-
 # %% ../nbs/11a_generation.ipynb #ffc0e2e1
 @patch
 def prepare(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
@@ -242,28 +218,19 @@ SAMPLES_PER_CLASS = 6   # the sample grid: this many images of each class per mo
 
 def samples_path(out, model: str) -> Path: return Path(out) / 'samples' / f"{model}.pt"
 
-def save_samples(cfg: GenerationConfig, model_name: str, model, tok, out) -> None:
-    "The sample grid's images (every class, SAMPLES_PER_CLASS each, main decoder settings) as uint8 in out/samples/<model>.pt."
-    labels = torch.arange(len(SCENE_LABELS)).repeat_interleave(SAMPLES_PER_CLASS)
-    x = generate(model, tok.detokenize, labels, cfg.sample_steps, cfg.guidance, cfg.choice_temperature, cfg.seed + 1)
-    atomic_write(samples_path(out, model_name), lambda f: torch.save(x, f))
-
-def save_decoding(cfg: GenerationConfig, model, tok, out, label: int = 0) -> None:
-    "One sample of class `label` decoded step by step (chapter 11's `decoding`, main decoder settings), in out/decoding.pt."
-    d = decoding(model, tok.detokenize, label, cfg.sample_steps, cfg.guidance, cfg.choice_temperature, cfg.seed)
-    atomic_write(Path(out) / 'decoding.pt', lambda f: torch.save(d, f))
-
 @patch
 def finish(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
-    "Every model's sample grid and the first model's decoding: made where missing or damaged (`read_derived`), or where the model was measured in this run."
-    out = ctx['out']
+    """Every model's sample grid (every class, SAMPLES_PER_CLASS each) and the first model's decoding of class 0, with the main
+    decoder's settings: made where missing or damaged (`read_derived`), or where the model was measured in this run."""
+    out, grid_labels = ctx['out'], torch.arange(len(SCENE_LABELS)).repeat_interleave(SAMPLES_PER_CLASS)
+    decoder = (cfg.sample_steps, cfg.guidance, cfg.choice_temperature)
     for name in cfg.models:
         fresh, tok = ('stage2', name) in ctx, ctx['stage1'][MODELS[name][0]][0]
         grid = fresh or read_derived(samples_path(out, name)) is None
         steps_file = name == cfg.models[0] and (fresh or read_derived(out / 'decoding.pt') is None)
         if grid or steps_file: model = once(ctx, ('stage2', name), lambda: stage_two(cfg, name, ctx))[0]
-        if grid: save_samples(cfg, name, model, tok, out)
-        if steps_file: save_decoding(cfg, model, tok, out)
+        if grid: write_derived(samples_path(out, name), generate(model, tok.detokenize, grid_labels, *decoder, cfg.seed + 1))
+        if steps_file: write_derived(out / 'decoding.pt', decoding(model, tok.detokenize, 0, *decoder, cfg.seed))
 
 # %% ../nbs/11a_generation.ipynb #a1152251
 LABELS = {'fsq': 'FSQ', 'vq': 'VQ (entropy loss)', 'vq-ema+reseed': 'VQ (EMA + reseeding)', 'fsq-factorized': 'FSQ, factorized head'}

@@ -21,7 +21,7 @@ from .transformer import Transformer, TransformerConfig, flops_per_token
 # %% auto #0
 __all__ = ['MASK_SCHEDULES', 'mask_schedule', 'masked_count', 'num_masked_per_step', 'gumbel_noise', 'remask', 'MaskGITConfig',
            'MaskGIT', 'max_ratio', 'mask_tokens', 'drop_labels', 'token_loss', 'maskgit_loss', 'draw_tokens',
-           'guided_logits', 'sample', 'generate', 'decoding', 'plot_samples', 'plot_decoding']
+           'guided_logits', 'sample', 'generate', 'decoding', 'plot_samples', 'plot_decoding', 'condition_labels']
 
 # %% ../nbs/11_maskgit.ipynb #e980afee
 MASK_SCHEDULES = ('cosine', 'linear', 'square', 'cubic', 'log', 'exp')
@@ -325,3 +325,8 @@ def plot_decoding(d: dict, classes):
     fig.suptitle(f"decoding one '{classes[d['label']]}' (grey: masked after the step)", fontsize=8)
     return fig
 
+
+# %% ../nbs/11_maskgit.ipynb #1317697d
+def condition_labels(test_y: torch.Tensor, n: int) -> torch.Tensor:
+    "The classes to sample: the held-out scenes' labels (repeated if n is larger), so real and generated sets have one class mix."
+    return test_y.repeat(math.ceil(n / len(test_y)))[:n]

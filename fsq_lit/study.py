@@ -5,26 +5,36 @@
 # %% ../nbs/05b_study.ipynb #85ba2445
 from __future__ import annotations
 import hashlib, time
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 import torch
 from fastcore.basics import patch
-from .runs import RunDir, RunError, flatten_config, write_json, read_json, argument_errors, run_errors, save_figure, preset_config as _preset_config
-from .train import pick_device, hardware
+from .scalar import check_int
+from .runs import (RunDir, RunError, flatten_config, write_json, read_json, atomic_write, argument_errors, run_errors, save_figure,
+                          preset_config as _preset_config)
+from .train import TrainConfig, pick_device, hardware
 
 # %% auto #0
-__all__ = ['VERDICT', 'PLUMBING', 'GPU_PRESETS', 'verdict_lines', 'stamp', 'weights_checksum', 'read_derived', 'once', 'Study',
-           'named_preset', 'asked_device', 'check_gpu_preset']
+__all__ = ['VERDICT', 'PLUMBING', 'GPU_PRESETS', 'headed', 'verdict_lines', 'each', 'stamp', 'weights_checksum', 'read_derived',
+           'write_derived', 'once', 'Study', 'StudyConfig', 'SceneStudyConfig', 'TokenizerStudyConfig', 'named_preset',
+           'asked_device', 'check_gpu_preset']
 
 # %% ../nbs/05b_study.ipynb #e948f854
 VERDICT = {True: 'held', False: 'DID NOT HOLD', None: 'not measurable'}
 PLUMBING = ("PLUMBING CHECK, NOT EVIDENCE: the smoke preset trains for a few steps on a few scenes, so these lines only "
             "show that the study runs end to end; they say nothing about the paper's claims.")
 
+def headed(lines, head: str, plumbing: bool = False) -> list[str]:
+    "`lines` under `head`; with `plumbing=True` (a smoke run) under PLUMBING, each marked as a check of the code, not evidence."
+    return [PLUMBING if plumbing else head] + [('[plumbing] ' if plumbing else '') + l for l in lines]
+
 def verdict_lines(claims: dict, head: str, plumbing: bool = False) -> list[str]:
-    "A heading and one line per claim of `claims` = {claim: True, False or None}, in the book's three words; `plumbing=True` (a smoke run) marks every line as a check of the code, not evidence."
-    tag = '[plumbing] ' if plumbing else ''
-    return [PLUMBING if plumbing else head] + [f"{tag}{VERDICT[None if v is None else bool(v)]}: {c}" for c, v in claims.items()]
+    "A heading and one line per claim of `claims` = {claim: True, False or None}, in the book's three words (`headed`)."
+    return headed([f"{VERDICT[None if v is None else bool(v)]}: {c}" for c, v in claims.items()], head, plumbing)
+
+def each(xs, ok) -> bool | None:
+    "Whether `ok` holds for every item of `xs`: a claim about every size (every pair, every run); None (not measurable) if there is none."
+    return all(ok(x) for x in xs) if xs else None
 
 def stamp(meta: dict, device, seconds: float) -> dict:
     "Record in `meta` (study.json) that `seconds` more were spent on `device`: its hardware (both machines, when a resumed study moved), today's date, the total time."
@@ -46,6 +56,10 @@ def read_derived(path):
     except Exception:
         print(f"{path} is damaged or incomplete; a run of the study makes it again", flush=True); return None
 
+def write_derived(path, obj) -> Path:
+    "Save a derived file (`torch.save`) atomically: a run cut short leaves the old file or none, never half of one."
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
 def once(ctx: dict, key, make):
     "`ctx[key]`, made by `make()` the first time it is asked for: work that several keys of a study share (a trained model, a dataset)."
     if key not in ctx: ctx[key] = make()
@@ -60,7 +74,8 @@ class Study:
     files = {}              # JSON files beside results.json that the study keeps: {name: value while missing}
     grows = ()              # settings of `config` that may only add keys to the plan of a study recorded in `out`
     ignore = ('progress',)  # settings that cannot change a result
-    head = "The paper's claims, on these measurements:"
+    head = "The paper's claims, on these measurements:"   # the verdicts' heading; it may name settings: '... on {task}'
+    says = ''               # the progress line of a record: a format string of its fields ('' = its key)
 
     def plan(self, cfg) -> list: raise NotImplementedError("a study names every key it measures, in order")
     def key(self, record: dict) -> tuple: raise NotImplementedError("a study names the key a record measured")
@@ -70,10 +85,52 @@ class Study:
     def keep(self, cfg, record: dict, ctx: dict) -> dict | None: return record
     def finish(self, cfg, ctx: dict): "Derived files (samples, predictions), rebuilt where missing or damaged."
     def claims(self, records, cfg) -> dict: return {}
-    def verdicts(self, records, cfg, plumbing: bool = False) -> list[str]: return verdict_lines(self.claims(records, cfg), self.head, plumbing)
+    def verdicts(self, records, cfg, plumbing: bool = False) -> list[str]:
+        return verdict_lines(self.claims(records, cfg), self.head.format_map(vars(cfg)), plumbing)
     def table(self, records, cfg) -> str: return ''
-    def line(self, record: dict) -> str: return ' '.join(map(str, self.key(record)))
+    def line(self, record: dict) -> str: return self.says.format(**record) if self.says else ' '.join(map(str, self.key(record)))
     def draw(self, st: dict, out: Path) -> list: return []
+
+# %% ../nbs/05b_study.ipynb #77e81e0b
+@dataclass
+class StudyConfig:
+    "The base of a study's config: tuple settings stay tuples (JSON and flags give lists), and those named in `positive` are integers >= 1."
+    positive = ()   # names of settings that must be integers >= 1 (a class attribute, not a setting)
+
+    def __post_init__(self):
+        for f in fields(self):
+            if isinstance(f.default, tuple): setattr(self, f.name, tuple(getattr(self, f.name)))
+        for k in self.positive: check_int(getattr(self, k), k, 1)
+
+@dataclass
+class SceneStudyConfig(StudyConfig):
+    "A study of the book's images: how many, at what size, and where it runs."
+    image_size: int = 32
+    n_train: int = 8000
+    n_test: int = 1024
+    data_seed: int = 0
+    device: str = 'auto'
+    bf16: bool = True                 # autocast on CUDA
+    progress: bool = True
+
+    def fit_config(self, steps: int, **settings) -> TrainConfig:
+        "`fit`'s settings for `steps` steps of one of the study's models: its device, bf16 and progress, a log line every twentieth of the steps, a checkpoint every quarter; `settings` (batch size, lr, ...) besides."
+        return TrainConfig(steps=steps, device=self.device, bf16=self.bf16, progress=self.progress,
+                           log_every=max(1, steps // 20), ckpt_every=max(1, steps // 4), **settings)
+
+@dataclass
+class TokenizerStudyConfig(SceneStudyConfig):
+    "A study of chapter 06's tokenizers: the settings every tokenizer of the study shares (`TokenizerConfig.for_study`)."
+    data: str = 'scenes'              # the images (chapter 04b): scenes, folder:PATH or hub:NAME[@SPLIT]
+    channels: int = 16
+    ch_mult: tuple = (1, 2, 2)        # 32 px -> 8x8 tokens
+    num_res_blocks: int = 1
+    vq_dim: int = 16                  # VQ's code dimension (FSQ's is len(levels))
+    seed: int = 0
+
+    @property
+    def tokens_per_image(self) -> int: return (self.image_size // 2 ** (len(self.ch_mult) - 1)) ** 2
+
 
 # %% ../nbs/05b_study.ipynb #33ca5dc6
 @patch

@@ -15,7 +15,7 @@ from .data import as_images, png_bits_per_pixel
 from .runs import write_json, read_json
 from .train import pick_device
 from .tokenizer import train_tokenizer, scene_images
-from .study import Study, PLUMBING, once
+from .study import Study, StudyConfig, headed, once
 from .compare import CompareConfig, PRESETS as COMPARE_PRESETS
 
 # %% auto #0
@@ -49,7 +49,7 @@ LEVEL_SETS = ((3,) * 9, (4,) * 7, (16, 16, 8, 8), (128, 128),           # near 2
               (3,) * 10, (4,) * 8, (16,) * 4, (256, 256))               # near 2^16 = 65536
 
 @dataclass
-class UsageConfig:
+class UsageConfig(StudyConfig):
     "The codebook-usage investigation: one factor at a time around a base tokenizer (`compare`: chapter 08's cpu-small settings)."
     sizes: tuple = (2**14, 2**16)              # target codebook sizes (levels from Table 1, `levels_for`)
     eval_images: tuple = (1024, 4096, 16384)   # held-out scenes usage is counted on (the base counts on compare.n_test)
@@ -64,8 +64,8 @@ class UsageConfig:
     progress: bool = True
 
     def __post_init__(self):
+        super().__post_init__()
         if isinstance(self.compare, dict): self.compare = CompareConfig(**self.compare)
-        for f in ('sizes', 'eval_images', 'complexities', 'widths', 'step_counts', 'vq_eval', 'vq_data'): setattr(self, f, tuple(getattr(self, f)))
         self.level_sets = tuple(tuple(int(L) for L in ls) for ls in self.level_sets)
         if min(self.eval_images) < self.compare.n_test:
             raise ValueError(f"eval_images must be at least compare.n_test = {self.compare.n_test}, got {self.eval_images}")
@@ -142,7 +142,6 @@ def measure(self: UsageStudy, cfg, key, ctx) -> dict:
                           for n in cfg.eval_images])
     if q == 'fsq': rec.update(channel_stats(idx[:cfg.compare.n_test], levels))
     return rec
-
 
 # %% ../nbs/08a_usage.ipynb #a5be1c61
 @patch
@@ -234,12 +233,9 @@ def factor_effects(records, cfg: UsageConfig, size: int) -> dict:
 @patch
 def verdicts(self: UsageStudy, records, cfg, plumbing: bool = False) -> list[str]:
     "What moves FSQ's usage at each size, factor by factor and ranked by how far it moves it (`factor_effects`); `plumbing`: a smoke run's lines."
-    tag, lines = '[plumbing] ' if plumbing else '', [PLUMBING if plumbing else self.head]
-    for s in cfg.sizes:
-        for f, e in sorted(factor_effects(records, cfg, s).items(), key=lambda kv: kv[1]['low'] - kv[1]['high']):
-            lines.append(f"{tag}{s} codes, {f}: usage {e['low']:.1%} ({e['low_at']}) to "
-                         f"{e['high']:.1%} ({e['high_at']}), {100 * (e['high'] - e['low']):+.1f} points")
-    return lines
+    ranked = [(s, f, e) for s in cfg.sizes for f, e in sorted(factor_effects(records, cfg, s).items(), key=lambda kv: kv[1]['low'] - kv[1]['high'])]
+    return headed([f"{s} codes, {f}: usage {e['low']:.1%} ({e['low_at']}) to {e['high']:.1%} ({e['high_at']}), "
+                   f"{100 * (e['high'] - e['low']):+.1f} points" for s, f, e in ranked], self.head, plumbing)
 
 @patch
 def table(self: UsageStudy, records, cfg, factor: str | None = None) -> str:

@@ -22,7 +22,7 @@ from .uvim_tasks import get_task, patchify, label_input, label_output, label_los
 # %% auto #0
 __all__ = ['STAGE_ONE_QUANTIZERS', 'CODE_DROPOUTS', 'UViMConfig', 'code_mask', 'UViMStageOne', 'image_patches', 'stage_one_loss',
            'LMConfig', 'code_tokens', 'UViMLanguageModel', 'oracle_codes', 'stage_two_loss', 'greedy_decode',
-           'decode_code', 'predict']
+           'decode_code', 'predict', 'prior_code', 'codes_and_maps']
 
 # %% ../nbs/12a_uvim.ipynb #03a1732a
 STAGE_ONE_QUANTIZERS = {"fsq": "fsq", "vq": "uvim-vq", "vq-nosplit": "uvim-vq-nosplit"}   # the paper's arms → variant names
@@ -286,3 +286,21 @@ def predict(stage_one: UViMStageOne, lm: UViMLanguageModel, batch: dict) -> dict
         raise ValueError(f"a {stage_one.cfg.task} model needs a language model with LMConfig.grey={not lm.cfg.grey}: the task's models read "
                          f"{'the grey image only' if not lm.cfg.grey else 'the colour image'}")
     return decode_code(stage_one, greedy_decode(lm, batch["image"]), batch["image"])
+
+# %% ../nbs/12a_uvim.ipynb #a151da57
+def prior_code(codes: torch.Tensor) -> torch.Tensor:
+    "The code (L,) that is each position's most frequent code among `codes` (N, L): the best guess that ignores the image."
+    return codes.mode(0).values
+
+@torch.no_grad()
+def codes_and_maps(stage_one: UViMStageOne, batch: dict, source=None, chunk: int = 64) -> tuple:
+    "Codes (N, L) of a scenes batch and the label maps they decode to, on the CPU; `source`: None for the oracle's code, a language model for its greedy code, or one code (L,) for every scene."
+    dev, codes, maps = next(stage_one.parameters()).device, [], []
+    for i in range(0, len(batch['image']), check_int(chunk, 'chunk', 1)):
+        b = {k: v[i:i + chunk].to(dev) for k, v in batch.items()}
+        if source is None: c = oracle_codes(stage_one, b)
+        elif isinstance(source, UViMLanguageModel): c = greedy_decode(source, b['image'])
+        else: c = source.to(dev).expand(len(b['image']), -1)
+        codes.append(c.cpu()); maps.append({k: v.cpu() for k, v in decode_code(stage_one, c, b['image']).items()})
+    return torch.cat(codes), {k: torch.cat([m[k] for m in maps]) for k in maps[0]}
+

@@ -11,17 +11,17 @@ import torch
 from fastcore.basics import patch
 from fastcore.script import call_parse
 from .scalar import check_int
-from .runs import atomic_write, split_list
+from .runs import split_list
 from .train import TrainConfig, fit
 from .quantizer import code_stats
-from .study import Study, verdict_lines, weights_checksum, read_derived, once
+from .study import Study, SceneStudyConfig, weights_checksum, read_derived, write_derived, once
 from .uvim_tasks import get_task, scene_batch
 from .uvim import (UViMConfig, UViMStageOne, stage_one_loss, LMConfig, UViMLanguageModel, oracle_codes,
-                          stage_two_loss, greedy_decode, decode_code)
+                          stage_two_loss, prior_code, codes_and_maps)
 
 # %% auto #0
-__all__ = ['ARMS', 'STAGES', 'PRESETS', 'TASK_STEPS', 'UVIM', 'UViMStudyConfig', 'UViMStudy', 'held_out', 'prior_code',
-           'codes_and_maps', 'plot_predictions', 'plot_usage', 'arm_means', 'main']
+__all__ = ['ARMS', 'STAGES', 'PRESETS', 'TASK_STEPS', 'UVIM', 'UViMStudyConfig', 'UViMStudy', 'held_out', 'plot_predictions',
+           'plot_usage', 'arm_means', 'main']
 
 # %% ../nbs/12b_uvim_study.ipynb #d15229be
 ARMS = {'fsq': ('fsq', True), 'vq': ('vq', True), 'vq-nosplit': ('vq-nosplit', True),   # the paper's UViM rows:
@@ -29,15 +29,13 @@ ARMS = {'fsq': ('fsq', True), 'vq': ('vq', True), 'vq-nosplit': ('vq-nosplit', T
 STAGES = ('oracle', 'prior', 'lm')   # the oracle's code (stage I alone), the most frequent code (no image), the language model's code (UViM)
 
 @dataclass
-class UViMStudyConfig:
-    "The UViM study of one task: arms and seeds, the scenes, both stages' sizes and training (flat, as the command's flags)."
+class UViMStudyConfig(SceneStudyConfig):
+    "The UViM study of one task: the scenes (chapter 05b's base), arms and seeds, both stages' sizes and training (flat, as the command's flags)."
+    n_train: int = 2000                 # scenes 0 .. n_train - 1 train both stages
+    n_test: int = 200                   # the next n_test scenes are held out: every metric and usage
     task: str = 'depth'                 # a name in chapter 12's TASKS
     arms: tuple = tuple(ARMS)           # names in ARMS
     seeds: tuple = (0,)                 # each arm is trained once per seed (model init and data order)
-    n_train: int = 2000                 # scenes 0 .. n_train - 1 train both stages
-    n_test: int = 200                   # the next n_test scenes are held out: every metric and usage
-    image_size: int = 32
-    data_seed: int = 0
     patch: int = 4                      # both stages: an 8x8 grid, a 64-token code at 32 px
     width: int = 64                     # stage I: UViMConfig's width, depths and heads
     enc_layers: int = 2
@@ -56,18 +54,15 @@ class UViMStudyConfig:
     lm_batch_size: int = 32
     lm_lr: float = 2e-3
     n_show: int = 6                     # held-out scenes kept for the predictions figure
-    device: str = 'auto'
-    bf16: bool = True
-    progress: bool = True
+    positive = ('n_train', 'n_test', 'steps', 'batch_size', 'lm_steps', 'lm_batch_size', 'n_show')
 
     def __post_init__(self):
+        super().__post_init__()
         get_task(self.task)
-        self.arms, self.seeds, self.levels = tuple(self.arms), tuple(self.seeds), tuple(self.levels)
         if bad := [a for a in self.arms if a not in ARMS]: raise ValueError(f"unknown arm {bad[0]!r}; choose from {list(ARMS)}")
         if not self.arms or not self.seeds or len(set(self.arms)) < len(self.arms) or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"arms and seeds must be non-empty and distinct, got {self.arms} and {self.seeds}")
         for s in self.seeds: check_int(s, 'each seed', 0)
-        for k in ('n_train', 'n_test', 'steps', 'batch_size', 'lm_steps', 'lm_batch_size', 'n_show'): check_int(getattr(self, k), k, 1)
         if self.n_show > self.n_test: raise ValueError(f"n_show ({self.n_show}) must be <= n_test ({self.n_test})")
         for a in self.arms: self.uvim_config(a)
         self.lm_config()          # sizes the models refuse fail here, before any work
@@ -87,9 +82,8 @@ class UViMStudyConfig:
     def train_config(self, stage: int, seed: int, out=None) -> TrainConfig:
         "`fit`'s settings for stage 1 or 2, `seed` and the run folder `out`: warmup a tenth of the steps (at most 100), four checkpoints."
         steps, bs, lr = (self.steps, self.batch_size, self.lr) if stage == 1 else (self.lm_steps, self.lm_batch_size, self.lm_lr)
-        return TrainConfig(steps=steps, batch_size=bs, lr=lr, warmup=min(100, max(1, steps // 10)), seed=seed, device=self.device,
-                           bf16=self.bf16, progress=self.progress, log_every=max(1, steps // 20), ckpt_every=max(1, steps // 4),
-                           out=None if out is None else str(out))
+        return self.fit_config(steps, batch_size=bs, lr=lr, warmup=min(100, max(1, steps // 10)), seed=seed,
+                               out=None if out is None else str(out))
 
 PRESETS = {
     'smoke': dict(arms=('fsq', 'vq-noctx'), n_train=32, n_test=8, width=32, enc_layers=1, dec_layers=1, n_head=2, steps=4,
@@ -105,6 +99,7 @@ TASK_STEPS = {'cpu': {'panoptic': 2000}}   # stage I's steps where a preset's ar
 class UViMStudy(Study):
     "The UViM study of one task: a record per (arm, seed, stage); stage I, its codes and stage II trained or loaded once per run."
     kind, config, presets = 'fsq-uvim', UViMStudyConfig, PRESETS
+    head = "The paper's UViM claims on {task}, on these measurements:"
 
     def plan(self, cfg) -> list: return [(a, s, st) for a in cfg.arms for s in cfg.seeds for st in STAGES]
     def key(self, r: dict) -> tuple: return r['arm'], r['seed'], r['stage']
@@ -117,9 +112,6 @@ class UViMStudy(Study):
     def line(self, r: dict) -> str:
         m = get_task(r['task']).metric
         return f"{r['task']} {r['arm']} seed {r['seed']} {r['stage']}: usage {r['usage']:.3f}  {m} {r[m]:.4g}"
-
-    def verdicts(self, records, cfg, plumbing: bool = False) -> list[str]:
-        return verdict_lines(self.claims(records, cfg), f"The paper's UViM claims on {cfg.task}, on these measurements:", plumbing)
 
 UVIM = UViMStudy()
 
@@ -168,22 +160,6 @@ def stage_two(self: UViMStudy, cfg, arm: str, seed: int, ctx: dict) -> tuple:
                         weights_checksum=info['weights_checksum'], lm_weights_checksum=weights_checksum(lm))
     return once(ctx, ('stage2', arm, seed), make)
 
-def prior_code(codes: torch.Tensor) -> torch.Tensor:
-    "The code (L,) that is each position's most frequent code among `codes` (N, L): the best guess that ignores the image."
-    return codes.mode(0).values
-
-@torch.no_grad()
-def codes_and_maps(stage_one: UViMStageOne, batch: dict, source=None, chunk: int = 64) -> tuple:
-    "Codes (N, L) of a scenes batch and the label maps they decode to, on the CPU; `source`: None for the oracle's code, a language model for its greedy code, or one code (L,) for every scene."
-    dev, codes, maps = next(stage_one.parameters()).device, [], []
-    for i in range(0, len(batch['image']), check_int(chunk, 'chunk', 1)):
-        b = {k: v[i:i + chunk].to(dev) for k, v in batch.items()}
-        if source is None: c = oracle_codes(stage_one, b)
-        elif isinstance(source, UViMLanguageModel): c = greedy_decode(source, b['image'])
-        else: c = source.to(dev).expand(len(b['image']), -1)
-        codes.append(c.cpu()); maps.append({k: v.cpu() for k, v in decode_code(stage_one, c, b['image']).items()})
-    return torch.cat(codes), {k: torch.cat([m[k] for m in maps]) for k in maps[0]}
-
 # %% ../nbs/12b_uvim_study.ipynb #862ce3d8
 @patch
 def measure(self: UViMStudy, cfg, key: tuple, ctx: dict) -> dict:
@@ -209,19 +185,18 @@ def keep(self: UViMStudy, cfg, r: dict, ctx: dict) -> dict | None:
     return r if self.stage_one(cfg, arm, seed, ctx)[1]['weights_checksum'] == r['weights_checksum'] else None
 
 def _preds(out, arm: str, seed: int) -> Path: return Path(out) / 'preds' / f'{arm}-s{seed}.pt'
-def _save(path, obj): atomic_write(path, lambda f: torch.save(obj, f))
 
 @patch
 def finish(self: UViMStudy, cfg, ctx: dict):
     "preds/truth.pt and the preds file of each (arm, seed): made again where missing, damaged or made by other models than the records'."
     out, show = ctx['out'], held_out(cfg, cfg.n_show)
-    if read_derived(out / 'preds' / 'truth.pt') is None: _save(out / 'preds' / 'truth.pt', show)
+    if read_derived(out / 'preds' / 'truth.pt') is None: write_derived(out / 'preds' / 'truth.pt', show)
     for r in self.load(out)['records']:
         models, p = [r.get('weights_checksum'), r.get('lm_weights_checksum')], read_derived(_preds(out, r['arm'], r['seed']))
         if r['stage'] != 'lm' or p is not None and (models[0] is None or p.get('models') == models): continue
         s1, lm = self.stage_one(cfg, r['arm'], r['seed'], ctx)[0], self.stage_two(cfg, r['arm'], r['seed'], ctx)[0]
         maps = {stage: codes_and_maps(s1, show, source)[1] for stage, source in (('oracle', None), ('lm', lm))}
-        _save(_preds(out, r['arm'], r['seed']), maps | {'models': models})
+        write_derived(_preds(out, r['arm'], r['seed']), maps | {'models': models})
 
 # %% ../nbs/12b_uvim_study.ipynb #61a5cef9
 def plot_predictions(st: dict, out):

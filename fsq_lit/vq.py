@@ -19,7 +19,7 @@ from .train import get_rank_world
 
 # %% auto #0
 __all__ = ['RESTARTS', 'MAX_CODEBOOK_ELEMS', 'nearest', 'kmeans', 'entropy_loss', 'VQ', 'ring', 'fit_codebook', 'uvim_codewords',
-           'uvim_split', 'UViMVQ', 'time_quantizers']
+           'uvim_split', 'UViMVQ', 'time_quantizers', 'plot_timing']
 
 # %% ../nbs/07_vq.ipynb #b1968999
 def _chunk_rows(n_codes: int, chunk_elems: int | None, device) -> int:
@@ -413,3 +413,15 @@ def time_quantizers(sizes, vq_dim: int = 16, tokens: int = 2**14, device='cpu', 
         rows.append(dict(target_size=s, tokens=tokens, device=str(device),
                          fsq_s=_time(lambda: fsq(zf), device), vq_s=_time(lambda: vq(zv), device)))
     return rows
+
+# %% ../nbs/07_vq.ipynb #e2ea0a74
+def plot_timing(timing):
+    "Quantization time against codebook size, FSQ and VQ."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    x = [r['target_size'] for r in timing]
+    for k, lab in (('fsq_s', 'FSQ'), ('vq_s', 'VQ')): ax.plot(x, [r[k] * 1e3 for r in timing], 'o-', label=lab)
+    ax.set_xscale('log', base=2); ax.set_yscale('log'); ax.set_xlabel('codebook size'); ax.set_ylabel('ms per call')
+    if timing: ax.set_title(f"quantizing {timing[0]['tokens']:,} tokens ({timing[0]['device']})", fontsize=10)
+    ax.legend(); ax.grid(alpha=0.3, which='both'); fig.tight_layout(); return fig
+
