@@ -16,7 +16,7 @@ from .runs import RunError, split_list
 from .train import TrainConfig, fit
 from .study import Study, TokenizerStudyConfig, weights_checksum, read_derived, write_derived, once
 from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer, reconstruct
-from .sources import image_data
+from .sources import image_data, source_fingerprint
 from .quantizer import get_variant
 from .transformer import TransformerConfig
 from .tokens import tokenizer_checksum, make_tokens, token_tensors, scene_tokens_key
@@ -75,26 +75,24 @@ class GenerationConfig(TokenizerStudyConfig):
         bad = [m for m in self.models + self.sweep_models if m not in MODELS]
         if bad: raise ValueError(f"unknown model {bad[0]!r}; choose from {sorted(MODELS)}")
         if not set(self.sweep_models) <= set(self.models): raise ValueError(f"sweep_models {self.sweep_models} must be among models {self.models}")
-        if self.data != 'scenes':   # FID, precision, recall and class accuracy are measured in chapter 10a's scenes feature space
-            raise ValueError(f"data {self.data!r}: this study measures its samples with a feature network trained on the procedural scenes, so it runs on them only")
         for s in self.sweep_steps: check_int(s, 'each sweep_steps entry', 1)
         if self.n_samples < 4 or self.n_test < 4: raise ValueError("n_samples and n_test must be >= 4 (precision/recall use k = 3 neighbours)")
         if 'image_size' in self.feature: raise ValueError("feature: the feature network sees the study's image_size; do not set it")
         self.feature_config()   # unknown feature settings fail here
 
     def feature_config(self) -> FeatureNetConfig:
-        "The scene feature network (10a) of the metrics, at the study's image size."
-        return FeatureNetConfig(image_size=self.image_size, **self.feature)
+        "The feature network (10a) of the metrics, at the study's image size, trained on the classes of the study's data."
+        return FeatureNetConfig(image_size=self.image_size, data=self.data, **self.feature)
 
     def stage_one(self, key: str) -> TokenizerConfig:
         "The tokenizer of `key` in STAGE_ONE: everything but the quantizer shared (`TokenizerConfig.for_study`, 06)."
         train = dict(steps=self.tok_steps, batch_size=self.tok_batch, lr=self.tok_lr, warmup=min(50, self.tok_steps // 10), ema=0.99)
         return TokenizerConfig.for_study(self, train, **STAGE_ONE[key])
 
-    def stage_two(self, model: str, codebook_size: int) -> MaskGITConfig:
-        "MaskGIT's config for `model`, on a tokenizer of `codebook_size` codes."
+    def stage_two(self, model: str, codebook_size: int, num_classes: int) -> MaskGITConfig:
+        "MaskGIT's config for `model`, on a tokenizer of `codebook_size` codes, conditioned on `num_classes` classes."
         head = MODELS[model][1]
-        return MaskGITConfig(codebook_size=codebook_size, num_tokens=self.tokens_per_image, num_classes=len(SCENE_LABELS),
+        return MaskGITConfig(codebook_size=codebook_size, num_tokens=self.tokens_per_image, num_classes=num_classes,
                              transformer=TransformerConfig(n_layer=self.n_layer, n_head=self.n_head, d_model=self.d_model, dropout=self.dropout),
                              head=head, levels=STAGE_ONE['fsq']['levels'] if head == 'factorized' else None,
                              label_smoothing=self.label_smoothing, class_dropout=self.class_dropout, min_mask=self.min_mask)
@@ -165,10 +163,11 @@ def stage_two(cfg: GenerationConfig, model: str, ctx: dict) -> tuple:
     """Stage II: MaskGIT `model` trained with `fit` on the tokens of the training scenes (tokenized once, cached: 10),
     in `out/stage2/<model>-<tokenizer checksum>` (resumable; a finished run is loaded, not retrained)."""
     tok, data = ctx['stage1'][MODELS[model][0]][0], ctx['data']
-    key = scene_tokens_key(cfg.image_size, cfg.data_seed, 0, cfg.n_train, 'train')   # chapter 10's key for these scenes
+    key = (scene_tokens_key(cfg.image_size, cfg.data_seed, 0, cfg.n_train, 'train') if cfg.data == 'scenes' else   # chapter 10's key
+           dict(source=source_fingerprint(cfg.data), size=cfg.image_size, seed=cfg.data_seed, n=len(data['train_x']), split='train'))
     tokens = token_tensors(make_tokens(tok, data['train_x'], data['train_y'], key, progress=cfg.progress))
     torch.manual_seed(cfg.seed)
-    net = MaskGIT(cfg.stage_two(model, tok.quantizer.codebook_size))
+    net = MaskGIT(cfg.stage_two(model, tok.quantizer.codebook_size, len(data['classes'])))
     tcfg = replace(cfg.train_config(net.flops_per_sample()), out=str(ctx['out'] / 'stage2' / f"{model}-{tokenizer_checksum(tok)[:12]}"))
     res = fit(net, tokens, maskgit_loss, tcfg)
     last = res.history[-1] if res.history else {}
@@ -183,7 +182,7 @@ def prepare(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
     ctx['data'] = image_data(cfg.data, cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test, cfg.progress)
     net, info = feature_net(cfg.feature_config(), progress=cfg.progress, device=ctx['device'])
     space = f"{feature_net_key(cfg.feature_config())}@{weights_checksum(net)}"
-    ctx.update(net=net, space=space); ctx['meta'].update(feature_net=info, feature_space=space)
+    ctx.update(net=net, space=space); ctx['meta'].update(feature_net=info, feature_space=space, classes=ctx['data']['classes'])
     ctx['stage1'] = {k: stage_one(cfg, k, ctx) for k in dict.fromkeys(MODELS[m][0] for m in cfg.models)}
 
 @patch
@@ -222,7 +221,7 @@ def samples_path(out, model: str) -> Path: return Path(out) / 'samples' / f"{mod
 def finish(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
     """Every model's sample grid (every class, SAMPLES_PER_CLASS each) and the first model's decoding of class 0, with the main
     decoder's settings: made where missing or damaged (`read_derived`), or where the model was measured in this run."""
-    out, grid_labels = ctx['out'], torch.arange(len(SCENE_LABELS)).repeat_interleave(SAMPLES_PER_CLASS)
+    out, grid_labels = ctx['out'], torch.arange(len(ctx['data']['classes'])).repeat_interleave(SAMPLES_PER_CLASS)
     decoder = (cfg.sample_steps, cfg.guidance, cfg.choice_temperature)
     for name in cfg.models:
         fresh, tok = ('stage2', name) in ctx, ctx['stage1'][MODELS[name][0]][0]
@@ -254,9 +253,9 @@ def plot_sweeps(records, cfg: GenerationConfig):
 def draw(self: MaskGITStudy, st: dict, out: Path) -> list:
     "samples.png, sweeps.png and decoding.png from what `out` holds; a missing or damaged samples or decoding file is left out."
     samples = {LABELS[m]: x for m in MODELS if (x := read_derived(samples_path(out, m))) is not None}
-    figs = [(plot_samples(samples, SCENE_LABELS, SAMPLES_PER_CLASS), 'samples.png'),
+    figs = [(plot_samples(samples, classes := st['meta'].get('classes', SCENE_LABELS), SAMPLES_PER_CLASS), 'samples.png'),   # older: scenes
             (plot_sweeps(st['records'], self.config_of(st)), 'sweeps.png')]
-    figs += [(plot_decoding(d, SCENE_LABELS), 'decoding.png')] if (d := read_derived(out / 'decoding.pt')) is not None else []
+    figs += [(plot_decoding(d, classes), 'decoding.png')] if (d := read_derived(out / 'decoding.pt')) is not None else []
     for f, _ in figs: f.tight_layout()
     return figs
 
@@ -286,8 +285,8 @@ def table(self: MaskGITStudy, records, cfg: GenerationConfig) -> str:
     "The main table (decoder at cfg.sample_steps, cfg.guidance) as markdown."
     head = ('| model | codes | usage | PSNR | rFID | recon. class acc. | FID | precision | recall | class acc. | params | samples/s |\n'
             '|---|---|---|---|---|---|---|---|---|---|---|---|\n')
-    rows = [f"| {LABELS[k]} | {r['codebook_size']} | {r['usage']:.1%} | {r['psnr']:.2f} | {r['rfid']:.1f} | {r['recon_class_accuracy']:.3f} "
-            f"| {r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['class_accuracy']:.3f} | {r['params'] / 1e6:.2f} M "
+    rows = [f"| {LABELS[k]} | {r['codebook_size']} | {r['usage']:.1%} | {r['psnr']:.2f} | {r['rfid']:.4g} | {r['recon_class_accuracy']:.3f} "
+            f"| {r['fid']:.4g} | {r['precision']:.3f} | {r['recall']:.3f} | {r['class_accuracy']:.3f} | {r['params'] / 1e6:.2f} M "
             f"| {r['sample_images_per_s']:.0f} |"
             for k, r in main_records(records, cfg).items()]
     return head + '\n'.join(rows)
@@ -305,6 +304,7 @@ def _tokenizer_paths(spec: str | None, cfg: GenerationConfig) -> dict:
 @call_parse
 def main(preset: str = 'cpu',             # smoke, cpu or gpu
          out: str = 'runs/maskgit',       # output directory (a study there with the same settings resumes)
+         data: str = None,                # scenes (default), or labelled images: folder:PATH or hub:NAME[@SPLIT] (chapter 04b)
          tokenizers: str = None,          # reuse saved tokenizers instead of training them: fsq=PATH,vq=PATH,...
          steps: int = None,               # override stage II's optimizer steps
          tok_steps: int = None,           # override stage I's optimizer steps
@@ -314,7 +314,7 @@ def main(preset: str = 'cpu',             # smoke, cpu or gpu
     "MaskGIT on FSQ and on VQ tokens: train both stages, sample, measure; write results.json, study.json and figures to `out`."
     given = {}   # filled with the config, so that a bad --tokenizers stops before the folder is touched
     def config():
-        cfg = MASKGIT.preset(preset, steps=steps, tok_steps=tok_steps, n_samples=n_samples, device=device,
+        cfg = MASKGIT.preset(preset, data=data, steps=steps, tok_steps=tok_steps, n_samples=n_samples, device=device,
                              progress=False if no_progress else None)
         given.update(_tokenizer_paths(tokenizers, cfg)); return cfg
     MASKGIT.command(config, out, plumbing=preset == 'smoke', tokenizers=given)

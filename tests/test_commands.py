@@ -113,7 +113,8 @@ def test_unwritable_cache_is_one_line(tmp_path):
 
 def test_data_folder(tmp_path):
     """`fsq-tokenizer --preset smoke --data folder:PATH` trains on real photographs (chapter 04b's `photo_folder`: scikit-image's
-    bundled images as tiles of mixed modes and sizes in two class folders) and its model card names them; the same folder
+    bundled images as tiles of mixed modes and sizes in two class folders) and its model card names them; `fsq-maskgit`
+    conditions on the folder's classes and measures in a feature space trained on them; the same folder
     with one truncated JPEG: one line naming the file, exit 2, and no images entry left in the cache."""
     from fsq_lit.sources import photo_folder
     folder, env = photo_folder(tmp_path / "photos", per_class=40), cli_env(tmp_path)
@@ -122,6 +123,13 @@ def test_data_folder(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     card = (tmp_path / "t" / "tokenizer" / "README.md").read_text()
     assert f"images of `folder:{folder}`" in card and "2 classes" in card, card
+    p = subprocess.run([console_script("fsq-maskgit"), "--preset", "smoke", "--data", f"folder:{folder}", "--no_progress",
+                        "--out", str(tmp_path / "m")], capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    from fsq_lit.generation import MASKGIT        # conditioned on the folder's two classes, measured in a space learned from them
+    st = MASKGIT.load(tmp_path / "m")
+    assert st["meta"]["classes"] == ["animals", "things"] and st["meta"]["feature_net"]["classes"] == ["animals", "things"]
+    assert len(st["records"]) == len(MASKGIT.plan(MASKGIT.preset("smoke"))) and all(r["fid"] >= 0 for r in st["records"])
     jpg = next(folder.rglob("*.jpg"))
     jpg.write_bytes(jpg.read_bytes()[:400])
     before = {e.name for e in (tmp_path / "cache").iterdir()}
