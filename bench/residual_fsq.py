@@ -4,13 +4,15 @@
     python bench/residual_fsq.py --stages 8 --device cuda
 
 The target is a ratio of at most 1.2 (a stage costs at most 1.2 FSQ calls). The two are timed in interleaved rounds
-(medians), forward without a gradient and forward + backward; nothing is asserted about time.
+(medians), forward without a gradient and forward + backward; nothing is asserted about time. The result, with the
+machine and date, is written to `bench/results/<device>-residual-fsq.json` (or `--json PATH`); chapter 03c quotes it.
 """
-import argparse, statistics
+import argparse, datetime, json, statistics
+from pathlib import Path
 import torch
 from fsq_lit.fsq import FSQ
 from fsq_lit.residual import ResidualFSQ
-from fsq_speed import compare          # the interleaved timer of bench/fsq_speed.py
+from fsq_speed import compare, machine, RESULTS   # the interleaved timer of bench/fsq_speed.py
 
 
 def main():
@@ -23,6 +25,7 @@ def main():
     ap.add_argument('--rounds', type=int, default=7)
     ap.add_argument('--inner', type=int, default=10)
     ap.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: leave as is)')
+    ap.add_argument('--json', default=None, help='result file (default: bench/results/<device>-residual-fsq.json)')
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     levels, Q, dev = [int(x) for x in a.levels.split(',')], a.stages, a.device
@@ -53,6 +56,14 @@ def main():
           f"forward+backward residual {1e3 * b['residual']:.3f} ms, {Q} x FSQ {1e3 * b[f'{Q} x FSQ']:.3f} ms")
     for k, v in ratios.items():
         print(f"  ResidualFSQ / ({Q} x FSQ), {k}: {statistics.median(v):.2f}x (runs: {', '.join(f'{x:.2f}' for x in v)}; target <= 1.2x)")
+    res = dict(benchmark='bench/residual_fsq.py', device=dev, levels=levels, stages=Q, tokens=a.tokens, dtype='float32',
+               runs=a.runs, rounds=a.rounds, inner=a.inner, target=1.2,
+               ratios={k: round(statistics.median(v), 3) for k, v in ratios.items()},
+               ranges={k: [round(min(v), 3), round(max(v), 3)] for k, v in ratios.items()},
+               machine=machine(dev), torch=torch.__version__, date=datetime.date.today().isoformat())
+    path = Path(a.json) if a.json else RESULTS / f"{dev}-residual-fsq.json"
+    path.write_text(json.dumps(res, indent=1) + '\n')
+    print(f"  wrote {path}")
 
 
 if __name__ == '__main__':
