@@ -225,7 +225,7 @@ def run(self: Study, cfg, out, plumbing: bool = False, **given) -> dict:
         for k in tqdm(todo, desc=self.kind, disable=not getattr(cfg, 'progress', True)):
             done[k] = self.measure(cfg, k, ctx)
             t0 = self._save(out, [done[k] for k in plan if k in done], ctx, t0)
-            print(f"[{len(done)}/{len(plan)}] {self.line(done[k])}", flush=True)
+            print(f"{'[plumbing] ' if plumbing else ''}[{len(done)}/{len(plan)}] {self.line(done[k])}", flush=True)
         self.finish(cfg, ctx)
         records = [done[k] for k in plan if k in done]
         meta['verdicts'] = self.verdicts(records, cfg, plumbing)
@@ -245,7 +245,10 @@ def _save(self: Study, out: Path, records: list, ctx: dict, t0: float) -> float:
 def plot(self: Study, out, save: bool = True) -> list:
     "The study's figures (`draw`), from what `out` holds (also for a study cut short); with `save`, each written as PNG into `out`."
     import matplotlib.pyplot as plt
-    figs = self.draw(self.load(out), Path(out))
+    st = self.load(out)
+    figs = self.draw(st, Path(out))
+    if st['meta'].get('verdicts', [''])[:1] == [PLUMBING]:   # a smoke run's figures say so on their face
+        for f, _ in figs: f.text(0.5, 0.995, 'PLUMBING CHECK (smoke preset): not evidence', ha='center', va='top', color='crimson', fontsize=9)
     if save:
         for f, name in figs: save_figure(f, Path(out) / name); plt.close(f)
     return [f for f, _ in figs]
@@ -260,7 +263,8 @@ def command(self: Study, make_config, out, plumbing: bool = False, **given) -> d
         cfg = make_config(); self.device(cfg); check_gpu_preset(cfg, self.presets)
         rd = self.open_dir(cfg, out)
     with rd, run_errors(self.kind): st = self.run(cfg, out, plumbing=plumbing, **given)
-    print(self.table(st['records'], cfg), *st['meta']['verdicts'], sep='\n')
+    print(*(['[plumbing] a smoke run: the table below checks the code, not the paper'] if plumbing else []),
+          self.table(st['records'], cfg), *st['meta']['verdicts'], sep='\n')
     files = sorted(p.name for p in Path(out).iterdir() if p.suffix in ('.json', '.png') and p.name != 'run.json')
     print(f"{st['meta']['hardware']}; {st['meta']['total_s']:.0f} s in all; wrote {', '.join(files)} to {out}")
     return st

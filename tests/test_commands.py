@@ -4,7 +4,7 @@ terminal sends it) is one line and exit 130, and the same command then finishes 
 a cache folder that cannot be written is one line naming it; `--help` names every preset; each study's smoke run
 finishes with its records, figures, table and plumbing verdicts; `--data folder:PATH` trains on a folder of photographs,
 and a damaged photograph in it is one line naming the file."""
-import importlib, os, signal, subprocess
+import importlib, os, re, signal, subprocess
 import pytest
 from fastcore.script import anno_parser
 from conftest import console_script, cli_env, check_argument_errors
@@ -56,7 +56,7 @@ SMOKE_STUDIES = {"fsq-usage": ("USAGE", {}), "fsq-maskgit": ("MASKGIT", {}), "fs
 @pytest.mark.parametrize("prog", list(SMOKE_STUDIES))
 def test_smoke_study(tmp_path, prog):
     """`prog --preset smoke` (fsq-compare's is run by the Ctrl-C test below) measures every key of its plan, writes its
-    figures, and prints its table and its verdicts, each marked as a plumbing check."""
+    figures, and prints its progress, table and verdicts and draws its figures, each marked as a plumbing check."""
     import matplotlib.pyplot as plt
     name, settings = SMOKE_STUDIES[prog]
     out, args = tmp_path / "s", [a for k, v in settings.items() for a in (f"--{k}", v)]
@@ -73,6 +73,11 @@ def test_smoke_study(tmp_path, prog):
     verdicts = st["meta"]["verdicts"]
     assert verdicts[0].startswith("PLUMBING CHECK, NOT EVIDENCE") and len(verdicts) > 1
     assert all(l.startswith("[plumbing] ") and l in p.stdout for l in verdicts[1:])
+    lines = p.stdout.splitlines()                  # the progress lines and the table say it too, and so do the figures
+    progress = [l for l in lines if re.match(r"(\[plumbing\] )?\[\d+/\d+\] ", l)]
+    assert progress and all(l.startswith("[plumbing] [") for l in progress), progress
+    assert "[plumbing] a smoke run: the table below checks the code, not the paper" in lines
+    assert all("PLUMBING CHECK" in " ".join(t.get_text() for t in f.texts) for f in study.plot(out, save=False))
 
 
 def test_ctrl_c_is_one_line_and_resumes(tmp_path):
@@ -80,7 +85,7 @@ def test_ctrl_c_is_one_line_and_resumes(tmp_path):
     cmd = [console_script("fsq-compare"), "--preset", "smoke", "--out", str(tmp_path / "c"), "--no_progress"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(tmp_path), start_new_session=True)
     for line in p.stdout:
-        if line.startswith("[1/"): break
+        if line.startswith("[plumbing] [1/"): break
     os.killpg(p.pid, signal.SIGINT)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, (p.returncode, err[-3000:])
