@@ -16,10 +16,10 @@ from .runs import RunError, split_list
 from .train import TrainConfig, fit
 from .study import Study, TokenizerStudyConfig, weights_checksum, read_derived, write_derived, once
 from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer, reconstruct
-from .sources import image_data, source_fingerprint
+from .sources import image_data
 from .quantizer import get_variant
 from .transformer import TransformerConfig
-from .tokens import tokenizer_checksum, make_tokens, token_tensors, scene_tokens_key
+from .tokens import tokenizer_checksum, make_tokens, token_tensors, data_tokens_key
 from .features import FeatureNetConfig, feature_net, feature_net_key, fid, class_accuracy, generation_metrics
 from .maskgit import MaskGITConfig, MaskGIT, maskgit_loss, generate, decoding, condition_labels, plot_samples, plot_decoding
 
@@ -163,8 +163,7 @@ def stage_two(cfg: GenerationConfig, model: str, ctx: dict) -> tuple:
     """Stage II: MaskGIT `model` trained with `fit` on the tokens of the training scenes (tokenized once, cached: 10),
     in `out/stage2/<model>-<tokenizer checksum>` (resumable; a finished run is loaded, not retrained)."""
     tok, data = ctx['stage1'][MODELS[model][0]][0], ctx['data']
-    key = (scene_tokens_key(cfg.image_size, cfg.data_seed, 0, cfg.n_train, 'train') if cfg.data == 'scenes' else   # chapter 10's key
-           dict(source=source_fingerprint(cfg.data), size=cfg.image_size, seed=cfg.data_seed, n=len(data['train_x']), split='train'))
+    key = data_tokens_key(cfg.data, cfg.image_size, cfg.data_seed, 0, len(data['train_x']), 'train')   # chapter 10's key
     tokens = token_tensors(make_tokens(tok, data['train_x'], data['train_y'], key, progress=cfg.progress))
     torch.manual_seed(cfg.seed)
     net = MaskGIT(cfg.stage_two(model, tok.quantizer.codebook_size, len(data['classes'])))
@@ -253,7 +252,8 @@ def plot_sweeps(records, cfg: GenerationConfig):
 def draw(self: MaskGITStudy, st: dict, out: Path) -> list:
     "samples.png, sweeps.png and decoding.png from what `out` holds; a missing or damaged samples or decoding file is left out."
     samples = {LABELS[m]: x for m in MODELS if (x := read_derived(samples_path(out, m))) is not None}
-    figs = [(plot_samples(samples, classes := st['meta'].get('classes', SCENE_LABELS), SAMPLES_PER_CLASS), 'samples.png'),   # older: scenes
+    classes = st['meta'].get('classes', SCENE_LABELS)   # studies from before --data: the scenes'
+    figs = [(plot_samples(samples, classes, SAMPLES_PER_CLASS), 'samples.png'),
             (plot_sweeps(st['records'], self.config_of(st)), 'sweeps.png')]
     figs += [(plot_decoding(d, classes), 'decoding.png')] if (d := read_derived(out / 'decoding.pt')) is not None else []
     for f, _ in figs: f.tight_layout()

@@ -15,11 +15,12 @@ from .scenes import GENERATOR_VERSION
 from .cache import cache_root, tmp_pattern, clean_stale_tmp
 from .data import (as_images, check_images, make_scenes, scene_tensors, arrays_dataset, save_dataset_entry,
                           load_dataset_entry)
+from .sources import source_fingerprint
 from .tokenizer import Tokenizer, _safetensors_bytes
 
 # %% auto #0
 __all__ = ['TOKENS_VERSION', 'token_dtype', 'tokenizer_checksum', 'tokens_cache_path', 'tokenize_images', 'token_info',
-           'token_tensors', 'make_tokens', 'scene_tokens_key', 'scene_tokens']
+           'token_tensors', 'make_tokens', 'scene_tokens_key', 'data_tokens_key', 'scene_tokens']
 
 # %% ../nbs/10_tokens.ipynb #7e9dafac
 def token_dtype(codebook_size: int) -> np.dtype:
@@ -161,6 +162,12 @@ def make_tokens(tokenizer, images, labels, data_key: dict, cache_dir=None, batch
 def scene_tokens_key(size: int, seed: int, start: int, n: int, split: str) -> dict:
     "The data key of the tokens of scenes `start .. start + n - 1` of `make_scenes` at `size` px."
     return dict(source="scenes", generator=GENERATOR_VERSION, size=size, seed=seed, start=start, n=n, split=split)
+
+def data_tokens_key(data: str, size: int, seed: int, start: int, n: int, split: str) -> dict:
+    """The data key of the tokens of images `start .. start + n - 1` of chapter 04b's `image_data(data, ...)` at `size` px:
+    `scene_tokens_key` for the scenes, else the fingerprint of the source's contents (`source_fingerprint`)."""
+    if data == "scenes": return scene_tokens_key(size, seed, start, n, split)
+    return dict(source=source_fingerprint(data), size=size, seed=seed, start=start, n=n, split=split)
 
 def scene_tokens(tokenizer, n: int, size: int, seed: int = 0, test: int = 0, cache_dir=None, progress: bool = True):
     """`make_scenes(n, size, seed, test)` tokenized once and cached per split: a tokens `Dataset` (test == 0) or
