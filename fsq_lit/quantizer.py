@@ -14,7 +14,7 @@ from .indices import check_indices, levels_for
 from .fsq import FSQ
 
 # %% auto #0
-__all__ = ['QUANTIZERS', 'VARIANTS', 'QuantOut', 'Quantizer', 'code_stats', 'FSQQuantizer', 'register_quantizer',
+__all__ = ['QUANTIZERS', 'VARIANTS', 'QuantOut', 'Quantizer', 'code_stats', 'uniform_usage', 'FSQQuantizer', 'register_quantizer',
            'quantizer_factory', 'make_quantizer', 'Variant', 'register_variant', 'get_variant', 'variants']
 
 # %% ../nbs/03a_quantizer.ipynb #ca7750e7
@@ -41,6 +41,12 @@ def code_stats(indices: torch.Tensor, codebook_size: int) -> dict:
     counts = torch.bincount(flat, minlength=codebook_size) if codebook_size <= 2**24 else flat.unique(return_counts=True)[1]
     bits = entropy_bits(counts)
     return {"usage": int((counts > 0).sum()) / codebook_size, "perplexity": 2.0 ** bits, "bits": bits}
+
+# %% ../nbs/03a_quantizer.ipynb #9a574329
+def uniform_usage(codebook_size: int, tokens: int) -> float:
+    "Expected fraction of `codebook_size` codes that occur at least once among `tokens` uniform draws: 1 − (1 − 1/K)^N."
+    if codebook_size < 1 or tokens < 0: raise ValueError(f"need codebook_size >= 1 and tokens >= 0, got {codebook_size}, {tokens}")
+    return 1.0 if codebook_size == 1 and tokens else -math.expm1(tokens * math.log1p(-1 / codebook_size)) if codebook_size > 1 else 0.0
 
 # %% ../nbs/03a_quantizer.ipynb #8ccb5c01
 class FSQQuantizer(nn.Module):

@@ -15,9 +15,9 @@ from .runs import (RunDir, RunError, flatten_config, write_json, read_json, atom
 from .train import TrainConfig, pick_device, hardware
 
 # %% auto #0
-__all__ = ['VERDICT', 'PLUMBING', 'GPU_PRESETS', 'headed', 'verdict_lines', 'each', 'stamp', 'weights_checksum', 'read_derived',
-           'write_derived', 'once', 'Study', 'StudyConfig', 'SceneStudyConfig', 'TokenizerStudyConfig', 'named_preset',
-           'asked_device', 'check_gpu_preset']
+__all__ = ['VERDICT', 'PLUMBING', 'SIDES', 'GPU_PRESETS', 'headed', 'verdict_lines', 'each', 'stamp', 'weights_checksum',
+           'read_derived', 'write_derived', 'once', 'Rule', 'rules_table', 'Study', 'StudyConfig', 'SceneStudyConfig',
+           'TokenizerStudyConfig', 'named_preset', 'asked_device', 'check_gpu_preset']
 
 # %% ../nbs/05b_study.ipynb #e948f854
 VERDICT = {True: 'held', False: 'DID NOT HOLD', None: 'not measurable'}
@@ -65,6 +65,57 @@ def once(ctx: dict, key, make):
     if key not in ctx: ctx[key] = make()
     return ctx[key]
 
+# %% ../nbs/05b_study.ipynb #d76e97d0
+SIDES = ('one-sided', 'two-sided')
+
+@dataclass(frozen=True)
+class Rule:
+    """How one claim is decided, declared before any result: `holds(a, b)` compares the first arm's `metric` `a` with
+    the second's `b` (`better`: 'lower' or 'higher'), within `tolerance` (absolute, or a fraction of |b| with
+    `relative`); 'one-sided' lets `a` be better by any amount, 'two-sided' asks |a − b| within the tolerance. `seeds`:
+    the fewest seeds per arm the verdict reads. `how`: the rule in words where it is not such a comparison. `changed`:
+    where the rule changed after results were seen, the old rule, why, and what it gives on the same files."""
+    claim: str
+    metric: str
+    better: str = 'lower'
+    tolerance: float = 0.0
+    relative: bool = False
+    sided: str = 'one-sided'
+    seeds: int = 1
+    how: str = ''
+    changed: str = ''
+
+    def __post_init__(self):
+        if self.better not in ('lower', 'higher'): raise ValueError(f"Rule.better is 'lower' or 'higher', got {self.better!r}")
+        if self.sided not in SIDES: raise ValueError(f"Rule.sided is one of {SIDES}, got {self.sided!r}")
+        if not self.tolerance >= 0: raise ValueError(f"Rule.tolerance must be >= 0, got {self.tolerance}")
+        check_int(self.seeds, 'Rule.seeds', 1)
+
+    def holds(self, a, b) -> bool | None:
+        "Whether `a` is as good as `b` under the rule; None (not measurable) where either is missing."
+        if a is None or b is None: return None
+        tol = self.tolerance * abs(b) if self.relative else self.tolerance
+        if self.sided == 'two-sided': return abs(a - b) <= tol
+        return a <= b + tol if self.better == 'lower' else a >= b - tol
+
+    def __str__(self): return self.claim
+
+def _tolerance(r: Rule) -> str:
+    if r.how: return '—'
+    t = f"{r.tolerance:.0%} of the other's" if r.relative else f"{r.tolerance:g}"
+    return t if r.tolerance else 'none (strict)' if r.sided == 'one-sided' else '0'
+
+def rules_table(rules) -> str:
+    "The rules as a markdown table: claim, metric, better, tolerance, sides, seeds; a rule in words and a changed rule get their own columns where any has one."
+    rules = list(rules)
+    if bad := [r for r in rules if not isinstance(r, Rule)]: raise TypeError(f"rules_table takes Rules, got {type(bad[0]).__name__}")
+    cols = {'how': 'rule in words', 'changed': 'changed after results'}
+    extra = [c for c in cols if any(getattr(r, c) for r in rules)]
+    head = ['claim', 'metric', 'better', 'tolerance', 'sides', 'seeds', *(cols[c] for c in extra)]
+    row = lambda r: [r.claim, r.metric, '—' if r.how else r.better, _tolerance(r), '—' if r.how else r.sided, str(r.seeds), *[getattr(r, c) or '' for c in extra]]
+    return '\n'.join('| ' + ' | '.join(x) + ' |' for x in [head, ['---'] * len(head), *map(row, rules)])
+
+
 # %% ../nbs/05b_study.ipynb #e8f037d8
 class Study:
     "A study: what it supplies is below (override it); what every study shares (run directory, resume, stamps, verdicts, command) is patched on after."
@@ -84,7 +135,8 @@ class Study:
     def prepare(self, cfg, ctx: dict): "Work every key shares (data, a feature network): put it in `ctx`, and what study.json should say in `ctx['meta']`."
     def keep(self, cfg, record: dict, ctx: dict) -> dict | None: return record
     def finish(self, cfg, ctx: dict): "Derived files (samples, predictions), rebuilt where missing or damaged."
-    def claims(self, records, cfg) -> dict: return {}
+    def claims(self, records, cfg) -> dict: return {}   # {Rule: True, False or None}
+    def rules(self, cfg) -> list: return list(self.claims([], cfg))   # declared before any result: the claims of no records
     def verdicts(self, records, cfg, plumbing: bool = False) -> list[str]:
         return verdict_lines(self.claims(records, cfg), self.head.format_map(vars(cfg)), plumbing)
     def table(self, records, cfg) -> str: return ''

@@ -10,7 +10,7 @@ import torch
 from fastcore.basics import patch
 from fastcore.script import call_parse
 from .indices import levels_for, indices_to_level_indices
-from .quantizer import code_stats
+from .quantizer import code_stats, uniform_usage
 from .data import as_images, png_bits_per_pixel
 from .runs import write_json, read_json
 from .train import pick_device
@@ -19,14 +19,8 @@ from .study import Study, StudyConfig, headed, once
 from .compare import CompareConfig, PRESETS as COMPARE_PRESETS
 
 # %% auto #0
-__all__ = ['LEVEL_SETS', 'PRESETS', 'USAGE', 'FIGURES', 'uniform_usage', 'channel_stats', 'UsageConfig', 'UsageStudy',
-           'factor_records', 'plot_factor', 'plot_channels', 'factor_effects', 'main']
-
-# %% ../nbs/08a_usage.ipynb #f72cc74e
-def uniform_usage(codebook_size: int, tokens: int) -> float:
-    "Expected fraction of `codebook_size` codes that occur at least once among `tokens` uniform draws: 1 − (1 − 1/K)^N."
-    if codebook_size < 1 or tokens < 0: raise ValueError(f"need codebook_size >= 1 and tokens >= 0, got {codebook_size}, {tokens}")
-    return 1.0 if codebook_size == 1 and tokens else -math.expm1(tokens * math.log1p(-1 / codebook_size)) if codebook_size > 1 else 0.0
+__all__ = ['LEVEL_SETS', 'PRESETS', 'USAGE', 'FIGURES', 'channel_stats', 'UsageConfig', 'UsageStudy', 'factor_records',
+           'plot_factor', 'plot_channels', 'factor_effects', 'main']
 
 # %% ../nbs/08a_usage.ipynb #2eb44426
 def channel_stats(indices: torch.Tensor, levels) -> dict:
