@@ -34,6 +34,7 @@ CODE_DROPOUTS = ("none", "random")
 class UViMConfig:
     "Stage I of UViM at the book's scale (big_vision's depth values in the comments)."
     task: str = "depth"                # a name in TASKS (chapter 12)
+    task_params: dict | None = None    # its parameters on other data than the scenes (chapter 12's get_task, 04c's label_data)
     image_size: int = 32               # 512
     patch: int = 4                     # 16; the code has one token per patch: (image_size / patch)² (UViM resizes 32² to 16²)
     width: int = 128                   # 768
@@ -51,7 +52,7 @@ class UViMConfig:
     code_dropout: str = "random"       # 'random' or 'none'
 
     def __post_init__(self):
-        get_task(self.task)
+        get_task(self.task, self.task_params)
         for name, lo in (("image_size", 1), ("patch", 1), ("width", 1), ("enc_layers", 1), ("dec_layers", 1), ("n_head", 1), ("codebook_size", 2)):
             setattr(self, name, check_int(getattr(self, name), f"UViMConfig.{name}", lo))
         if self.image_size % self.patch: raise ValueError(f"UViMConfig.image_size ({self.image_size}) must be a multiple of patch ({self.patch})")
@@ -61,6 +62,8 @@ class UViMConfig:
         self.levels, self.vq_dim = tuple(self.levels), check_int(self.width if self.vq_dim is None else self.vq_dim, "UViMConfig.vq_dim", 2)
         self.vit(1)   # refuses a width that n_head does not divide, a bad mlp_ratio or dropout
 
+    @property
+    def label_task(self): return get_task(self.task, self.task_params)
     @property
     def grid(self) -> int: return self.image_size // self.patch
     @property
@@ -83,7 +86,7 @@ class UViMStageOne(nn.Module):
     def __init__(self, cfg: UViMConfig):
         super().__init__()
         if not isinstance(cfg, UViMConfig): raise TypeError(f"cfg must be a UViMConfig, got {type(cfg).__name__}")
-        self.cfg, d, pp, chans = cfg, cfg.width, cfg.patch ** 2, get_task(cfg.task).channels
+        self.cfg, d, pp, chans = cfg, cfg.width, cfg.patch ** 2, cfg.label_task.channels
         self.label_embed = nn.ModuleDict({k: nn.Linear(c * pp, d) for k, c in chans.items()})
         self.encoder, self.decoder = Transformer(cfg.vit(cfg.enc_layers)), Transformer(cfg.vit(cfg.dec_layers))
         self.pos_enc, self.pos_dec = (nn.Parameter(0.02 * torch.randn(cfg.code_len, d)) for _ in range(2))
@@ -110,13 +113,13 @@ def image_patches(images, size: int, patch: int, reader: str = "this model", gre
 @patch
 def image_tokens(self: UViMStageOne, image: torch.Tensor) -> torch.Tensor:
     "Images (B, 3, S, S) in [0, 1] → patches (B, L, 3p²) in [-1, 1], what the context embeddings read."
-    return image_patches(image, self.cfg.image_size, self.cfg.patch, "this model (cfg.context=True)", grey=get_task(self.cfg.task).grey)
+    return image_patches(image, self.cfg.image_size, self.cfg.patch, "this model (cfg.context=True)", grey=self.cfg.label_task.grey)
 
 @patch
 def label_tokens(self: UViMStageOne, batch: dict) -> torch.Tensor:
     "The label of a scenes batch, embedded: the sum over its parts of the linear maps of their patches (B, L, width)."
     cfg = self.cfg
-    parts = label_input(cfg.task, batch, cfg.patch)
+    parts = label_input(cfg.label_task, batch, cfg.patch)
     if any(v.shape[1] != cfg.code_len for v in parts.values()):
         raise ValueError(f"the batch's labels are not {cfg.image_size}x{cfg.image_size} (cfg.image_size): got {next(iter(parts.values())).shape[1]} patches of {cfg.patch}")
     return sum(self.label_embed[k](v.flatten(2)) for k, v in parts.items())
@@ -148,14 +151,14 @@ def decode(self: UViMStageOne, code: torch.Tensor, image: torch.Tensor | None = 
 def reconstruct(self: UViMStageOne, batch: dict) -> dict:
     "The oracle's reconstruction of a batch's label (eval mode: no code dropout, no quantizer updates), as maps from `label_output`."
     with _evaluating(self): logits, _ = self(batch)
-    return label_output(self.cfg.task, logits, self.cfg.image_size, self.cfg.patch)
+    return label_output(self.cfg.label_task, logits, self.cfg.image_size, self.cfg.patch)
 
 # %% ../nbs/12a_uvim.ipynb #201bf5a2
 def stage_one_loss(model: UViMStageOne, batch: dict):
     "`fit`'s loss for stage I: the task loss of the decoded label + the quantizer's aux loss; metrics: task loss, code usage, quantizer stats."
     cfg = model.cfg
     logits, qo = model(batch)
-    task = label_loss(cfg.task, logits, batch, cfg.patch)
+    task = label_loss(cfg.label_task, logits, batch, cfg.patch)
     return task + qo.aux_loss, {"task_loss": task.detach(), **code_stats(qo.indices, model.quantizer.codebook_size), **qo.stats}
 
 # %% ../nbs/12a_uvim.ipynb #fa967128
@@ -275,14 +278,14 @@ def decode_code(stage_one: UViMStageOne, code: torch.Tensor, image: torch.Tensor
     if code.ndim < 2 or code[0].numel() != cfg.code_len: raise ValueError(f"code must hold {cfg.code_len} tokens per row, got shape {tuple(code.shape)}")
     with _evaluating(stage_one):
         logits = stage_one.decode(stage_one.quantizer.decode_indices(code.reshape(len(code), cfg.grid, cfg.grid)), image)
-    return label_output(cfg.task, logits, cfg.image_size, cfg.patch)
+    return label_output(cfg.label_task, logits, cfg.image_size, cfg.patch)
 
 def predict(stage_one: UViMStageOne, lm: UViMLanguageModel, batch: dict) -> dict:
     "UViM from the image alone: the language model's greedy code of `batch['image']` → the frozen base decoder → label maps (`label_output`)."
     _check_batch(batch, ("image",))
     if (lm.code_len, lm.vocab) != (stage_one.cfg.code_len, stage_one.quantizer.codebook_size):
         raise ValueError(f"the language model predicts {lm.code_len} tokens of {lm.vocab} codes, stage I has {stage_one.cfg.code_len} of {stage_one.quantizer.codebook_size}")
-    if lm.cfg.grey != get_task(stage_one.cfg.task).grey:
+    if lm.cfg.grey != stage_one.cfg.label_task.grey:
         raise ValueError(f"a {stage_one.cfg.task} model needs a language model with LMConfig.grey={not lm.cfg.grey}: the task's models read "
                          f"{'the grey image only' if not lm.cfg.grey else 'the colour image'}")
     return decode_code(stage_one, greedy_decode(lm, batch["image"]), batch["image"])

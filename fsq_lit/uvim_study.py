@@ -5,7 +5,7 @@
 # %% ../nbs/12b_uvim_study.ipynb #7aa23cbd
 from __future__ import annotations
 import hashlib, time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from fastcore.basics import patch
@@ -14,14 +14,16 @@ from .scalar import check_int
 from .runs import split_list
 from .train import TrainConfig, fit
 from .quantizer import code_stats
+from .sources import parse_source
+from .labels import label_data, check_settings
 from .study import Study, SceneStudyConfig, weights_checksum, read_derived, write_derived, once
 from .uvim_tasks import get_task, scene_batch
 from .uvim import (UViMConfig, UViMStageOne, stage_one_loss, LMConfig, UViMLanguageModel, oracle_codes,
                           stage_two_loss, prior_code, codes_and_maps)
 
 # %% auto #0
-__all__ = ['ARMS', 'STAGES', 'PRESETS', 'TASK_STEPS', 'UVIM', 'UViMStudyConfig', 'UViMStudy', 'held_out', 'plot_predictions',
-           'plot_usage', 'arm_means', 'main']
+__all__ = ['ARMS', 'STAGES', 'TASKS_OF_DATA', 'PRESETS', 'TASK_STEPS', 'UVIM', 'UViMStudyConfig', 'UViMStudy', 'labelled',
+           'task_params', 'study_task', 'held_out', 'plot_predictions', 'plot_usage', 'arm_means', 'main']
 
 # %% ../nbs/12b_uvim_study.ipynb #d15229be
 ARMS = {'fsq': ('fsq', True), 'vq': ('vq', True), 'vq-nosplit': ('vq-nosplit', True),   # the paper's UViM rows:
@@ -54,11 +56,16 @@ class UViMStudyConfig(SceneStudyConfig):
     lm_batch_size: int = 32
     lm_lr: float = 2e-3
     n_show: int = 6                     # held-out scenes kept for the predictions figure
+    data: str = 'scenes'                # or labelled data (chapter 04c): folder:PATH (depth pairs, COCO panoptic, any images) or hub:NAME
+    labels: dict = field(default_factory=dict)    # label settings of such data (04c's LABEL_SETTINGS); unset: from the data
+    feature: dict = field(default_factory=dict)   # FeatureNetConfig settings of colourization's FID network on such data (10a; the scenes': fid_net)
     positive = ('n_train', 'n_test', 'steps', 'batch_size', 'lm_steps', 'lm_batch_size', 'n_show')
 
     def __post_init__(self):
         super().__post_init__()
         get_task(self.task)
+        self.data, self.labels = str(parse_source(self.data)), check_settings(self.task, self.labels) if self.task in TASKS_OF_DATA else dict(self.labels)
+        if self.data == 'scenes' and self.labels: raise ValueError(f"label settings {self.labels} are for other data than the scenes (--data)")
         if bad := [a for a in self.arms if a not in ARMS]: raise ValueError(f"unknown arm {bad[0]!r}; choose from {list(ARMS)}")
         if not self.arms or not self.seeds or len(set(self.arms)) < len(self.arms) or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"arms and seeds must be non-empty and distinct, got {self.arms} and {self.seeds}")
@@ -67,10 +74,10 @@ class UViMStudyConfig(SceneStudyConfig):
         for a in self.arms: self.uvim_config(a)
         self.lm_config()          # sizes the models refuse fail here, before any work
 
-    def uvim_config(self, arm: str) -> UViMConfig:
-        "Stage I of `arm`: the shared sizes with the arm's quantizer and context."
+    def uvim_config(self, arm: str, task_params: dict | None = None) -> UViMConfig:
+        "Stage I of `arm`: the shared sizes with the arm's quantizer and context, for the task with `task_params` (`task_params(cfg)`)."
         q, ctx = ARMS[arm]
-        return UViMConfig(task=self.task, image_size=self.image_size, patch=self.patch, width=self.width, enc_layers=self.enc_layers,
+        return UViMConfig(task=self.task, task_params=task_params, image_size=self.image_size, patch=self.patch, width=self.width, enc_layers=self.enc_layers,
                           dec_layers=self.dec_layers, n_head=self.n_head, quantizer=q, levels=self.levels,
                           codebook_size=self.codebook_size, momentum=self.momentum, context=ctx)
 
@@ -85,9 +92,12 @@ class UViMStudyConfig(SceneStudyConfig):
         return self.fit_config(steps, batch_size=bs, lr=lr, warmup=min(100, max(1, steps // 10)), seed=seed,
                                out=None if out is None else str(out))
 
+TASKS_OF_DATA = ('depth', 'panoptic', 'colorization')   # the tasks chapter 04c reads labelled data for
+
 PRESETS = {
     'smoke': dict(arms=('fsq', 'vq-noctx'), n_train=32, n_test=8, width=32, enc_layers=1, dec_layers=1, n_head=2, steps=4,
-                  batch_size=8, lm_width=32, lm_enc_layers=1, lm_dec_layers=1, lm_steps=4, lm_batch_size=8, n_show=4),
+                  batch_size=8, lm_width=32, lm_enc_layers=1, lm_dec_layers=1, lm_steps=4, lm_batch_size=8, n_show=4,
+                  feature=dict(n_train=64, n_test=16, steps=4, batch_size=16, width=4, feature_dim=16)),
     'cpu': dict(),
     'gpu': dict(n_train=20000, n_test=1000, width=256, enc_layers=4, dec_layers=4, n_head=8, steps=2500, batch_size=128,
                 lr=5e-4, lm_width=256, lm_enc_layers=4, lm_dec_layers=4, lm_steps=2500, lm_batch_size=128, lm_lr=5e-4, momentum=0.99),
@@ -110,20 +120,44 @@ class UViMStudy(Study):
         return super().preset(name, **overrides)
 
     def line(self, r: dict) -> str:
-        m = get_task(r['task']).metric
+        m = next(k for k in get_task(r['task']).keys if r.get(k) is not None)     # FID, where it was measured
         return f"{r['task']} {r['arm']} seed {r['seed']} {r['stage']}: usage {r['usage']:.3f}  {m} {r[m]:.4g}"
 
 UVIM = UViMStudy()
 
 # %% ../nbs/12b_uvim_study.ipynb #08e17620
+def labelled(cfg: UViMStudyConfig) -> dict:
+    "The labelled data of a study on other data than the scenes: chapter 04c's `label_data` (decoded once, then read from its cache)."
+    return label_data(cfg.task, cfg.data, cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test, cfg.labels, cfg.progress)
+
+def task_params(cfg: UViMStudyConfig) -> dict | None:
+    """The parameters of the study's task (chapter 12's `get_task`): None on the scenes, else its data's (04c), and for
+    colourization an FID network trained on the data's classes (`feature` sets its size), or none when they have no classes."""
+    if cfg.data == 'scenes': return None
+    d = labelled(cfg)
+    if cfg.task != 'colorization': return d['params']
+    return dict(fid=dict(data=cfg.data, image_size=cfg.image_size, **cfg.feature) if d['info'].get('classes') else None)
+
+def study_task(cfg: UViMStudyConfig):
+    "The `Task` the study trains and measures: `get_task(cfg.task, task_params(cfg))`."
+    return get_task(cfg.task, task_params(cfg))
+
 def held_out(cfg: UViMStudyConfig, n: int) -> dict:
-    "The first `n` held-out scenes, as `scene_batch` renders them: scenes n_train .. n_train + n - 1 (scenes 0 .. n_train - 1 train both stages)."
+    """The first `n` held-out items: scenes n_train .. n_train + n - 1, as `scene_batch` renders them (scenes 0 .. n_train - 1
+    train both stages), or the first `n` test items of other data."""
+    if cfg.data != 'scenes': return {k: v[:n] for k, v in labelled(cfg)['test'].items()}
     return scene_batch(range(cfg.n_train, cfg.n_train + n), cfg.image_size, cfg.data_seed)
 
 @patch
 def data(self: UViMStudy, cfg, ctx: dict) -> tuple:
-    "The training scenes and the `n_test` held-out scenes, rendered once per run."
+    "The training items and the `n_test` held-out ones, rendered (or read) once per run."
+    if cfg.data != 'scenes': return once(ctx, 'data', lambda: (labelled(cfg)['train'], labelled(cfg)['test']))
     return once(ctx, 'data', lambda: (scene_batch(range(cfg.n_train), cfg.image_size, cfg.data_seed), held_out(cfg, cfg.n_test)))
+
+@patch
+def prepare(self: UViMStudy, cfg, ctx: dict):
+    "On other data than the scenes, study.json records the source, the task's parameters and what reading the labels reported."
+    if cfg.data != 'scenes': ctx['meta'].update(data=cfg.data, task_params=task_params(cfg), labels_info=labelled(cfg)['info'])
 
 # %% ../nbs/12b_uvim_study.ipynb #9c491d30
 def _fit(make, data, loss, cfg: UViMStudyConfig, stage: int, seed: int, out) -> tuple:
@@ -135,7 +169,7 @@ def _fit(make, data, loss, cfg: UViMStudyConfig, stage: int, seed: int, out) -> 
 def stage_one(self: UViMStudy, cfg, arm: str, seed: int, ctx: dict) -> tuple:
     "Stage I of (arm, seed), in out/stage1/<arm>-s<seed>: the model in eval mode and its numbers (its training's usage curve and time, its `weights_checksum`)."
     def make():
-        s1, h = _fit(lambda: UViMStageOne(cfg.uvim_config(arm)), self.data(cfg, ctx)[0], stage_one_loss, cfg, 1, seed,
+        s1, h = _fit(lambda: UViMStageOne(cfg.uvim_config(arm, task_params(cfg))), self.data(cfg, ctx)[0], stage_one_loss, cfg, 1, seed,
                      ctx['out'] / 'stage1' / f'{arm}-s{seed}')
         return s1, dict(train_usage=[[r['step'], r['usage']] for r in h], stage_one_s=round(h[-1]['time'], 1) if h else 0.0,
                         weights_checksum=weights_checksum(s1))
@@ -173,7 +207,7 @@ def measure(self: UViMStudy, cfg, key: tuple, ctx: dict) -> dict:
     codes, maps = codes_and_maps(s1, test, source)
     st = code_stats(codes, K)
     return dict(task=cfg.task, arm=arm, quantizer=ARMS[arm][0], context=ARMS[arm][1], stage=stage, seed=seed, codebook_size=K,
-                usage=st['usage'], perplexity=st['perplexity'], **get_task(cfg.task).metrics(maps, test), n_test=cfg.n_test,
+                usage=st['usage'], perplexity=st['perplexity'], **study_task(cfg).metrics(maps, test), n_test=cfg.n_test,
                 eval_s=round(time.perf_counter() - t0, 2), **info)
 
 # %% ../nbs/12b_uvim_study.ipynb #55a19462
@@ -203,7 +237,7 @@ def plot_predictions(st: dict, out):
     "Held-out scenes (columns) of a loaded study: the image, the true label, then each arm's oracle and UViM (lm) prediction."
     import matplotlib.pyplot as plt
     cfg, out = UVIM.config_of(st), Path(out)
-    task, seed = get_task(cfg.task), cfg.seeds[0]
+    task, seed = get_task(cfg.task, st['meta'].get('task_params')), cfg.seeds[0]
     truth = read_derived(out / 'preds' / 'truth.pt') or held_out(cfg, cfg.n_show)
     rows = [('image', None), ('truth', task.truth(truth))]
     for a in cfg.arms: rows += [(f'{a} {s}', m) for s, m in (read_derived(_preds(out, a, seed)) or {}).items() if s in STAGES]
@@ -214,7 +248,7 @@ def plot_predictions(st: dict, out):
             if maps is None: ax.imshow(truth['image'][i].permute(1, 2, 0).numpy()); ax.set_xticks([]); ax.set_yticks([])
             else: task.show(ax, maps, i)
         ax_row[0].set_ylabel(name, fontsize=7, rotation=0, ha='right', va='center')
-    fig.suptitle(f"{cfg.task}: held-out scenes, seed {seed}", fontsize=8); fig.tight_layout()
+    fig.suptitle(f"{cfg.task}: held-out {'scenes' if cfg.data == 'scenes' else 'items of ' + cfg.data}, seed {seed}", fontsize=8); fig.tight_layout()
     return fig
 
 def plot_usage(records):
@@ -235,7 +269,7 @@ def draw(self: UViMStudy, st: dict, out) -> list:
 # %% ../nbs/12b_uvim_study.ipynb #a45daf1b
 def arm_means(records, task: str) -> dict:
     "{(arm, stage): means over seeds} of usage, perplexity and the metrics of `task` that the records hold, with the number of seeds and the codebook size."
-    groups, keys = {}, ('usage', 'perplexity', *get_task(task).keys)
+    groups, keys = {}, ('usage', 'perplexity', *get_task(task).keys)   # task: a name, or the study's Task
     for r in records: groups.setdefault((r['arm'], r['stage']), []).append(r)
     return {g: {f: sum(r[f] for r in rs) / len(rs) for f in keys if f in rs[0]} | dict(seeds=len(rs), codebook_size=rs[0]['codebook_size'])
             for g, rs in groups.items()}
@@ -244,8 +278,8 @@ def arm_means(records, task: str) -> dict:
 def claims(self: UViMStudy, records, cfg, tol: float = 0.05) -> dict:
     """The paper's UViM claims on the records of `cfg`'s study: True, False or None (not measurable). A claim about UViM's
     (lm) rows is measurable only where every arm it names beats its prior code: otherwise stage II learned nothing to compare."""
-    task = get_task(cfg.task)
-    m, k = arm_means(records, cfg.task), task.metric
+    task = study_task(cfg)
+    m, k = arm_means(records, task), task.metric
     v = lambda a, st, f=k: m[a, st][f] if (a, st) in m else None
     learned = lambda a: None if v(a, 'lm') is None or v(a, 'prior') is None else task.better(v(a, 'lm'), v(a, 'prior'))
     beats = lambda a, b, st: task.better(v(a, st), v(b, st))
@@ -275,11 +309,15 @@ def claims(self: UViMStudy, records, cfg, tol: float = 0.05) -> dict:
 @patch
 def table(self: UViMStudy, records, cfg) -> str:
     "The records as a markdown table: one row per (arm, seed, stage), usage and the task's metrics."
-    keys = get_task(cfg.task).keys
+    keys = study_task(cfg).keys
     head = f"| arm | quantizer | context | stage | seed | usage | {' | '.join(keys)} |\n|" + "---|" * (6 + len(keys)) + "\n"
     rows = [f"| {r['arm']} | {r['quantizer']} | {r['context']} | {r['stage']} | {r['seed']} | {r['usage']:.2%} | "
             + " | ".join(f"{r[k]:.4g}" for k in keys) + " |" for r in records]
     return head + "\n".join(rows)
+
+def _label_flags(task: str, **given) -> dict | None:
+    "The label flags given (not None), as `UViMStudyConfig.labels`; None when none is."
+    return {k: v for k, v in given.items() if v is not None} or None
 
 @call_parse
 def main(task: str = 'depth',          # a registered task: depth, panoptic or colorization
@@ -289,8 +327,16 @@ def main(task: str = 'depth',          # a registered task: depth, panoptic or c
          seeds: str = None,            # override the seeds: comma-separated integers
          steps: int = None,            # override stage I's optimizer steps
          lm_steps: int = None,         # override stage II's optimizer steps
+         data: str = None,             # scenes (default), or labelled data (chapter 04c): folder:PATH or hub:NAME[@SPLIT]
+         depth_bins: int = None,       # depth on other data: bins (default 256) ...
+         min_depth: float = None,      # ... and range in metres (default: from the training depths)
+         max_depth: float = None,
+         depth_scale: float = None,    # metres = value / depth_scale of 16-bit depth PNGs (NYU's millimetres: 1000)
+         max_instances: int = None,    # panoptic on other data: instance ids per image (default 32; smaller segments beyond: void)
          device: str = None,           # auto, cpu, cuda, ...
          no_progress: bool = False):   # no progress bars
     "UViM with FSQ and with VQ on one task: train both stages per arm and seed, measure; write results.json, study.json and figures to `out`."
     UVIM.command(lambda: UVIM.preset(preset, task=task, arms=split_list(arms) or None, seeds=split_list(seeds, int) or None, steps=steps,
-                                     lm_steps=lm_steps, device=device, progress=False if no_progress else None), out, plumbing=preset == 'smoke')
+                                     lm_steps=lm_steps, device=device, data=data,
+                                     labels=_label_flags(task, bins=depth_bins, min_depth=min_depth, max_depth=max_depth,
+                                                         depth_scale=depth_scale, max_instances=max_instances), progress=False if no_progress else None), out, plumbing=preset == 'smoke')

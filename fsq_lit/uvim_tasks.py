@@ -4,8 +4,8 @@
 
 # %% ../nbs/12_uvim_tasks.ipynb #e8d50710
 from __future__ import annotations
-import functools
-from dataclasses import dataclass
+import functools, json
+from dataclasses import dataclass, field
 from typing import Callable
 import torch
 import torch.nn.functional as F
@@ -17,9 +17,10 @@ from .features import SceneNet, FeatureNetConfig, feature_net, fid
 # %% auto #0
 __all__ = ['DEPTH_BINS', 'MIN_DEPTH', 'MAX_DEPTH', 'PANOPTIC_CLASSES', 'THINGS', 'STUFFS', 'SKY', 'NUM_INSTANCES', 'TASKS',
            'scene_batch', 'depth_to_bins', 'bins_to_depth', 'depth_loss', 'depth_predict', 'depth_metrics',
-           'canonical_instances', 'panoptic_targets', 'panoptic_loss', 'panoptic_from_logits', 'panoptic_quality',
-           'grey_input', 'colour_target', 'colour_loss', 'colour_psnr', 'fid_net', 'colour_metrics', 'Task',
-           'register_task', 'get_task', 'patchify', 'unpatchify', 'label_input', 'label_output', 'label_loss']
+           'canonical_instances', 'panoptic_targets', 'labelled_targets', 'panoptic_loss', 'panoptic_from_logits',
+           'panoptic_quality', 'grey_input', 'colour_target', 'colour_loss', 'colour_psnr', 'fid_net', 'colour_metrics',
+           'Task', 'register_task', 'get_task', 'depth_task', 'panoptic_task', 'colorization_task', 'patchify',
+           'unpatchify', 'label_input', 'label_output', 'label_loss']
 
 # %% ../nbs/12_uvim_tasks.ipynb #affd1708
 def scene_batch(indices, size: int = 32, seed: int = 0, complexity: int = 0) -> dict:
@@ -73,15 +74,17 @@ def depth_predict(logits: torch.Tensor, min_depth: float = MIN_DEPTH, max_depth:
     return bins_to_depth(logits.argmax(1, keepdim=True), logits.shape[1], min_depth, max_depth)
 
 # %% ../nbs/12_uvim_tasks.ipynb #074c9800
-def _check_depths(x: torch.Tensor, name: str):
-    if bad := int((~torch.isfinite(x)).sum()): raise ValueError(f"{name} holds {bad} non-finite values (NaN or inf): depths are finite metres")
+def _check_depths(x: torch.Tensor, name: str, unmeasured: bool = False):
+    if bad := int((~torch.isfinite(x) & ~(unmeasured & torch.isnan(x))).sum()):
+        raise ValueError(f"{name} holds {bad} non-finite values ({'inf' if unmeasured else 'NaN or inf'}): depths are finite metres")
     if bad := int((x <= 0).sum()): raise ValueError(f"{name} holds {bad} values <= 0: depths are positive metres")
 
 def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, min_depth: float = MIN_DEPTH, max_depth: float = MAX_DEPTH) -> dict:
-    "RMSE, abs_rel and δ<1.25 over the pixels with min < gt < max of each image, then averaged over images; pred, gt (N, ...) positive, finite metres (anything else: ValueError)."
+    """RMSE, abs_rel and δ<1.25 over the pixels with min < gt < max of each image, then averaged over images; pred, gt (N, ...)
+    positive, finite metres (anything else: ValueError), except that a NaN in gt is a pixel without measurement, not scored."""
     _check_range(2, min_depth, max_depth)
     if pred.shape != gt.shape or pred.ndim < 2: raise ValueError(f"pred and gt must share a shape (N, ...), got {tuple(pred.shape)} and {tuple(gt.shape)}")
-    _check_depths(gt, "gt"); _check_depths(pred, "pred")
+    _check_depths(gt, "gt", unmeasured=True); _check_depths(pred, "pred")
     p, g = pred.double().flatten(1), gt.double().flatten(1)
     valid = (g > min_depth) & (g < max_depth)
     n = valid.sum(1)
@@ -121,6 +124,11 @@ def panoptic_targets(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     raw = torch.where(inst > 0, inst + 2, torch.where(sky, 2, 1))             # ground 1, sky 2, object slot k → k + 2
     return torch.where(sky, SKY, sem), canonical_instances(raw)
 
+def labelled_targets(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    "Panoptic labels of a labelled source's batch (chapter 04c's `label_data`): its classes as they are, its instances made canonical."
+    _check_batch(batch, ("semantic", "instance"))
+    return batch["semantic"].long(), canonical_instances(batch["instance"].long())
+
 # %% ../nbs/12_uvim_tasks.ipynb #bb272dbc
 def panoptic_loss(sem_logits: torch.Tensor, ins_logits: torch.Tensor, sem: torch.Tensor, ins: torch.Tensor) -> torch.Tensor:
     "Cross-entropy of the semantic logits (N, classes, H, W) plus that of the instance logits (N, ids, H, W), each a mean over pixels."
@@ -136,12 +144,13 @@ def panoptic_from_logits(sem_logits: torch.Tensor, ins_logits: torch.Tensor) -> 
     return label.gather(1, ins.flatten(1)).view_as(ins), ins
 
 # %% ../nbs/12_uvim_tasks.ipynb #76972d17
-def panoptic_quality(pred_sem: torch.Tensor, pred_ins: torch.Tensor, sem: torch.Tensor, ins: torch.Tensor) -> dict:
-    "PQ, SQ and RQ of predicted (classes, instances) (N, H, W) against the true ones, by torchmetrics' PanopticQuality over the whole batch."
+def panoptic_quality(pred_sem: torch.Tensor, pred_ins: torch.Tensor, sem: torch.Tensor, ins: torch.Tensor, things=THINGS, stuffs=STUFFS) -> dict:
+    """PQ, SQ and RQ of predicted (classes, instances) (N, H, W) against the true ones, by torchmetrics' PanopticQuality over
+    the whole batch, with the class ids `things` and `stuffs`; any other class (a labelled source's void) is void, true or predicted."""
     from torchmetrics.detection import PanopticQuality
     if not pred_sem.shape == pred_ins.shape == sem.shape == ins.shape or sem.ndim != 3:
         raise ValueError(f"need four maps (N, H, W) of one shape, got {[tuple(t.shape) for t in (pred_sem, pred_ins, sem, ins)]}")
-    metric = PanopticQuality(things=set(THINGS), stuffs=set(STUFFS), return_sq_and_rq=True)
+    metric = PanopticQuality(things=set(things), stuffs=set(stuffs), return_sq_and_rq=True, allow_unknown_preds_category=True)
     pq, sq, rq = metric(torch.stack([pred_sem, pred_ins], -1).long(), torch.stack([sem, ins], -1).long()).tolist()
     return dict(pq=pq, sq=sq, rq=rq)
 
@@ -191,6 +200,8 @@ class Task:
     keys: tuple           # the metrics a table shows
     show: Callable        # (matplotlib axes, label maps, i) → draws example i
     grey: bool = False    # the models read the grey image only
+    params: dict = field(default_factory=dict, compare=False)   # what `build` made it from: JSON, recorded by the study
+    build: Callable | None = None                               # (**params) → the task specialised to other data; None: fixed
 
     def __post_init__(self):
         if not self.channels or self.metric not in self.keys:
@@ -208,42 +219,66 @@ def register_task(task: Task) -> Task:
     TASKS[task.name] = task
     return task
 
-def get_task(name) -> Task:
-    "The task registered as `name`, or a ValueError naming the registered ones."
+def get_task(name, params: dict | None = None) -> Task:
+    """The task registered as `name`; with `params` (a JSON-able dict) the one its `build` makes from them, specialised
+    to a labelled source. A ValueError names the registered tasks, or the parameters a task does not take."""
+    if isinstance(name, Task) and not params: return name
     if not isinstance(name, str) or name not in TASKS: raise ValueError(f"task must be one of {tuple(TASKS)}, got {name!r}")
-    return TASKS[name]
+    if not params: return TASKS[name]
+    if TASKS[name].build is None: raise ValueError(f"task {name!r} takes no parameters, got {params}")
+    try: return TASKS[name].build(**params)
+    except TypeError as e: raise ValueError(f"task {name!r}: {e} (given {params})") from None
 
 # %% ../nbs/12_uvim_tasks.ipynb #e8ac5729
 def _one_hot(x: torch.Tensor, n: int) -> torch.Tensor: return F.one_hot(x, n).permute(0, 3, 1, 2).float()
 def _panoptic(pair) -> dict: return dict(zip(("semantics", "instances"), pair))
 def _off(ax): ax.set_xticks([]); ax.set_yticks([])
 
-def _panoptic_input(batch: dict) -> dict:
-    sem, ins = panoptic_targets(batch)
-    return {"semantics": _one_hot(sem, len(PANOPTIC_CLASSES)), "instances": _one_hot(ins, NUM_INSTANCES)}
+def depth_task(bins: int = DEPTH_BINS, min_depth: float = MIN_DEPTH, max_depth: float = MAX_DEPTH) -> Task:
+    "Depth quantized into `bins` bins over [min_depth, max_depth] metres: the scenes' range by default, a labelled source's otherwise."
+    bins = _check_range(bins, min_depth, max_depth)
+    to_bins = lambda b: depth_to_bins(_check_batch(b, ("depth",))["depth"][:, 0], bins, min_depth, max_depth)
+    return Task("depth", {"depth": bins}, encode=lambda b: {"depth": _one_hot(to_bins(b), bins)},
+                decode=lambda m: {"depth": depth_predict(m["depth"], min_depth, max_depth)},
+                loss=lambda m, b: depth_loss(m["depth"], to_bins(b)), truth=lambda b: {"depth": _check_batch(b, ("depth",))["depth"]},
+                metrics=lambda m, b: depth_metrics(m["depth"], b["depth"], min_depth, max_depth), metric="rmse", lower=True,
+                keys=("rmse", "abs_rel", "delta1"), params=dict(bins=bins, min_depth=min_depth, max_depth=max_depth), build=depth_task,
+                show=lambda ax, m, i: (ax.imshow(m["depth"][i, 0].numpy(), cmap="magma_r", vmin=min_depth, vmax=max_depth), _off(ax)))
 
-for _task in (
-    Task("depth", {"depth": DEPTH_BINS},
-         encode=lambda b: {"depth": _one_hot(depth_to_bins(_check_batch(b, ("depth",))["depth"][:, 0]), DEPTH_BINS)},
-         decode=lambda m: {"depth": depth_predict(m["depth"])},
-         loss=lambda m, b: depth_loss(m["depth"], depth_to_bins(b["depth"][:, 0], m["depth"].shape[1])),
-         truth=lambda b: {"depth": _check_batch(b, ("depth",))["depth"]},
-         metrics=lambda m, b: depth_metrics(m["depth"], b["depth"]), metric="rmse", lower=True, keys=("rmse", "abs_rel", "delta1"),
-         show=lambda ax, m, i: (ax.imshow(m["depth"][i, 0].numpy(), cmap="magma_r", vmin=MIN_DEPTH, vmax=MAX_DEPTH), _off(ax))),
-    Task("panoptic", {"semantics": len(PANOPTIC_CLASSES), "instances": NUM_INSTANCES}, encode=_panoptic_input,
-         decode=lambda m: _panoptic(panoptic_from_logits(m["semantics"], m["instances"])),
-         loss=lambda m, b: panoptic_loss(m["semantics"], m["instances"], *panoptic_targets(b)),
-         truth=lambda b: _panoptic(panoptic_targets(b)),
-         metrics=lambda m, b: panoptic_quality(m["semantics"], m["instances"], *panoptic_targets(b)), metric="pq", lower=False, keys=("pq", "sq", "rq"),
-         show=lambda ax, m, i: (ax.imshow(m["semantics"][i].numpy(), cmap="tab10", vmin=0, vmax=9, interpolation="nearest"), _off(ax))),
-    Task("colorization", {"colorization": 3},
-         encode=lambda b: {"colorization": colour_target(_check_batch(b, ("image",))["image"])},
-         decode=lambda m: {"colorization": m["colorization"].clamp(-1, 1)},
-         loss=lambda m, b: colour_loss(m["colorization"], colour_target(b["image"])),
-         truth=lambda b: {"colorization": colour_target(_check_batch(b, ("image",))["image"])},
-         metrics=lambda m, b: colour_metrics(m["colorization"], b["image"]), metric="fid", lower=True, keys=("fid", "psnr"), grey=True,
-         show=lambda ax, m, i: (ax.imshow(((m["colorization"][i] + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()), _off(ax)))):
-    register_task(_task)
+def panoptic_task(classes=None, things=THINGS, stuffs=STUFFS, num_instances: int = NUM_INSTANCES) -> Task:
+    """Panoptic segmentation into `classes` (names; None: the scenes' `PANOPTIC_CLASSES`, whose targets `panoptic_targets`
+    derives) with class ids `things` and `stuffs` and `num_instances` instance ids; given classes, the batch holds them (`labelled_targets`)."""
+    targets, C, K = panoptic_targets if classes is None else labelled_targets, len(classes or PANOPTIC_CLASSES), check_int(num_instances, "num_instances", 2)
+    if not set(things) | set(stuffs) <= set(range(C)) or set(things) & set(stuffs):
+        raise ValueError(f"things {things} and stuffs {stuffs} must be distinct class ids below {C}")
+    return Task("panoptic", {"semantics": C, "instances": K}, encode=lambda b: dict(zip(("semantics", "instances"), (_one_hot(t, n) for t, n in zip(targets(b), (C, K))))),
+                decode=lambda m: _panoptic(panoptic_from_logits(m["semantics"], m["instances"])),
+                loss=lambda m, b: panoptic_loss(m["semantics"], m["instances"], *targets(b)), truth=lambda b: _panoptic(targets(b)),
+                metrics=lambda m, b: panoptic_quality(m["semantics"], m["instances"], *targets(b), things, stuffs), metric="pq", lower=False,
+                keys=("pq", "sq", "rq"), build=panoptic_task, params={} if classes is None else dict(classes=list(classes), things=list(things), stuffs=list(stuffs), num_instances=K),
+                show=lambda ax, m, i: (ax.imshow(m["semantics"][i].numpy(), cmap="tab10" if C <= 10 else "tab20", vmin=0, vmax=max(9, C - 1), interpolation="nearest"), _off(ax)))
+
+@functools.lru_cache(maxsize=None)
+def _feature_net_of(settings: str) -> SceneNet:
+    return feature_net(FeatureNetConfig(**json.loads(settings)), progress=False)[0]
+
+def colorization_task(fid="scenes") -> Task:
+    """Colourization, its FID in the features of `fid`: 'scenes' for the book's `fid_net()`, the settings (a dict) of a
+    `FeatureNetConfig` trained on a labelled source's classes, or None where the images have none: FID not measured, PSNR the main metric."""
+    net = None if fid is None else fid_net if fid == "scenes" else functools.partial(_feature_net_of, json.dumps(fid, sort_keys=True))
+    if net is not None and fid != "scenes": FeatureNetConfig(**fid)       # settings it does not take fail here
+    metrics = (lambda m, b: colour_metrics(m["colorization"], b["image"], net())) if net else \
+              (lambda m, b: {"psnr": colour_psnr(m["colorization"], colour_target(b["image"])), "fid": None})
+    return Task("colorization", {"colorization": 3},
+                encode=lambda b: {"colorization": colour_target(_check_batch(b, ("image",))["image"])},
+                decode=lambda m: {"colorization": m["colorization"].clamp(-1, 1)},
+                loss=lambda m, b: colour_loss(m["colorization"], colour_target(b["image"])),
+                truth=lambda b: {"colorization": colour_target(_check_batch(b, ("image",))["image"])},
+                metrics=metrics, metric="fid" if net else "psnr", lower=bool(net), keys=("fid", "psnr") if net else ("psnr",), grey=True,
+                params={} if fid == "scenes" else dict(fid=fid), build=colorization_task,
+                show=lambda ax, m, i: (ax.imshow(((m["colorization"][i] + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()), _off(ax)))
+
+for _task in (depth_task(), panoptic_task(), colorization_task()): register_task(_task)
 
 # %% ../nbs/12_uvim_tasks.ipynb #a27c8a8e
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -264,15 +299,15 @@ def unpatchify(x: torch.Tensor, patch: int, size) -> torch.Tensor:
     return x.reshape(N, H // patch, W // patch, C, patch, patch).permute(0, 3, 1, 4, 2, 5).reshape(N, C, H, W)
 
 # %% ../nbs/12_uvim_tasks.ipynb #27156ac6
-def label_input(task: str, batch: dict, patch: int = 8) -> dict:
-    "The label of `task` as the stage-I oracle reads it: the task's `encode`, in patch layout {part: (N, patches, C, patch²)}."
+def label_input(task, batch: dict, patch: int = 8) -> dict:
+    "The label of `task` (a name, or a `Task` from `get_task`) as the stage-I oracle reads it: the task's `encode`, in patch layout {part: (N, patches, C, patch²)}."
     return {k: patchify(v, patch) for k, v in get_task(task).encode(batch).items()}
 
-def label_output(task: str, x: dict, size, patch: int = 8) -> dict:
+def label_output(task, x: dict, size, patch: int = 8) -> dict:
     "Logits (or `label_input`'s encodings) in patch layout → the label maps of `task` (its `decode`)."
     return get_task(task).decode({k: unpatchify(v, patch, size) for k, v in x.items()})
 
-def label_loss(task: str, logits: dict, batch: dict, patch: int = 8) -> torch.Tensor:
+def label_loss(task, logits: dict, batch: dict, patch: int = 8) -> torch.Tensor:
     "The loss of `task` for decoder logits in patch layout (as `label_input`) against a scenes batch (whose tensors end in H, W)."
     size = tuple(next(iter(_check_batch(batch, ()).values())).shape[-2:])
     return get_task(task).loss({k: unpatchify(v, patch, size) for k, v in logits.items()}, batch)

@@ -4,7 +4,7 @@ terminal sends it) is one line and exit 130, and the same command then finishes 
 a cache folder that cannot be written is one line naming it; `--help` names every preset; each study's smoke run
 finishes with its records, figures, table and plumbing verdicts; `--data folder:PATH` trains on a folder of photographs,
 and a damaged photograph in it is one line naming the file."""
-import importlib, os, re, signal, subprocess
+import importlib, json, os, re, signal, subprocess
 import pytest
 from fastcore.script import anno_parser
 from conftest import console_script, cli_env, check_argument_errors
@@ -141,4 +141,32 @@ def test_data_folder(tmp_path):
     p = subprocess.run(cmd + ["--out", str(tmp_path / "t2")], capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr[-3000:]
     assert p.stderr.startswith("fsq-tokenizer: error: ") and f"{jpg}: cannot read this image" in p.stderr, p.stderr
+    assert {e.name for e in (tmp_path / "cache").iterdir()} == before
+
+
+def test_uvim_labelled_folders(tmp_path):
+    """`fsq-uvim --preset smoke` on labelled folders written from rendered scenes (chapter 04c): depth on an NYU-style
+    folder of image + depth pairs, panoptic on a COCO panoptic folder; study.json records the source and the task's
+    parameters. Then one bad file per format: one line naming it, exit 2, and no labels entry left in the cache."""
+    from fsq_lit.labels import write_depth_folder, write_coco_panoptic
+    import numpy as np
+    nyu, coco, env = write_depth_folder(tmp_path / "nyu", n=24, size=40), write_coco_panoptic(tmp_path / "coco", n=24, size=40), cli_env(tmp_path)
+    run = lambda task, folder, out: subprocess.run([console_script("fsq-uvim"), "--task", task, "--preset", "smoke", "--arms", "fsq",
+                                                   "--data", f"folder:{folder}", "--no_progress", "--out", str(tmp_path / out)],
+                                                  capture_output=True, text=True, env=env, timeout=600)
+    for task, folder, params in (("depth", nyu, {"bins", "min_depth", "max_depth"}), ("panoptic", coco, {"classes", "things", "stuffs", "num_instances"})):
+        p = run(task, folder, task)
+        assert p.returncode == 0, p.stderr[-3000:]
+        meta, records = (json.loads((tmp_path / task / f).read_text()) for f in ("study.json", "results.json"))
+        assert meta["data"] == meta["config"]["data"] == f"folder:{folder}" and set(meta["task_params"]) == params, meta
+        assert len(records) == 3 and all(r["task"] == task for r in records)
+    assert json.loads((tmp_path / "panoptic" / "study.json").read_text())["task_params"]["classes"][0] == "void"
+    before = {e.name for e in (tmp_path / "cache").iterdir()}
+    bad_depth, extra = nyu / "depth" / "scene_005.npy", coco / "annotations" / "panoptic" / "scene_099.png"
+    np.save(bad_depth, np.ones((40, 36), np.float32))
+    (coco / "annotations" / "panoptic" / "scene_000.png").rename(extra)
+    for task, folder, says in (("depth", nyu, f"{bad_depth}: 36x40 px, but its image"), ("panoptic", coco, f"{extra}: a panoptic PNG without an entry")):
+        p = run(task, folder, task + "2")
+        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr[-3000:]
+        assert p.stderr.startswith("fsq-uvim: error: ") and says in p.stderr, p.stderr
     assert {e.name for e in (tmp_path / "cache").iterdir()} == before
