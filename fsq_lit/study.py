@@ -103,7 +103,7 @@ class Rule:
 def _tolerance(r: Rule) -> str:
     if r.how: return '—'
     t = f"{r.tolerance:.0%} of the other's" if r.relative else f"{r.tolerance:g}"
-    return t if r.tolerance else 'none (strict)' if r.sided == 'one-sided' else '0'
+    return t if r.tolerance else 'none'
 
 def rules_table(rules) -> str:
     "The rules as a markdown table: claim, metric, better, tolerance, sides, seeds; a rule in words and a changed rule get their own columns where any has one."
