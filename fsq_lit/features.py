@@ -18,11 +18,14 @@ from .data import as_images, check_images
 from .sources import DataError, image_data, parse_source, source_fingerprint
 from .runs import RunError, atomic_write, write_json, read_json, state_digest
 from .train import TrainConfig, fit, hardware, pick_device
+from .study import weights_checksum
 
 # %% auto #0
-__all__ = ['FEATURES_VERSION', 'SceneNet', 'embed', 'class_accuracy', 'FeatureNetConfig', 'config_record', 'feature_net_key',
-           'feature_net_paths', 'degrade', 'train_feature_net', 'feature_net', 'SceneFeatures', 'fid',
-           'frechet_distance', 'knn_radii', 'inside', 'precision_recall', 'generation_metrics']
+__all__ = ['FEATURES_VERSION', 'INCEPTION_URL', 'INCEPTION_SPACE', 'SceneNet', 'embed', 'class_accuracy', 'FeatureNetConfig',
+           'config_record', 'feature_net_key', 'feature_net_paths', 'degrade', 'train_feature_net', 'feature_net',
+           'SceneFeatures', 'fid', 'frechet_distance', 'knn_radii', 'inside', 'precision_recall', 'generation_metrics',
+           'inception_weights', 'inception_available', 'InceptionFeatures', 'MetricSpace', 'metric_space',
+           'space_metrics']
 
 # %% ../nbs/10a_features.ipynb #766bad07
 def _conv(cin: int, cout: int) -> list:
@@ -305,4 +308,58 @@ def generation_metrics(net: SceneNet, real, fake, fake_labels=None, k: int = 3, 
     p, r = precision_recall(rf, ff, k)
     out = dict(fid=frechet_distance(rf, ff), precision=p, recall=r)
     if fake_labels is not None: out["class_accuracy"] = _accuracy(logits, fake_labels)
+    return out
+
+# %% ../nbs/10a_features.ipynb #1377762f
+INCEPTION_URL = 'https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth'
+INCEPTION_SPACE = 'inception-v3 (torchmetrics)'   # the feature space a record names when it was measured with it
+
+def inception_weights() -> Path:
+    "Where torch-fidelity (torchmetrics' FID network) keeps its Inception-v3 weights: the torch hub cache's `checkpoints` folder."
+    return Path(torch.hub.get_dir()) / 'checkpoints' / INCEPTION_URL.rsplit('/', 1)[1]
+
+def inception_available() -> bool:
+    "Whether torchmetrics' Inception features can run here without the network: torch-fidelity installed and its weights file present."
+    from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
+    return bool(_TORCH_FIDELITY_AVAILABLE) and inception_weights().is_file()
+
+def _inception_extractor() -> nn.Module:
+    "torchmetrics' FID Inception-v3 read from `inception_weights()` (never downloaded here): uint8 (B, 3, H, W) → (B, 2048)."
+    from torchmetrics.image.fid import NoTrainInceptionV3
+    return NoTrainInceptionV3(name='inception-v3-compat', features_list=['2048'], feature_extractor_weights_path=str(inception_weights()))
+
+class InceptionFeatures(nn.Module):
+    "torchmetrics' Inception behind `SceneNet`'s interface: `features` of float images (B, 3, H, W) in [0, 1] (any size), 2048 of them; no classes."
+    def __init__(self, extractor: nn.Module | None = None):
+        super().__init__()
+        self.extractor = _inception_extractor() if extractor is None else extractor
+        self.feature_dim, self.image_size, self.num_classes = 2048, None, 0
+
+    def features(self, x: torch.Tensor) -> torch.Tensor: return self.extractor((x.clamp(0, 1) * 255).byte()).reshape(len(x), -1).float()
+    def head(self, f: torch.Tensor) -> torch.Tensor: return f[:, :0]   # no logits: class accuracy is not measured in this space
+
+# %% ../nbs/10a_features.ipynb #0d2ea83f
+@dataclass
+class MetricSpace:
+    "Where generated images are judged: `net` embeds them for FID, precision and recall (None: not measured), `space` names it (None with it), `classifier` (a SceneNet of the images' classes, or None) scores class accuracy, `info` is its training's."
+    net: nn.Module | None = None
+    space: str | None = None
+    classifier: SceneNet | None = None
+    info: dict | None = None
+
+def metric_space(cfg: FeatureNetConfig, labelled: bool, cache_dir=None, progress: bool = True, device=None) -> MetricSpace:
+    """The metrics' space for the images of `cfg.data` (`labelled`: whether they have classes): the scenes' `SceneNet`;
+    for other images Inception where it is here (`inception_available`), else a `SceneNet` trained on their classes,
+    else none. The `SceneNet` of the classes (trained once, cached: `feature_net`) is the classifier wherever there are classes."""
+    clf, info = feature_net(cfg, cache_dir, progress, device) if labelled or cfg.data == 'scenes' else (None, None)
+    if cfg.data != 'scenes' and inception_available():
+        return MetricSpace(InceptionFeatures().to(pick_device(device or 'auto')).eval(), INCEPTION_SPACE, clf, info)
+    return MetricSpace(clf, f"{feature_net_key(cfg)}@{weights_checksum(clf)}", clf, info) if clf is not None else MetricSpace()
+
+def space_metrics(ms: MetricSpace, real, fake, fake_labels=None, k: int = 3) -> dict:
+    "FID, precision, recall and (with `fake_labels`) class accuracy of `fake` against `real` in `ms`; None for each one it cannot measure."
+    out = dict(fid=None, precision=None, recall=None, class_accuracy=None)
+    if ms.net is not None: out.update(generation_metrics(ms.net, real, fake, fake_labels if ms.net is ms.classifier else None, k))
+    if fake_labels is not None and ms.classifier is not None and ms.net is not ms.classifier:
+        out['class_accuracy'] = class_accuracy(ms.classifier, fake, fake_labels)
     return out

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11a_generation.ipynb #f165ad15
 from __future__ import annotations
-import time
+import math, time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 import torch
@@ -14,19 +14,20 @@ from .scalar import check_int
 from .scenes import SCENE_LABELS
 from .runs import RunError, split_list
 from .train import TrainConfig, fit
-from .study import Study, TokenizerStudyConfig, weights_checksum, read_derived, write_derived, once
+from .study import Study, TokenizerStudyConfig, Rule, read_derived, write_derived, once
 from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer, reconstruct
 from .sources import image_data
-from .quantizer import get_variant
+from .quantizer import get_variant, uniform_usage
 from .transformer import TransformerConfig
 from .tokens import tokenizer_checksum, make_tokens, token_tensors, data_tokens_key
-from .features import FeatureNetConfig, feature_net, feature_net_key, fid, class_accuracy, generation_metrics
+from .features import FeatureNetConfig, fid, class_accuracy, metric_space, space_metrics, inception_weights, INCEPTION_SPACE
 from .maskgit import MaskGITConfig, MaskGIT, maskgit_loss, generate, decoding, condition_labels, plot_samples, plot_decoding
 
 # %% auto #0
 __all__ = ['STAGE_ONE', 'MODELS', 'PRESETS', 'MASKGIT', 'SAMPLES_PER_CLASS', 'LABELS', 'FID_TOLERANCE', 'PR_TOLERANCE',
-           'GenerationConfig', 'MaskGITStudy', 'load_given', 'real_set', 'stage_one', 'stage_two', 'samples_path',
-           'plot_sweeps', 'main_records', 'main']
+           'WAS_TWO_SIDED', 'GenerationConfig', 'MaskGITStudy', 'load_given', 'real_set', 'num_classes',
+           'unconditional', 'stage_one', 'stage_two', 'samples_path', 'plot_sweeps', 'main_records', 'maskgit_rules',
+           'main']
 
 # %% ../nbs/11a_generation.ipynb #baf77801
 STAGE_ONE = {   # the tokenizers of the study, each a TokenizerConfig's quantizer settings
@@ -127,7 +128,13 @@ class MaskGITStudy(Study):
 
     def key(self, r: dict) -> tuple: return r['model'], r['steps'], float(r['guidance'])
 
-    says = "{model} T={steps} guidance={guidance}: FID {fid:.4g}  precision {precision:.3f}  recall {recall:.3f}  class acc {class_accuracy:.3f}"
+    def line(self, r: dict) -> str:
+        "The progress line of record `r`: its key and its scores, each 'not measured' where its feature space could not measure it."
+        return (f"{r['model']} T={r['steps']} guidance={r['guidance']}: FID {_num(r['fid'], '.4g', 'not measured')}  precision "
+                f"{_num(r['precision'], '.3f', 'not measured')}  recall {_num(r['recall'], '.3f', 'not measured')}  "
+                f"class acc {_num(r['class_accuracy'], '.3f', 'not measured')}")
+
+def _num(v, spec: str, none: str = '—') -> str: return none if v is None else format(v, spec)
 
 MASKGIT = MaskGITStudy()
 
@@ -139,34 +146,45 @@ def load_given(cfg: GenerationConfig, key: str, path):
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e: raise RunError(f"--tokenizers {key}={path}: {e}") from None
 
 def real_set(cfg: GenerationConfig, data: dict) -> tuple:
-    "The held-out scenes every generated set is compared with, and their labels: the first n_samples (or all) of the test split, so both sets have one size."
+    "The held-out images every generated set is compared with, and their labels (None without classes): the first n_samples (or all) of the test split, so both sets have one size."
     n = min(cfg.n_samples, cfg.n_test)
-    return data['test_x'][:n], data['test_y'][:n]
+    return data['test_x'][:n], None if data['test_y'] is None else data['test_y'][:n]
+
+def num_classes(data: dict) -> int:
+    "MaskGIT's number of classes for `data`: its classes, or 1 where it has none (every label is then the null class: `unconditional`)."
+    return len(data['classes']) if data['classes'] else 1
+
+def unconditional(n: int) -> torch.Tensor:
+    "`n` labels of a MaskGIT of images without classes: each its null class (class 1 of `num_classes` = 1), the model guidance calls unconditional."
+    return torch.ones(n, dtype=torch.long)
 
 # %% ../nbs/11a_generation.ipynb #c7ca2c71
 def stage_one(cfg: GenerationConfig, key: str, ctx: dict) -> tuple:
     """Stage I for `key`: the tokenizer given by path (`ctx['tokenizers']`), or the one trained in `out/stage1/<key>`
     (trained there now, resumably, if it is not finished); returns it with its held-out usage, perplexity, PSNR,
-    reconstruction FID (rFID) and the class accuracy of its reconstructions."""
+    reconstruction FID (rFID) and the class accuracy of its reconstructions, each None where the metrics' space cannot measure it."""
     d, given, data = ctx['out'] / 'stage1' / key, (ctx.get('tokenizers') or {}).get(key), ctx['data']
     if given is not None: tok = load_given(cfg, key, given)
     elif (d / 'summary.json').is_file() and (d / 'tokenizer').is_dir(): tok = load_tokenizer(d / 'tokenizer')
     else: tok, _ = train_tokenizer(cfg.stage_one(key), out=d, data=(data['train_x'], data['test_x'][:0]))
     tok = tok.to(ctx['device']).eval()
     (x, y), ev = real_set(cfg, data), evaluate_tokenizer(tok, data['test_x'])
-    recon = reconstruct(tok, x)
+    recon, ms = reconstruct(tok, x), ctx['metrics']
     return tok, dict(tokenizer=str(given or d / 'tokenizer'), tokenizer_checksum=tokenizer_checksum(tok),
                      codebook_size=tok.quantizer.codebook_size, usage=ev['usage'], perplexity=ev['perplexity'], psnr=ev['psnr'],
-                     rfid=fid(ctx['net'], x, recon), recon_class_accuracy=class_accuracy(ctx['net'], recon, y))
+                     rfid=None if ms.net is None else fid(ms.net, x, recon),
+                     recon_class_accuracy=None if ms.classifier is None else class_accuracy(ms.classifier, recon, y))
 
 def stage_two(cfg: GenerationConfig, model: str, ctx: dict) -> tuple:
-    """Stage II: MaskGIT `model` trained with `fit` on the tokens of the training scenes (tokenized once, cached: 10),
-    in `out/stage2/<model>-<tokenizer checksum>` (resumable; a finished run is loaded, not retrained)."""
+    """Stage II: MaskGIT `model` trained with `fit` on the tokens of the training images (tokenized once, cached: 10) and
+    their labels (`unconditional` ones without classes), in `out/stage2/<model>-<tokenizer checksum>` (resumable; a
+    finished run is loaded, not retrained)."""
     tok, data = ctx['stage1'][MODELS[model][0]][0], ctx['data']
     key = data_tokens_key(cfg.data, cfg.image_size, cfg.data_seed, 0, len(data['train_x']), 'train')   # chapter 10's key
-    tokens = token_tensors(make_tokens(tok, data['train_x'], data['train_y'], key, progress=cfg.progress))
+    labels = data['train_y'] if data['classes'] else unconditional(len(data['train_x']))
+    tokens = token_tensors(make_tokens(tok, data['train_x'], labels, key, progress=cfg.progress))
     torch.manual_seed(cfg.seed)
-    net = MaskGIT(cfg.stage_two(model, tok.quantizer.codebook_size, len(data['classes'])))
+    net = MaskGIT(cfg.stage_two(model, tok.quantizer.codebook_size, num_classes(data)))
     tcfg = replace(cfg.train_config(net.flops_per_sample()), out=str(ctx['out'] / 'stage2' / f"{model}-{tokenizer_checksum(tok)[:12]}"))
     res = fit(net, tokens, maskgit_loss, tcfg)
     last = res.history[-1] if res.history else {}
@@ -177,11 +195,12 @@ def stage_two(cfg: GenerationConfig, model: str, ctx: dict) -> tuple:
 # %% ../nbs/11a_generation.ipynb #ffc0e2e1
 @patch
 def prepare(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
-    "The scenes, the feature network and its space, and every stage-I tokenizer (`stage_one`), into `ctx`; the network and space into study.json."
+    "The images, the metrics' space (10a's `metric_space`) and every stage-I tokenizer (`stage_one`), into `ctx`; the space, its network's info and the classes into study.json."
     ctx['data'] = image_data(cfg.data, cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test, cfg.progress)
-    net, info = feature_net(cfg.feature_config(), progress=cfg.progress, device=ctx['device'])
-    space = f"{feature_net_key(cfg.feature_config())}@{weights_checksum(net)}"
-    ctx.update(net=net, space=space); ctx['meta'].update(feature_net=info, feature_space=space, classes=ctx['data']['classes'])
+    ms = metric_space(cfg.feature_config(), bool(ctx['data']['classes']), progress=cfg.progress, device=ctx['device'])
+    ctx.update(metrics=ms, space=ms.space); ctx['meta'].update(feature_net=ms.info, feature_space=ms.space, classes=ctx['data']['classes'])
+    if ms.net is None: print(f"{cfg.data}: no classes to train a feature network on and no Inception weights at {inception_weights()} "
+                             "(chapter 10a): FID, precision, recall and class accuracy are not measured", flush=True)
     ctx['stage1'] = {k: stage_one(cfg, k, ctx) for k in dict.fromkeys(MODELS[m][0] for m in cfg.models)}
 
 @patch
@@ -198,17 +217,17 @@ def keep(self: MaskGITStudy, cfg: GenerationConfig, r: dict, ctx: dict) -> dict 
 @patch
 def measure(self: MaskGITStudy, cfg: GenerationConfig, key: tuple, ctx: dict) -> dict:
     """One record: the model of `key` (its stage II trained once per run, `once`) sampled at (steps, guidance) = key[1:],
-    scored against the held-out scenes in the feature space of `prepare`, with its tokenizer's and its training's numbers."""
+    scored against the held-out images in the metrics' space of `prepare` (None where it cannot measure), with its tokenizer's and its training's numbers."""
     name, steps, guidance = key
     tok, st1 = ctx['stage1'][MODELS[name][0]]
     model, st2 = once(ctx, ('stage2', name), lambda: stage_two(cfg, name, ctx))
     real, real_y = real_set(cfg, ctx['data'])
-    labels = condition_labels(real_y, cfg.n_samples)
+    labels = unconditional(cfg.n_samples) if real_y is None else condition_labels(real_y, cfg.n_samples)
     t = time.perf_counter()
     fake = generate(model, tok.detokenize, labels, steps, guidance, cfg.choice_temperature, cfg.seed, progress=cfg.progress)
     dt = time.perf_counter() - t
     return dict(model=name, quantizer=STAGE_ONE[MODELS[name][0]]['quantizer'], head=MODELS[name][1], steps=steps,
-                guidance=guidance, n_samples=len(fake), n_real=len(real), **generation_metrics(ctx['net'], real, fake, labels),
+                guidance=guidance, n_samples=len(fake), n_real=len(real), **space_metrics(ctx['metrics'], real, fake, None if real_y is None else labels),
                 sample_images_per_s=round(len(fake) / dt, 1), **st1, **st2, feature_space=ctx['space'])
 
 # %% ../nbs/11a_generation.ipynb #0c5dd3c4
@@ -218,9 +237,11 @@ def samples_path(out, model: str) -> Path: return Path(out) / 'samples' / f"{mod
 
 @patch
 def finish(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
-    """Every model's sample grid (every class, SAMPLES_PER_CLASS each) and the first model's decoding of class 0, with the main
-    decoder's settings: made where missing or damaged (`read_derived`), or where the model was measured in this run."""
-    out, grid_labels = ctx['out'], torch.arange(len(ctx['data']['classes'])).repeat_interleave(SAMPLES_PER_CLASS)
+    """Every model's sample grid (every class, SAMPLES_PER_CLASS each; without classes SAMPLES_PER_CLASS unconditional ones) and
+    the first model's decoding of class 0 (or unconditional), with the main decoder's settings: made where missing or damaged
+    (`read_derived`), or where the model was measured in this run."""
+    classes, out = ctx['data']['classes'], ctx['out']
+    grid_labels = torch.arange(len(classes)).repeat_interleave(SAMPLES_PER_CLASS) if classes else unconditional(SAMPLES_PER_CLASS)
     decoder = (cfg.sample_steps, cfg.guidance, cfg.choice_temperature)
     for name in cfg.models:
         fresh, tok = ('stage2', name) in ctx, ctx['stage1'][MODELS[name][0]][0]
@@ -228,66 +249,94 @@ def finish(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
         steps_file = name == cfg.models[0] and (fresh or read_derived(out / 'decoding.pt') is None)
         if grid or steps_file: model = once(ctx, ('stage2', name), lambda: stage_two(cfg, name, ctx))[0]
         if grid: write_derived(samples_path(out, name), generate(model, tok.detokenize, grid_labels, *decoder, cfg.seed + 1))
-        if steps_file: write_derived(out / 'decoding.pt', decoding(model, tok.detokenize, 0, *decoder, cfg.seed))
+        if steps_file: write_derived(out / 'decoding.pt', decoding(model, tok.detokenize, 0 if classes else 1, *decoder, cfg.seed))
 
 # %% ../nbs/11a_generation.ipynb #a1152251
 LABELS = {'fsq': 'FSQ', 'vq': 'VQ (entropy loss)', 'vq-ema+reseed': 'VQ (EMA + reseeding)', 'fsq-factorized': 'FSQ, factorized head'}
 
 def plot_sweeps(records, cfg: GenerationConfig):
-    "FID against sampling steps (guidance fixed) and against guidance (steps fixed), one line per swept model."
+    "FID against sampling steps (guidance fixed) and against guidance (steps fixed), one line per swept model; a panel says so where FID was not measured."
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(9, 3.2))
+    space = next((r.get('feature_space') for r in records), None)
+    unit = ('scene features' if cfg.data == 'scenes' else 'Inception features' if space == INCEPTION_SPACE else
+            "features of the data's classes" if space else 'not measured')
     for m in cfg.sweep_models:
-        rs = [r for r in records if r['model'] == m]
+        rs = [r for r in records if r['model'] == m and r['fid'] is not None]
         by_s = sorted((r['steps'], r['fid']) for r in rs if r['guidance'] == cfg.guidance and r['steps'] in cfg.sweep_steps)
         by_g = sorted((r['guidance'], r['fid']) for r in rs if r['steps'] == cfg.sample_steps and r['guidance'] in cfg.sweep_guidance)
         if by_s: axs[0].plot(*zip(*by_s), 'o-', label=LABELS[m])
         if by_g: axs[1].plot(*zip(*by_g), 'o-', label=LABELS[m])
     axs[0].set_xlabel('sampling steps T'); axs[0].set_title(f'FID against steps (guidance {cfg.guidance:g})', fontsize=10)
     axs[1].set_xlabel('guidance a'); axs[1].set_title(f'FID against guidance (T = {cfg.sample_steps})', fontsize=10)
-    for ax in axs: ax.set_ylabel('FID (scene features)'); ax.grid(alpha=0.3); ax.legend(fontsize=8)
+    for ax in axs:
+        ax.set_ylabel(f'FID ({unit})'); ax.grid(alpha=0.3)
+        if ax.lines: ax.legend(fontsize=8)
+        else: ax.text(0.5, 0.5, 'FID not measured:\nno feature space for these images', ha='center', va='center', transform=ax.transAxes)
     return fig
 
 @patch
 def draw(self: MaskGITStudy, st: dict, out: Path) -> list:
     "samples.png, sweeps.png and decoding.png from what `out` holds; a missing or damaged samples or decoding file is left out."
     samples = {LABELS[m]: x for m in MODELS if (x := read_derived(samples_path(out, m))) is not None}
-    classes = st['meta'].get('classes', SCENE_LABELS)   # studies from before --data: the scenes'
-    figs = [(plot_samples(samples, classes, SAMPLES_PER_CLASS), 'samples.png'),
+    classes = st['meta'].get('classes', SCENE_LABELS)   # studies from before --data: the scenes'; None: images without classes
+    rows, names = (classes, classes) if classes else (['unconditional'], {1: 'unconditional'})   # 1: the null class
+    figs = [(plot_samples(samples, rows, SAMPLES_PER_CLASS), 'samples.png'),
             (plot_sweeps(st['records'], self.config_of(st)), 'sweeps.png')]
-    figs += [(plot_decoding(d, classes), 'decoding.png')] if (d := read_derived(out / 'decoding.pt')) is not None else []
+    figs += [(plot_decoding(d, names), 'decoding.png')] if (d := read_derived(out / 'decoding.pt')) is not None else []
     for f, _ in figs: f.tight_layout()
     return figs
 
 # %% ../nbs/11a_generation.ipynb #b1fedcbc
 FID_TOLERANCE = 0.15   # "samples as well as": FID at most 15% above the other's (the paper: 4.534 against 4.509, 0.6%)
 PR_TOLERANCE = 0.05    # precision, recall, class accuracy at most 0.05 below (the paper: 0.864 / 0.860 and 0.453 / 0.465)
+WAS_TWO_SIDED = ("was two-sided ('within {tol} of VQ's': abs(FSQ − VQ) <= {tol}); the `cpu` study's first run failed the precision "
+                 "and recall rule only because FSQ's recall was more than {tol} ABOVE VQ's, which the paper's claim (FSQ loses "
+                 "nothing against VQ) does not forbid, so both rules became one-sided; the old rule on the committed `cpu` files: {old}")
 
 def main_records(records, cfg: GenerationConfig) -> dict:
     "{model: record} at the main decoder setting (cfg.sample_steps, cfg.guidance)."
     return {r['model']: r for r in records if r['steps'] == cfg.sample_steps and r['guidance'] == float(cfg.guidance)}
 
+def maskgit_rules(cfg: GenerationConfig) -> dict[str, Rule]:
+    "The declared rule of each claim, by a short name: FSQ (the first arm) against VQ, one seed per arm; usage read against a uniform code's on the held-out tokens (`uniform_usage`)."
+    fid_rule = lambda claim: Rule(claim, 'FID', 'lower', FID_TOLERANCE, relative=True)
+    K, n = math.prod(STAGE_ONE['fsq']['levels']), cfg.n_test * cfg.tokens_per_image
+    return dict(
+        fid=fid_rule(f"FSQ samples as well as VQ (FID at most {FID_TOLERANCE:.0%} above VQ's)"),
+        ema=fid_rule(f"FSQ samples as well as the book's strongest VQ, EMA + reseeding (FID at most {FID_TOLERANCE:.0%} above)"),
+        pr=Rule(f"FSQ's precision and recall are at most {PR_TOLERANCE} below VQ's", 'precision and recall (each)', 'higher', PR_TOLERANCE,
+                changed=WAS_TWO_SIDED.format(tol=PR_TOLERANCE, old='DID NOT HOLD')),
+        usage=Rule('FSQ uses all its codes (>= 99% on held-out scenes) and more of them than VQ', "tokenizer's codebook usage",
+                   how=f"FSQ's usage on the {n:,} held-out tokens ({cfg.n_test:,} images) >= 99% of a uniform code's there "
+                       f"(uniform_usage({K}, {n:,}) = {uniform_usage(K, n):.2%}), and above VQ's"),
+        acc=Rule(f"FSQ's samples show their class as often as VQ's (class accuracy at most {PR_TOLERANCE} below)", 'class accuracy',
+                 'higher', PR_TOLERANCE, changed=WAS_TWO_SIDED.format(tol=PR_TOLERANCE, old='held')),
+        fac=fid_rule(f'the factorized head samples as well as the full head (FID at most {FID_TOLERANCE:.0%} above)'))
+
+def _each(rule: Rule, a: dict | None, b: dict | None, keys) -> bool | None:
+    "Whether `rule` holds for `a` against `b` on every metric of `keys`; None (not measurable) where a record or a value is missing."
+    got = [rule.holds(a[k], b[k]) for k in keys] if a and b else [None]
+    return None if None in got else all(got)
+
 @patch
 def claims(self: MaskGITStudy, records, cfg: GenerationConfig) -> dict:
-    "The paper's MaskGIT claims (and the factorized head's), each True, False or None (not measured), from `records`."
+    "The paper's MaskGIT claims (and the factorized head's), keyed by their declared `Rule`s (`maskgit_rules`), each True, False or None (not measurable), from `records`."
     fsq, vq, fac, ema = map(main_records(records, cfg).get, ('fsq', 'vq', 'fsq-factorized', 'vq-ema+reseed'))
-    as_good = lambda a, b: a['fid'] <= (1 + FID_TOLERANCE) * b['fid'] if a and b else None   # FID of a at most the tolerance above b's
-    near = lambda *ks: all(fsq[k] >= vq[k] - PR_TOLERANCE for k in ks) if fsq and vq else None
-    return {f"FSQ samples as well as VQ (FID at most {FID_TOLERANCE:.0%} above VQ's)": as_good(fsq, vq),
-            f"FSQ samples as well as the book's strongest VQ, EMA + reseeding (FID at most {FID_TOLERANCE:.0%} above)": as_good(fsq, ema),
-            f"FSQ's precision and recall are at most {PR_TOLERANCE} below VQ's": near('precision', 'recall'),
-            'FSQ uses all its codes (>= 99% on held-out scenes) and more of them than VQ': fsq['usage'] >= 0.99 and fsq['usage'] > vq['usage'] if fsq and vq else None,
-            f"FSQ's samples show their class as often as VQ's (class accuracy at most {PR_TOLERANCE} below)": near('class_accuracy'),
-            f'the factorized head samples as well as the full head (FID at most {FID_TOLERANCE:.0%} above)': as_good(fac, fsq)}
+    R, reach = maskgit_rules(cfg), 0.99 * uniform_usage(math.prod(STAGE_ONE['fsq']['levels']), cfg.n_test * cfg.tokens_per_image)
+    return {R['fid']: _each(R['fid'], fsq, vq, ['fid']), R['ema']: _each(R['ema'], fsq, ema, ['fid']),
+            R['pr']: _each(R['pr'], fsq, vq, ['precision', 'recall']),
+            R['usage']: fsq['usage'] >= reach and fsq['usage'] > vq['usage'] if fsq and vq else None,
+            R['acc']: _each(R['acc'], fsq, vq, ['class_accuracy']), R['fac']: _each(R['fac'], fac, fsq, ['fid'])}
 
 @patch
 def table(self: MaskGITStudy, records, cfg: GenerationConfig) -> str:
-    "The main table (decoder at cfg.sample_steps, cfg.guidance) as markdown."
+    "The main table (decoder at cfg.sample_steps, cfg.guidance) as markdown; '—' where a metric was not measured."
     head = ('| model | codes | usage | PSNR | rFID | recon. class acc. | FID | precision | recall | class acc. | params | samples/s |\n'
             '|---|---|---|---|---|---|---|---|---|---|---|---|\n')
-    rows = [f"| {LABELS[k]} | {r['codebook_size']} | {r['usage']:.1%} | {r['psnr']:.2f} | {r['rfid']:.4g} | {r['recon_class_accuracy']:.3f} "
-            f"| {r['fid']:.4g} | {r['precision']:.3f} | {r['recall']:.3f} | {r['class_accuracy']:.3f} | {r['params'] / 1e6:.2f} M "
-            f"| {r['sample_images_per_s']:.0f} |"
+    rows = [f"| {LABELS[k]} | {r['codebook_size']} | {r['usage']:.1%} | {r['psnr']:.2f} | {_num(r['rfid'], '.4g')} | {_num(r['recon_class_accuracy'], '.3f')} "
+            f"| {_num(r['fid'], '.4g')} | {_num(r['precision'], '.3f')} | {_num(r['recall'], '.3f')} | {_num(r['class_accuracy'], '.3f')} "
+            f"| {r['params'] / 1e6:.2f} M | {r['sample_images_per_s']:.0f} |"
             for k, r in main_records(records, cfg).items()]
     return head + '\n'.join(rows)
 
@@ -304,7 +353,7 @@ def _tokenizer_paths(spec: str | None, cfg: GenerationConfig) -> dict:
 @call_parse
 def main(preset: str = 'cpu',             # smoke, cpu or gpu
          out: str = 'runs/maskgit',       # output directory (a study there with the same settings resumes)
-         data: str = None,                # scenes (default), or labelled images: folder:PATH or hub:NAME[@SPLIT] (chapter 04b)
+         data: str = None,                # scenes (default), folder:PATH or hub:NAME[@SPLIT] (chapter 04b); without classes: unconditional
          tokenizers: str = None,          # reuse saved tokenizers instead of training them: fsq=PATH,vq=PATH,...
          steps: int = None,               # override stage II's optimizer steps
          tok_steps: int = None,           # override stage I's optimizer steps

@@ -294,7 +294,7 @@ def _tree_signature(root) -> list:
     return [f"{p}:{(st := p.stat()).st_size}:{st.st_mtime_ns}" for p in sorted(Path(root).rglob('*')) if p.is_file()]
 
 def labels_path(task, src, splits, size, n, test, seed, settings, cache_dir=None) -> Path:
-    "The cache entry of a labelled source: its task, contents (`_tree_signature`, or the hub splits' fingerprints), size, split and label settings."
+    "The cache entry of a labelled source: its task, contents (every file's path, size and mtime, or the hub splits' fingerprints), size, split and label settings."
     h = hashlib.sha256(json.dumps([task, str(src), _fingerprint(src, splits) if splits else _tree_signature(src.where), settings], sort_keys=True).encode())
     return cache_root(cache_dir) / f"labels-{task}-{h.hexdigest()[:20]}_size{size}_n{n}_test{test}_seed{seed}"
 

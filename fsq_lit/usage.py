@@ -14,13 +14,14 @@ from .quantizer import code_stats, uniform_usage
 from .data import as_images, png_bits_per_pixel
 from .runs import write_json, read_json
 from .train import pick_device
-from .tokenizer import train_tokenizer, scene_images
-from .study import Study, StudyConfig, headed, once
+from .tokenizer import train_tokenizer
+from .sources import image_data, parse_source
+from .study import Study, StudyConfig, Rule, headed, once
 from .compare import CompareConfig, PRESETS as COMPARE_PRESETS
 
 # %% auto #0
-__all__ = ['LEVEL_SETS', 'PRESETS', 'USAGE', 'FIGURES', 'channel_stats', 'UsageConfig', 'UsageStudy', 'factor_records',
-           'plot_factor', 'plot_channels', 'factor_effects', 'main']
+__all__ = ['LEVEL_SETS', 'PRESETS', 'USAGE', 'FIGURES', 'FACTOR_WORDS', 'channel_stats', 'UsageConfig', 'UsageStudy',
+           'factor_records', 'plot_factor', 'plot_channels', 'factor_effects', 'usage_rules', 'main']
 
 # %% ../nbs/08a_usage.ipynb #2eb44426
 def channel_stats(indices: torch.Tensor, levels) -> dict:
@@ -91,13 +92,14 @@ class UsageStudy(Study):
     ignore, head = ('progress', 'compare.progress'), "What moves FSQ's codebook usage, on these measurements:"
     def device(self, cfg): return pick_device(cfg.compare.device)
     def factors(self, cfg) -> dict[str, list[tuple]]:
-        "{factor: its keys}; a key that two factors share (the base) is one key."
+        "{factor: its keys}; a key that two factors share (the base) is one key. The data factor (scene complexity) only for the scenes."
         S, f = cfg.sizes, lambda s, **k: _key(cfg, 'fsq', s, **k)
-        return {'eval': [f(s) for s in S] + [_key(cfg, 'vq', s, v) for s in S for v in cfg.vq_eval],
+        fs = {'eval': [f(s) for s in S] + [_key(cfg, 'vq', s, v) for s in S for v in cfg.vq_eval],
                 'data': [f(s, complexity=c) for c in cfg.complexities for s in S] +
                         [_key(cfg, 'vq', s, v, complexity=c) for c in cfg.complexities for s in S for v in cfg.vq_data],
                 'levels': [f(s, levels=ls) for s in S for ls in [levels_for(s)] + [l for l in cfg.level_sets if cfg.nearest_size(l) == s]],
                 'capacity': [f(cfg.capacity_size, channels=w, steps=n) for n in cfg.step_counts for w in cfg.widths]}
+        return fs if cfg.compare.data == 'scenes' else {k: v for k, v in fs.items() if k != 'data'}
     def plan(self, cfg) -> list[tuple]:
         "Every key once, in the order the study trains them (the cheap factors first)."
         return list(dict.fromkeys(k for ks in self.factors(cfg).values() for k in ks))
@@ -113,18 +115,20 @@ class UsageStudy(Study):
 USAGE = UsageStudy()
 
 # %% ../nbs/08a_usage.ipynb #c97f66c5
-def _scenes(cfg: UsageConfig, complexity: int, ctx: dict):
-    "(train, held-out) uint8 scenes at `complexity`: the base's training scenes and max(eval_images) held-out ones, one complexity in `ctx` at a time."
-    if ctx.get('complexity') != complexity: ctx.pop('scenes', None); ctx['complexity'] = complexity
+def _images(cfg: UsageConfig, complexity: int, ctx: dict):
+    """(train, held-out) uint8 images of the base's data (`compare.data`, chapter 04b's `image_data`), the scenes at
+    `complexity`: the base's training images and max(eval_images) held-out ones, one complexity in `ctx` at a time."""
+    if ctx.get('complexity') != complexity: ctx.pop('images', None); ctx['complexity'] = complexity
     b = cfg.compare
-    return once(ctx, 'scenes', lambda: scene_images(b.n_train, b.image_size, b.data_seed, max(cfg.eval_images), progress=cfg.progress, complexity=complexity))
+    d = once(ctx, 'images', lambda: image_data(b.data, b.n_train, b.image_size, b.data_seed, max(cfg.eval_images), cfg.progress, complexity))
+    return d['train_x'], d['test_x']
 
 @patch
 def measure(self: UsageStudy, cfg, key, ctx) -> dict:
-    "Train the tokenizer of `key` and return its record: the compare study's metrics on the first `compare.n_test` held-out scenes, usage counted on `eval_images` of them, and for FSQ `channel_stats`."
+    "Train the tokenizer of `key` and return its record: the compare study's metrics on the first `compare.n_test` held-out images, usage counted on `eval_images` of them, and for FSQ `channel_stats`."
     q, v, s, levels, c, ch, steps = key
     tc = replace(replace(cfg.compare, channels=ch, steps=steps).tokenizer_config(q, v, s), **({'levels': levels} if levels else {}))
-    train, test = _scenes(cfg, c, ctx)
+    train, test = _images(cfg, c, ctx)
     tok, summary = train_tokenizer(tc, data=(train, test[:cfg.compare.n_test]))
     dev, K = next(tok.parameters()).device, tok.quantizer.codebook_size
     idx = torch.cat([tok.tokenize(as_images(test[i:i + 512]).to(dev)).cpu() for i in range(0, len(test), 512)])   # (N, h, w)
@@ -140,9 +144,11 @@ def measure(self: UsageStudy, cfg, key, ctx) -> dict:
 # %% ../nbs/08a_usage.ipynb #a5be1c61
 @patch
 def prepare(self: UsageStudy, cfg, ctx):
-    "Write data.json: {complexity: PNG bits per pixel of the first 1024 training scenes}, measuring the ones the folder lacks."
+    "Write data.json: {complexity: PNG bits per pixel of the first 1024 training scenes}, measuring the ones the folder lacks; for other images, say that the data factor is left out."
+    if cfg.compare.data != 'scenes':
+        print(f"the data factor (scene complexity) is a property of the procedural scenes: left out for {cfg.compare.data}", flush=True); return
     kept = read_json(ctx['out'] / 'data.json', {})
-    write_json(ctx['out'] / 'data.json', {str(c): kept.get(str(c)) or png_bits_per_pixel(_scenes(cfg, c, ctx)[0][:1024].numpy())
+    write_json(ctx['out'] / 'data.json', {str(c): kept.get(str(c)) or png_bits_per_pixel(_images(cfg, c, ctx)[0][:1024].numpy())
                                           for c in cfg.complexities})
 
 # %% ../nbs/08a_usage.ipynb #e2b139ca
@@ -203,10 +209,11 @@ FIGURES = ('eval', 'data', 'capacity', 'levels', 'channels')
 
 @patch
 def draw(self: UsageStudy, st: dict, out) -> list:
-    "eval.png, data.png, capacity.png, levels.png and channels.png, from the files of a study (also one cut short)."
+    "eval.png, data.png (the scenes only), capacity.png, levels.png and channels.png, from the files of a study (also one cut short)."
     cfg, rs = self.config_of(st), st['records']
-    figs = [plot_factor(rs, cfg, f, st['data']) for f in FIGURES[:4]] + [plot_channels(rs, cfg)]
-    return [(f, f'{n}.png') for f, n in zip(figs, FIGURES)]
+    names = [f for f in FIGURES[:4] if f in self.factors(cfg)]
+    figs = [plot_factor(rs, cfg, f, st['data']) for f in names] + [plot_channels(rs, cfg)]
+    return [(f, f'{n}.png') for f, n in zip(figs, names + ['channels'])]
 
 # %% ../nbs/08a_usage.ipynb #46382cf9
 def _setting(factor: str, r: dict, tokens: int | None = None) -> str:
@@ -224,10 +231,31 @@ def factor_effects(records, cfg: UsageConfig, size: int) -> dict:
         if len(pts) > 1: out[f] = dict(zip(('low', 'low_at'), min(pts))) | dict(zip(('high', 'high_at'), max(pts)))
     return out
 
+FACTOR_WORDS = {'eval': 'the held-out sample', 'data': "the data's richness (scene complexity)", 'capacity': 'capacity and training',
+                'levels': 'the factorization of the levels'}
+
+def usage_rules(cfg: UsageConfig) -> dict[str, Rule]:
+    "Each factor's finding as a declared `Rule` in words: a measurement of how far the factor moves FSQ's usage, not a comparison that holds or fails; one run (seed) per setting."
+    n = f"{cfg.compare.n_test:,} held-out images"
+    how = {'eval': f"the base tokenizer's usage counted on {', '.join(f'{k:,}' for k in cfg.eval_images)} held-out images",
+           'data': f"usage on {n} at complexities {', '.join(map(str, cfg.complexities))}",
+           'capacity': f"usage on {n} at widths {', '.join(map(str, cfg.widths))} × steps {', '.join(map(str, cfg.step_counts))}",
+           'levels': f"usage on {n} for Table 1's levels and the other factorizations of about the same size"}
+    return {f: Rule(f"FSQ's usage against {FACTOR_WORDS[f]}", "FSQ's codebook usage",
+                    how=f"a finding, not a test: at each size, the lowest and highest of {how[f]}, and the span in points; factors ranked by span")
+            for f in USAGE.factors(cfg)}
+
+@patch
+def claims(self: UsageStudy, records, cfg) -> dict:
+    "{each factor's `Rule` (`usage_rules`): {size: `factor_effects`' lowest and highest usage}}: findings, not verdicts (no True or False)."
+    eff = {s: factor_effects(records, cfg, s) for s in cfg.sizes}
+    return {r: {s: eff[s][f] for s in cfg.sizes if f in eff[s]} for f, r in usage_rules(cfg).items()}
+
 @patch
 def verdicts(self: UsageStudy, records, cfg, plumbing: bool = False) -> list[str]:
-    "What moves FSQ's usage at each size, factor by factor and ranked by how far it moves it (`factor_effects`); `plumbing`: a smoke run's lines."
-    ranked = [(s, f, e) for s in cfg.sizes for f, e in sorted(factor_effects(records, cfg, s).items(), key=lambda kv: kv[1]['low'] - kv[1]['high'])]
+    "What moves FSQ's usage at each size, factor by factor and ranked by how far it moves it (the findings of `claims`); `plumbing`: a smoke run's lines."
+    found = dict(zip(self.factors(cfg), self.claims(records, cfg).values()))
+    ranked = [(s, f, e) for s in cfg.sizes for f, e in sorted(((f, v[s]) for f, v in found.items() if s in v), key=lambda kv: kv[1]['low'] - kv[1]['high'])]
     return headed([f"{s} codes, {f}: usage {e['low']:.1%} ({e['low_at']}) to {e['high']:.1%} ({e['high_at']}), "
                    f"{100 * (e['high'] - e['low']):+.1f} points" for s, f, e in ranked], self.head, plumbing)
 
@@ -250,11 +278,13 @@ def table(self: UsageStudy, records, cfg, factor: str | None = None) -> str:
 @call_parse
 def main(preset: str = 'cpu',            # smoke, cpu or gpu
          out: str = 'runs/usage',        # output directory (a study there with the same settings resumes)
+         data: str = None,               # scenes (default), folder:PATH or hub:NAME[@SPLIT] (chapter 04b); the data factor needs the scenes
          device: str = None,             # auto, cpu, cuda, ...
          no_progress: bool = False):     # no progress bars
     "Measure what moves FSQ's codebook usage (evaluation sample, data complexity, capacity and training, levels); write results.json, data.json, study.json and figures to `out`."
     def config():
         cfg = USAGE.preset(preset, progress=False if no_progress else None)
         if device is not None: cfg.compare = replace(cfg.compare, device=device)
+        if data is not None: cfg.compare = replace(cfg.compare, data=str(parse_source(data)))
         return cfg
     USAGE.command(config, out, plumbing=preset == 'smoke')

@@ -170,3 +170,30 @@ def test_uvim_labelled_folders(tmp_path):
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr[-3000:]
         assert p.stderr.startswith("fsq-uvim: error: ") and says in p.stderr, p.stderr
     assert {e.name for e in (tmp_path / "cache").iterdir()} == before
+
+
+def test_data_folder_without_classes(tmp_path):
+    """`fsq-usage --data folder:PATH` runs its study on photographs, leaving out the data factor (scene complexity) with a
+    line saying so; `fsq-maskgit` on a folder without class sub-folders trains an unconditional MaskGIT and, with no
+    Inception weights in the (empty) torch hub cache, records FID, precision, recall and class accuracy as not measured."""
+    import shutil
+    from fsq_lit.sources import photo_folder
+    from fsq_lit.usage import USAGE
+    from fsq_lit.generation import MASKGIT
+    flat = tmp_path / "flat"; flat.mkdir()
+    for p in sorted(photo_folder(tmp_path / "photos", per_class=17).rglob("*.*")): shutil.copy(p, flat / p.name)   # 34 images, no classes
+    env = {**cli_env(tmp_path), "TORCH_HOME": str(tmp_path / "torch")}
+    run = lambda prog, *args: subprocess.run([console_script(prog), "--preset", "smoke", "--data", f"folder:{flat}", "--no_progress", *args],
+                                             capture_output=True, text=True, env=env, timeout=600)
+    p = run("fsq-usage", "--out", str(tmp_path / "u"))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"the data factor (scene complexity) is a property of the procedural scenes: left out for folder:{flat}" in p.stdout
+    st = USAGE.load(tmp_path / "u")
+    assert {r["complexity"] for r in st["records"]} == {0} and len(st["records"]) == len(USAGE.plan(USAGE.config_of(st)))
+    assert not (tmp_path / "u" / "data.png").exists() and (tmp_path / "u" / "eval.png").exists()
+    p = run("fsq-maskgit", "--out", str(tmp_path / "m"), "--steps", "2", "--tok_steps", "2", "--n_samples", "8")
+    assert p.returncode == 0, p.stderr[-3000:]
+    st = MASKGIT.load(tmp_path / "m")
+    assert st["meta"]["classes"] is None and st["meta"]["feature_space"] is None
+    assert all(r[k] is None for r in st["records"] for k in ("fid", "precision", "recall", "class_accuracy", "rfid", "feature_space"))
+    assert "[plumbing] not measurable: FSQ samples as well as VQ" in p.stdout and "FID not measured" in p.stdout
