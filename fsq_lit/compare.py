@@ -8,21 +8,23 @@ import math, time
 from dataclasses import dataclass
 from pathlib import Path
 import torch
+from torch import nn
 from fastcore.basics import patch
 from fastcore.script import call_parse
 from .indices import levels_for
-from .quantizer import get_variant
+from .quantizer import get_variant, uniform_usage
 from .data import as_images
 from .runs import write_json, read_json
-from .study import Study, TokenizerStudyConfig, each, read_derived, write_derived
+from .study import Study, TokenizerStudyConfig, Rule, each, read_derived, write_derived, weights_checksum
 from .sources import image_data
 from .tokenizer import TokenizerConfig, train_tokenizer
 from .vq import time_quantizers, plot_timing
 from .lfq import lfq_bits
 
 # %% auto #0
-__all__ = ['PRESETS', 'COMPARE', 'N_RECON', 'quantizer_of', 'CompareConfig', 'CompareStudy', 'recon_path', 'recon_runs',
-           'plot_tradeoff', 'plot_ablation', 'plot_reconstructions', 'main']
+__all__ = ['OBJECTIVES', 'PRESETS', 'COMPARE', 'N_RECON', 'FSQ_USAGE', 'quantizer_of', 'CompareConfig', 'perceptual_net',
+           'CompareStudy', 'recon_path', 'recon_runs', 'objective_fields', 'plot_tradeoff', 'plot_ablation',
+           'plot_reconstructions', 'main']
 
 # %% ../nbs/08_compare.ipynb #a6b9d080
 def quantizer_of(variant: str) -> str:
@@ -43,6 +45,9 @@ class CompareConfig(TokenizerStudyConfig):
     lr: float = 2e-3
     warmup: int = 20
     timing_tokens: int = 2**14                              # tokens per quantizer call in the timing figure
+    objectives: tuple = None                                # names in OBJECTIVES: FSQ and plain VQ at ablation_size trained with each
+                                                            # (None, no objective part, as () does; None so that studies recorded
+                                                            # before this setting existed, nested ones included, resume unchanged)
     positive = ('steps', 'batch_size', 'n_train', 'n_test', 'timing_tokens', 'ablation_size')
 
     def __post_init__(self):
@@ -53,41 +58,56 @@ class CompareConfig(TokenizerStudyConfig):
         lfq = [s for v in self.sweep_variants if quantizer_of(v) == 'lfq' for s in self.sizes] + \
               [self.ablation_size for v in self.ablation_variants if quantizer_of(v) == 'lfq']
         for s in lfq: lfq_bits(s)   # LFQ has 2^d codes: other sizes fail here
+        if self.objectives is not None: self.objectives = tuple(self.objectives)
+        for o in self.objectives or ():
+            if o not in OBJECTIVES: raise ValueError(f"unknown objective {o!r}; choose from {sorted(OBJECTIVES)}")
 
-    def tokenizer_config(self, quantizer: str, variant: str, size: int) -> TokenizerConfig:
-        "The tokenizer of one run: everything shared except the quantizer."
+    def tokenizer_config(self, quantizer: str, variant: str, size: int, objective: str | None = None) -> TokenizerConfig:
+        "The tokenizer of one run: everything shared except the quantizer; the L1 loss alone, or with the terms of `objective`."
         v = get_variant(variant)
         if v.quantizer != quantizer: raise ValueError(f"{variant!r} is not a {quantizer.upper()} variant")
         return TokenizerConfig.for_study(self, dict(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup=self.warmup),
                                          quantizer=quantizer, levels=tuple(levels_for(size)), codebook_size=size,
-                                         vq=dict(v.kwargs))
+                                         vq=dict(v.kwargs), **(OBJECTIVES[objective] if objective else {}))
+
+OBJECTIVES = {'l1+perceptual+gan': dict(perceptual_weight=0.5, gan_weight=0.1, disc_channels=64)}   # chapter 06's weights
+
+def perceptual_net(seed: int = 0) -> nn.Module:
+    "The perceptual network of the objective part: chapter 06's example, two frozen convolutions with random weights drawn from `seed`."
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1)).requires_grad_(False)
 
 PRESETS = {
     'smoke': dict(sizes=(2**4, 2**6), sweep_variants=('plain', 'lfq'), ablation_size=2**4, ablation_variants=('plain', 'ema+reseed'),
-                  channels=8, steps=8, batch_size=8, warmup=2, n_train=64, n_test=16, timing_tokens=2**10),
+                  objectives=('l1+perceptual+gan',), channels=8, steps=8, batch_size=8, warmup=2, n_train=64, n_test=16,
+                  timing_tokens=2**10),
     'cpu-small': dict(sweep_variants=('plain', 'lfq'),
-                      ablation_variants=('plain', 'ema', 'ema+reseed', 'ema+split', 'entropy', 'lfq-noentropy')),
+                      ablation_variants=('plain', 'ema', 'ema+reseed', 'ema+split', 'entropy', 'lfq-noentropy'),
+                      objectives=('l1+perceptual+gan',)),
     'gpu': dict(sweep_variants=('plain', 'ema+reseed'), image_size=64, channels=32, vq_dim=32, steps=800,
                 batch_size=128, lr=1e-3, warmup=50, n_train=40000, n_test=2048, timing_tokens=2**18),
 }
 
 # %% ../nbs/08_compare.ipynb #c0a11e01
-def _study_of(cfg: CompareConfig, quantizer, variant, size) -> str:
-    "The part of the study a key belongs to under `cfg`: 'sweep' or 'ablation'."
+def _study_of(cfg: CompareConfig, quantizer, variant, size, objective=None) -> str:
+    "The part of the study a key belongs to under `cfg`: 'sweep', 'ablation' or 'objective'."
+    if objective: return 'objective'
     return 'sweep' if (quantizer == 'fsq' or variant in cfg.sweep_variants) and size in cfg.sizes else 'ablation'
 
 class CompareStudy(Study):
-    "FSQ, VQ and LFQ tokenizers across codebook sizes: one key (quantizer, variant, target size) per tokenizer."
+    "FSQ, VQ and LFQ tokenizers across codebook sizes: one key (quantizer, variant, target size) per tokenizer, (..., objective) for one trained with more than L1."
     kind, config, presets = 'fsq-compare', CompareConfig, PRESETS
     files = {'timing': []}                            # timing.json: the quantizers timed at every size
-    grows = ('sweep_variants', 'ablation_variants')   # they only choose which tokenizers a study trains
+    grows = ('sweep_variants', 'ablation_variants', 'objectives')   # they only choose which tokenizers a study trains
 
     def plan(self, cfg: CompareConfig) -> list[tuple[str, str, int]]:
-        "(quantizer, variant, target size) of every tokenizer to train: the sweep size by size, then the ablation, without repeats."
+        "(quantizer, variant, target size) of every tokenizer to train: the sweep size by size, then the ablation, without repeats; then (..., objective) for each objective."
         todo = [k for s in cfg.sizes for k in [('fsq', 'fsq', s)] + [(quantizer_of(v), v, s) for v in cfg.sweep_variants]]
-        return list(dict.fromkeys(todo + [(quantizer_of(v), v, cfg.ablation_size) for v in cfg.ablation_variants]))
+        objective = [(q, v, cfg.ablation_size, o) for o in cfg.objectives or () for q, v in (('fsq', 'fsq'), ('vq', 'plain'))]
+        return list(dict.fromkeys(todo + [(quantizer_of(v), v, cfg.ablation_size) for v in cfg.ablation_variants] + objective))
 
-    def key(self, r: dict) -> tuple: return r['quantizer'], r['variant'], r['target_size']
+    def key(self, r: dict) -> tuple: return (r['quantizer'], r['variant'], r['target_size']) + ((r['objective'],) if 'objective' in r else ())
 
     says = "{quantizer} {variant} {codebook_size}: usage {usage:.1%}  PSNR {psnr:.2f} dB  bits {bits:.2f}  ({train_s:.0f} s)"
 
@@ -97,14 +117,18 @@ COMPARE = CompareStudy()
 N_RECON = 6   # held-out scenes in the reconstruction figure
 
 def recon_path(out, key: tuple) -> Path:
-    "Where the study keeps the reconstructions of `key` = (quantizer, variant, size), as uint8 images."
-    q, v, s = key
-    return Path(out) / 'recon' / (f"fsq-{s}.pt" if q == 'fsq' else f"vq-{v}-{s}.pt" if q == 'vq' else f"{v}-{s}.pt")
+    "Where the study keeps the reconstructions of `key` = (quantizer, variant, size[, objective]), as uint8 images."
+    (q, v, s), o = key[:3], ''.join(f"-{o}" for o in key[3:])
+    return Path(out) / 'recon' / (f"fsq-{s}{o}.pt" if q == 'fsq' else f"vq-{v}-{s}{o}.pt" if q == 'vq' else f"{v}-{s}{o}.pt")
 
 def recon_runs(cfg: CompareConfig) -> list[tuple]:
     "The keys whose reconstructions the figure shows: the sweep's at the ablation size and at the largest size."
     sizes = list(dict.fromkeys(s for s in (cfg.ablation_size, max(cfg.sizes)) if s in cfg.sizes)) or [cfg.sizes[-1]]
-    return [k for s in sizes for k in COMPARE.plan(cfg) if k[2] == s and (k[0] == 'fsq' or k[1] in cfg.sweep_variants)]
+    return [k for s in sizes for k in COMPARE.plan(cfg) if len(k) == 3 and k[2] == s and (k[0] == 'fsq' or k[1] in cfg.sweep_variants)]
+
+def objective_fields(objective: str) -> dict:
+    "What a record of the objective part says about its objective: the name, its weights, and the checksum of the perceptual network."
+    return dict(objective=objective, **OBJECTIVES[objective], perceptual_net=weights_checksum(perceptual_net()))
 
 @patch
 def prepare(self: CompareStudy, cfg, ctx):
@@ -119,17 +143,19 @@ def prepare(self: CompareStudy, cfg, ctx):
 
 @patch
 def keep(self: CompareStudy, cfg, r, ctx):
-    "A kept record, as a part of `cfg`'s study; None (train it again) if the figure shows it and its reconstructions are gone."
+    "A kept record, as a part of `cfg`'s study; None (train it again) if the figure shows it and its reconstructions are gone, or if its objective is no longer the one of that name."
     k = self.key(r)
     if k in recon_runs(cfg) and not recon_path(ctx['out'], k).exists(): return None
+    if len(k) > 3 and any(r.get(f) != x for f, x in objective_fields(k[3]).items()): return None
     return {**r, 'study': _study_of(cfg, *k)}
 
 # %% ../nbs/08_compare.ipynb #dd7a1f0f
 @patch
 def measure(self: CompareStudy, cfg, key, ctx) -> dict:
     "Train the tokenizer of `key` on the study's scenes, store its reconstructions in `recon/`, return its record."
-    (q, v, s), data = key, ctx['data']
-    tok, summary = train_tokenizer(cfg.tokenizer_config(*key), data=data)
+    (q, v, s), o, data = key[:3], (key[3:] or [None])[0], ctx['data']
+    perceptual = perceptual_net() if o and OBJECTIVES[o]['perceptual_weight'] else None
+    tok, summary = train_tokenizer(cfg.tokenizer_config(q, v, s, o), data=data, perceptual=perceptual)
     with torch.no_grad():
         y = tok(as_images(data[1][:N_RECON]).to(next(tok.parameters()).device))[0].float().clamp(0, 1).cpu()
     write_derived(recon_path(ctx['out'], key), y.mul(255).round().to(torch.uint8))
@@ -139,7 +165,8 @@ def measure(self: CompareStudy, cfg, key, ctx) -> dict:
                 quantizer_params=sum(p.numel() for p in tok.quantizer.parameters()) + sum(
                     b.numel() for n, b in tok.quantizer.named_buffers() if n == 'codebook'),
                 steps=summary['steps'], train_s=summary['train_s'], images_per_s=summary['train_images_per_s'],
-                tokens_per_image=summary['tokens_per_image'], eval_tokens=summary['tokens_per_image'] * cfg.n_test)
+                tokens_per_image=summary['tokens_per_image'], eval_tokens=summary['tokens_per_image'] * cfg.n_test,
+                **(objective_fields(o) if o else {}))
 
 @patch
 def finish(self: CompareStudy, cfg, ctx):
@@ -168,10 +195,10 @@ def plot_tradeoff(records):
     fig.tight_layout(); return fig
 
 def plot_ablation(records, size: int):
-    "Bar charts of usage and PSNR for FSQ and every VQ and LFQ variant trained at `size` codes."
+    "Bar charts of usage and PSNR for FSQ and every VQ and LFQ variant trained at `size` codes (with the L1 loss alone)."
     import matplotlib.pyplot as plt
     order = ('fsq', 'vq', 'lfq')
-    rs = sorted((r for r in records if r['target_size'] == size), key=lambda r: order.index(r['quantizer']))
+    rs = sorted((r for r in records if r['target_size'] == size and r['study'] != 'objective'), key=lambda r: order.index(r['quantizer']))
     fig, axs = plt.subplots(1, 2, figsize=(9, 3))
     for ax, k, t in zip(axs, ('usage', 'psnr'), ('codebook usage (%)', 'PSNR (dB)')):
         ax.bar(range(len(rs)), [r[k] * (100 if k == 'usage' else 1) for r in rs], color=[f"C{order.index(r['quantizer'])}" for r in rs])
@@ -206,43 +233,75 @@ def draw(self: CompareStudy, st, out) -> list:
     return figs
 
 # %% ../nbs/08_compare.ipynb #b11488a2
+def _series(records, q: str, v: str) -> list:
+    "The sweep's runs of quantizer `q`, variant `v`, by codebook size."
+    return sorted((r for r in records if r['study'] == 'sweep' and r['quantizer'] == q and r['variant'] == v), key=lambda r: r['codebook_size'])
+
+def _variants(records, cfg, q: str) -> list:
+    "The sweep's variants of quantizer `q`: those `cfg` names (so the rules exist before any record), else those `records` hold."
+    if cfg is not None: return [v for v in cfg.sweep_variants if quantizer_of(v) == q]
+    return list(dict.fromkeys(r['variant'] for r in records if r['study'] == 'sweep' and r['quantizer'] == q))
+
+FSQ_USAGE = Rule('FSQ uses almost all codes (>= 90% of what a uniform code shows on the held-out tokens) at every size', 'usage',
+                 how='usage >= 0.9 · uniform_usage(K, N) at every size: K codes, N held-out tokens, 1 − (1 − 1/K)^N (chapter 03a)',
+                 changed='was usage >= 0.9 · min(1, N/K), the most N tokens can cover, which a uniform code does not show (63% '
+                         'where N = K); changed to the book\'s one definition (08a, 12b); on both committed studies the old '
+                         'rule gives the same verdict (computed under "Measured results")')
+_higher = lambda claim, metric: Rule(claim, metric, 'higher')   # one-sided, no tolerance, one seed: a >= b decides
+
+def _rises(who, rs) -> tuple:
+    "The rule that `who`'s PSNR rises with every larger codebook, and its pairs (PSNR at a size, at the size below)."
+    return _higher(f'{who} reconstruction improves with every larger codebook', 'psnr'), [(b['psnr'], a['psnr']) for a, b in zip(rs, rs[1:])]
+
+def _same_size(xs, ys, metric) -> list: return [(x[metric], y[metric]) for x in xs for y in ys if x['target_size'] == y['target_size']]
+
+@patch
+def _decided(self: CompareStudy, records, cfg=None) -> list:
+    "Each claim, in order, as (Rule, pairs, verdict): a comparison's pairs (a, b) are decided by `Rule.holds`; a rule in words has its verdict."
+    fsq = _series(records, 'fsq', 'fsq')
+    out = [(FSQ_USAGE, None, each(fsq, lambda r: r['usage'] >= 0.9 * uniform_usage(r['codebook_size'], r['eval_tokens']))),
+           (*_rises('FSQ', fsq), None)]
+    for v in _variants(records, cfg, 'vq'):
+        rs = _series(records, 'vq', v)
+        out += [(Rule(f'VQ {v}: usage below 50% above 2^11 codes', 'usage', how='usage < 0.5 at every size above 2^11 codes'), None,
+                 each([r for r in rs if r['codebook_size'] > 2**11], lambda r: r['usage'] < 0.5)),
+                (_higher(f'VQ {v}: reconstruction stops improving (best PSNR below the largest size)', 'psnr'),
+                 [(max(r['psnr'] for r in rs[:-1]), rs[-1]['psnr'])] if len(rs) > 1 else [], None),
+                (_higher(f'FSQ uses a larger share of its codebook than VQ {v} at every size', 'usage'), _same_size(fsq, rs, 'usage'), None),
+                (_higher(f'FSQ indices cost more bits than VQ {v} indices at every size', 'bits'), _same_size(fsq, rs, 'bits'), None),
+                (_higher(f'FSQ reconstructs at least as well as VQ {v} at the largest size', 'psnr'), _same_size(fsq, rs, 'psnr')[-1:], None)]
+    return out + _lfq_claims(records, cfg)
+
+def _lfq_claims(records, cfg=None) -> list:
+    "MAGVIT-v2's claims about LFQ, where the sweep trains LFQ (without `cfg`: where `records` hold LFQ runs)."
+    if 'lfq' not in _variants(records, cfg, 'lfq'): return []
+    lfq = _series(records, 'lfq', 'lfq')
+    out = [(*_rises('LFQ', lfq), None)] + [
+        (_higher(f'LFQ uses a larger share of its codebook than VQ {v} at every size', 'usage'), _same_size(lfq, _series(records, 'vq', v), 'usage'), None)
+        for v in _variants(records, cfg, 'vq')]
+    off = [r for r in records if r['quantizer'] == 'lfq' and r['variant'] == 'lfq-noentropy' and r['study'] != 'objective']
+    return out + [(_higher("LFQ's entropy penalty raises its codebook usage (LFQ with and without it, same size)", 'usage'),
+                   _same_size(lfq, off, 'usage'), None)]
+
 @patch
 def claims(self: CompareStudy, records, cfg=None) -> dict:
-    "The paper's Figure-3 claims, each evaluated on `records` (the sweep's FSQ and VQ runs), and MAGVIT-v2's about LFQ where `records` hold LFQ runs: True, False or None (not measurable)."
-    sweep = [r for r in records if r['study'] == 'sweep']
-    by = lambda q, v=None: sorted((r for r in sweep if r['quantizer'] == q and (v is None or r['variant'] == v)), key=lambda r: r['codebook_size'])
-    fsq, rises = by('fsq'), lambda rs: each(list(zip(rs, rs[1:])), lambda p: p[1]['psnr'] > p[0]['psnr'])
-    vqs = {v: by('vq', v) for v in dict.fromkeys(r['variant'] for r in sweep if r['quantizer'] == 'vq')}
-    # usage cannot exceed tokens / codes: a claim about "almost all codes" needs enough held-out tokens
-    out = {'FSQ uses almost all codes (>= 90% of what the held-out tokens can reach) at every size':
-           each(fsq, lambda r: r['usage'] >= 0.9 * min(1.0, r['eval_tokens'] / r['codebook_size'])),
-           'FSQ reconstruction improves with every larger codebook': rises(fsq)}
-    for v, rs in vqs.items():
-        pairs = [(f, r) for f in fsq for r in rs if f['target_size'] == r['target_size']]
-        out[f'VQ {v}: usage below 50% above 2^11 codes'] = each([r for r in rs if r['codebook_size'] > 2**11], lambda r: r['usage'] < 0.5)
-        out[f'VQ {v}: reconstruction stops improving (best PSNR below the largest size)'] = \
-            (max(rs, key=lambda r: r['psnr']) is not rs[-1]) if len(rs) > 1 else None
-        out[f'FSQ uses a larger share of its codebook than VQ {v} at every size'] = each(pairs, lambda p: p[0]['usage'] > p[1]['usage'])
-        out[f'FSQ indices cost more bits than VQ {v} indices at every size'] = each(pairs, lambda p: p[0]['bits'] > p[1]['bits'])
-        out[f'FSQ reconstructs at least as well as VQ {v} at the largest size'] = each(pairs[-1:], lambda p: p[0]['psnr'] >= p[1]['psnr'])
-    return out | _lfq_claims(records, vqs, rises)
+    "The paper's Figure-3 claims and MAGVIT-v2's about LFQ (where the sweep trains it), each evaluated on `records`: {Rule: True, False or None (not measurable)}."
+    return {rule: v if pairs is None else each(pairs, lambda p: rule.holds(*p)) for rule, pairs, v in self._decided(records, cfg)}
 
-def _lfq_claims(records, vqs: dict, rises) -> dict:
-    "MAGVIT-v2's claims about LFQ, on the records that hold LFQ runs (none without them)."
-    lfq = sorted((r for r in records if r['study'] == 'sweep' and r['quantizer'] == 'lfq' and r['variant'] == 'lfq'), key=lambda r: r['codebook_size'])
-    if not lfq: return {}
-    out = {'LFQ reconstruction improves with every larger codebook': rises(lfq)}
-    for v, rs in vqs.items():
-        pairs = [(l, r) for l in lfq for r in rs if l['target_size'] == r['target_size']]
-        out[f'LFQ uses a larger share of its codebook than VQ {v} at every size'] = each(pairs, lambda p: p[0]['usage'] > p[1]['usage'])
-    off = [r for r in records if r['quantizer'] == 'lfq' and r['variant'] == 'lfq-noentropy']
-    on = [r for r in lfq if off and r['target_size'] == off[0]['target_size']]
-    out["LFQ's entropy penalty raises its codebook usage (LFQ with and without it, same size)"] = on[0]['usage'] > off[0]['usage'] if on else None
-    return out
+@patch
+def pairs(self: CompareStudy, records, cfg=None) -> dict:
+    "{Rule: [(a, b), ...]}: for each claim that compares two arms, the values `Rule.holds(a, b)` decides, one pair per size or pair of sizes."
+    return {rule: pairs for rule, pairs, _ in self._decided(records, cfg) if pairs is not None}
+
+@patch
+def margins(self: CompareStudy, records, cfg=None) -> dict:
+    "{Rule: the smallest margin a − b, signed so that > 0 is the claimed direction, over the claim's pairs} (None where it has none)."
+    return {rule: min(((a - b) if rule.better == 'higher' else (b - a) for a, b in ps), default=None) for rule, ps in self.pairs(records, cfg).items()}
 
 def _variant_cell(r) -> str:
-    if r['quantizer'] == 'fsq': return 'levels ' + ','.join(map(str, r['levels']))
-    return f"{r['variant']}, {lfq_bits(r['codebook_size'])} channels" if r['quantizer'] == 'lfq' else r['variant']
+    o = f", {r['objective']}" if 'objective' in r else ''
+    if r['quantizer'] == 'fsq': return 'levels ' + ','.join(map(str, r['levels'])) + o
+    return (f"{r['variant']}, {lfq_bits(r['codebook_size'])} channels" if r['quantizer'] == 'lfq' else r['variant']) + o
 
 @patch
 def table(self: CompareStudy, records, cfg=None) -> str:
