@@ -138,7 +138,9 @@ class Study:
     def claims(self, records, cfg) -> dict: return {}   # {Rule: True, False or None}
     def rules(self, cfg) -> list: return list(self.claims([], cfg))   # declared before any result: the claims of no records
     def verdicts(self, records, cfg, plumbing: bool = False) -> list[str]:
-        return verdict_lines(self.claims(records, cfg), self.head.format_map(vars(cfg)), plumbing)
+        claims = self.claims(records, cfg)
+        if bad := [c for c in claims if not isinstance(c, Rule)]: raise TypeError(f"claim {bad[0]!r} has no declared rule: key claims by a Rule")
+        return verdict_lines(claims, self.head.format_map(vars(cfg)), plumbing)
     def table(self, records, cfg) -> str: return ''
     def line(self, record: dict) -> str: return self.says.format(**record) if self.says else ' '.join(map(str, self.key(record)))
     def draw(self, st: dict, out: Path) -> list: return []
