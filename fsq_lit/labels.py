@@ -17,7 +17,7 @@ from .scalar import check_int
 from .cache import cache_root, clean_stale_tmp, tmp_pattern, save_entry, load_entry
 from .scenes import render_scenes, FAR
 from .data import HUB_DATASETS, arrays_dataset, scene_tensors, as_images
-from .sources import DataError, parse_source, folder_files, decode_image, split_order, image_data, _take, _hub_dataset, _fingerprint
+from .sources import DataError, parse_source, folder_files, decode_image, split_order, image_data, hub_parts, _take, _hub_dataset, _fingerprint
 
 # %% auto #0
 __all__ = ['LABEL_TASKS', 'LABEL_SETTINGS', 'MAX_INSTANCES', 'DEMO_CATEGORIES', 'DEPTH_LAYOUT', 'PANOPTIC_LAYOUT',
@@ -268,11 +268,8 @@ def _hub_depth_items(src, splits, n, seed, test) -> dict:
     img = next((k for k, f in train.features.items() if isinstance(f, datasets.Image)), None)
     dep = next((k for k in (HUB_DATASETS['nyu-depth-v2']['depth'], 'depth') if k in train.features and k != img), None)
     if img is None or dep is None: raise DataError(f"{src}: a depth dataset needs an image column and a depth_map column (its columns: {', '.join(train.features)})")
-    other = next((s for s in ('test', 'validation') if s in splits and s != src.split), None)
-    order = split_order([str(i) for i in range(len(train))], seed)
-    tr, te = (order[:n], split_order([str(i) for i in range(len(splits[other]))], seed)[:test]) if other and test else _take(order, n, test, src)
     out = {}
-    for part, ds, rows in (('train', train, tr), ('test', splits[other] if other and test else train, te)):
+    for part, ds, rows in hub_parts(src, splits, n, seed, test):
         raw = ds.select(rows).cast_column(img, datasets.Image(decode=False))
         if isinstance(raw.features[dep], datasets.Image): raw = raw.cast_column(dep, datasets.Image(decode=False))
         deps = [d['bytes'] or d['path'] if isinstance(d, dict) else np.asarray(d, np.float32) for d in raw[dep]]

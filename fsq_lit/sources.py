@@ -20,8 +20,8 @@ from .runs import RunError
 
 # %% auto #0
 __all__ = ['KINDS', 'BIG_CACHE', 'DataError', 'DataSource', 'parse_source', 'photo_folder', 'folder_files', 'to_rgb',
-           'decode_image', 'decode_images', 'split_order', 'source_fingerprint', 'scenes_cache_bytes', 'render_note',
-           'image_data']
+           'decode_image', 'decode_images', 'split_order', 'source_fingerprint', 'hub_parts', 'scenes_cache_bytes',
+           'render_note', 'image_data']
 
 # %% ../nbs/04b_sources.ipynb #e6fce36e
 class DataError(RunError):
@@ -197,14 +197,21 @@ def _folder_arrays(src, n, size, seed, test, num_proc, progress) -> tuple:
         if classes: out[f'{part}_y'] = np.array([classes.index(names[i].split('/')[0]) for i in rows], np.int64)
     return out, classes
 
-def _hub_arrays(src, splits, n, size, seed, test, num_proc, progress) -> tuple:
+def hub_parts(src, splits: dict, n: int, seed: int, test: int) -> list:
+    """[(part, dataset, rows)] of a hub source: up to `n` training rows of its split, and `test` rows of its test (or
+    validation) split where it has one, else held out of the training split; each in `split_order`."""
     train = splits[src.split]
     other = next((s for s in ('test', 'validation') if s in splits and s != src.split), None)
-    img, lab = _columns(train, src)
     order = split_order([str(i) for i in range(len(train))], seed)
-    tr, te = (order[:n], split_order([str(i) for i in range(len(splits[other]))], seed)[:test]) if other and test else _take(order, n, test, src)
+    if other and test: return [('train', train, order[:n]), ('test', splits[other], split_order([str(i) for i in range(len(splits[other]))], seed)[:test])]
+    tr, te = _take(order, n, test, src)
+    return [('train', train, tr), ('test', train, te)]
+
+def _hub_arrays(src, splits, n, size, seed, test, num_proc, progress) -> tuple:
+    train = splits[src.split]
+    img, lab = _columns(train, src)
     out = {}
-    for part, ds, rows in (('train', train, tr), ('test', splits[other] if other and test else train, te)):
+    for part, ds, rows in hub_parts(src, splits, n, seed, test):
         raw = ds.select(rows).cast_column(img, datasets.Image(decode=False))
         items = [(f"{src} row {i}" + (f" ({r['path']})" if r.get('path') else ''), r['bytes'] or r['path']) for i, r in zip(rows, raw[img])]
         out[f'{part}_x'] = decode_images(items, size, num_proc, progress, f"{src} {part}")
