@@ -151,7 +151,7 @@ def held_out(cfg: UViMStudyConfig, n: int) -> dict:
 @patch
 def data(self: UViMStudy, cfg, ctx: dict) -> tuple:
     "The training items and the `n_test` held-out ones, rendered (or read) once per run."
-    if cfg.data != 'scenes': return once(ctx, 'data', lambda: (labelled(cfg)['train'], labelled(cfg)['test']))
+    if cfg.data != 'scenes': return once(ctx, 'data', lambda: (lambda d: (d['train'], d['test']))(labelled(cfg)))   # one read of the cache
     return once(ctx, 'data', lambda: (scene_batch(range(cfg.n_train), cfg.image_size, cfg.data_seed), held_out(cfg, cfg.n_test)))
 
 @patch
