@@ -1,4 +1,6 @@
-"""What limits UViM's stage II (the language model) at CPU size: a measured ablation around the study's cpu preset.
+"""What limits UViM's stage II (the language model) at CPU size: a measured ablation around the study's FIRST cpu preset
+(4375 FSQ codes, 256 depth bins, 2000 scenes, a width-128 language model with cross-attention only), kept here as
+`FIRST_CPU` so that the committed results stay reproducible; `bench/uvim_lm.py` is the ablation around the preset now.
 
     python bench/uvim_stage2.py                                  # depth: every variant below
     python bench/uvim_stage2.py --task panoptic --variants base,data8k
@@ -19,7 +21,7 @@ import argparse, dataclasses, datetime, hashlib, json, sys, time
 from pathlib import Path
 import torch
 from fsq_lit.train import fit, hardware
-from fsq_lit.uvim_study import UViMStudyConfig, PRESETS, TASK_STEPS
+from fsq_lit.uvim_study import UViMStudyConfig
 from fsq_lit.uvim_tasks import get_task, scene_batch
 from fsq_lit.uvim import (UViMStageOne, UViMLanguageModel, stage_one_loss, stage_two_loss, oracle_codes, prior_code,
                           codes_and_maps, code_tokens, decode_code)
@@ -44,11 +46,13 @@ QUICK = dict(n_train=32, n_test=8, width=32, enc_layers=1, dec_layers=1, n_head=
 QUICK_VARIANTS = {'base': {}, 'data64': dict(n_lm=64), 'levels125': dict(levels=(5, 5, 5))}
 
 
+FIRST_CPU = dict(n_train=2000, levels=(7, 5, 5, 5, 5), codebook_size=4096, lm_width=128, lm_aligned=False)   # the study's first cpu preset
+FIRST_STEPS = {'panoptic': 2000}                                                                            # and its stage-I steps per task
+
 def base_config(task: str, quick: bool) -> UViMStudyConfig:
-    "The study's cpu preset (smoke sizes with --quick) for `task`, FSQ arm, seed 0, with stage I's steps of `TASK_STEPS`."
-    kw = dict(QUICK) if quick else dict(PRESETS['cpu'])
-    if not quick and task in TASK_STEPS['cpu']: kw['steps'] = TASK_STEPS['cpu'][task]
-    return UViMStudyConfig(task=task, arms=('fsq',), seeds=(0,), progress=False, **kw)
+    "The study's first cpu preset (smoke sizes with --quick) for `task`, FSQ arm, seed 0."
+    kw = dict(QUICK) if quick else dict(FIRST_CPU, **({'steps': FIRST_STEPS[task]} if task in FIRST_STEPS else {}))
+    return UViMStudyConfig(**kw | dict(task=task, arms=('fsq',), seeds=(0,), progress=False))
 
 def _digest(obj) -> str: return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

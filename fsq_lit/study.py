@@ -15,12 +15,14 @@ from .runs import (RunDir, RunError, flatten_config, write_json, read_json, atom
 from .train import TrainConfig, pick_device, hardware
 
 # %% auto #0
-__all__ = ['VERDICT', 'PLUMBING', 'SIDES', 'GPU_PRESETS', 'headed', 'verdict_lines', 'each', 'stamp', 'weights_checksum',
-           'read_derived', 'write_derived', 'once', 'Rule', 'rules_table', 'Study', 'StudyConfig', 'SceneStudyConfig',
-           'TokenizerStudyConfig', 'named_preset', 'asked_device', 'check_gpu_preset']
+__all__ = ['NOISE', 'VERDICT', 'PLUMBING', 'SIDES', 'GPU_PRESETS', 'headed', 'verdict_word', 'verdict_lines', 'all_of', 'each',
+           'stamp', 'weights_checksum', 'read_derived', 'write_derived', 'once', 'mean', 'spread', 'pm', 'Rule',
+           'rules_table', 'Study', 'StudyConfig', 'SceneStudyConfig', 'TokenizerStudyConfig', 'named_preset',
+           'asked_device', 'check_gpu_preset']
 
 # %% ../nbs/05b_study.ipynb #e948f854
-VERDICT = {True: 'held', False: 'DID NOT HOLD', None: 'not measurable'}
+NOISE = 'within noise'   # a verdict: the two arms' means differ by less than their seed-to-seed spread (`Rule.holds`)
+VERDICT = {True: 'held', False: 'DID NOT HOLD', None: 'not measurable', NOISE: 'within noise'}
 PLUMBING = ("PLUMBING CHECK, NOT EVIDENCE: the smoke preset trains for a few steps on a few scenes, so these lines only "
             "show that the study runs end to end; they say nothing about the paper's claims.")
 
@@ -28,13 +30,25 @@ def headed(lines, head: str, plumbing: bool = False) -> list[str]:
     "`lines` under `head`; with `plumbing=True` (a smoke run) under PLUMBING, each marked as a check of the code, not evidence."
     return [PLUMBING if plumbing else head] + [('[plumbing] ' if plumbing else '') + l for l in lines]
 
-def verdict_lines(claims: dict, head: str, plumbing: bool = False) -> list[str]:
-    "A heading and one line per claim of `claims` = {claim: True, False or None}, in the book's three words (`headed`)."
-    return headed([f"{VERDICT[None if v is None else bool(v)]}: {c}" for c, v in claims.items()], head, plumbing)
+def verdict_word(v) -> str:
+    "A verdict in the book's words: True 'held', NOISE 'within noise', None 'not measurable', anything else false 'DID NOT HOLD'."
+    return VERDICT[v if v is None or isinstance(v, str) and v == NOISE else bool(v)]
 
-def each(xs, ok) -> bool | None:
-    "Whether `ok` holds for every item of `xs`: a claim about every size (every pair, every run); None (not measurable) if there is none."
-    return all(ok(x) for x in xs) if xs else None
+def verdict_lines(claims: dict, head: str, plumbing: bool = False) -> list[str]:
+    "A heading and one line per claim of `claims` = {claim: True, False, NOISE or None}, in the book's words (`headed`)."
+    return headed([f"{verdict_word(v)}: {c}" for c, v in claims.items()], head, plumbing)
+
+def all_of(verdicts) -> bool | str | None:
+    "Verdicts joined by 'and': False if any failed (or was not measured), else NOISE if any was within noise, else True; None if there are none."
+    vs = list(verdicts)
+    if not vs: return None
+    noise = [isinstance(v, str) and v == NOISE for v in vs]
+    if not all(n or (v is not None and bool(v)) for n, v in zip(noise, vs)): return False
+    return NOISE if any(noise) else True
+
+def each(xs, ok) -> bool | str | None:
+    "Whether `ok` holds for every item of `xs` (`all_of` their verdicts): a claim about every size (every pair, every run); None (not measurable) if there is none."
+    return all_of(ok(x) for x in xs)
 
 def stamp(meta: dict, device, seconds: float) -> dict:
     "Record in `meta` (study.json) that `seconds` more were spent on `device`: its hardware (both machines, when a resumed study moved), today's date, the total time."
@@ -68,12 +82,24 @@ def once(ctx: dict, key, make):
 # %% ../nbs/05b_study.ipynb #d76e97d0
 SIDES = ('one-sided', 'two-sided')
 
+def mean(xs) -> float: return sum(xs) / len(xs)
+
+def spread(xs) -> float:
+    "The seed-to-seed spread of `xs`: their sample standard deviation (0 for one value)."
+    return 0.0 if len(xs) < 2 else (sum((x - mean(xs)) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5
+
+def pm(xs, fmt: str = '.4g') -> str:
+    "`xs` (one value per seed) as 'mean ± spread', or the one value alone."
+    return f"{mean(xs):{fmt}}" + (f" ± {spread(xs):{fmt}}" if len(xs) > 1 else '')
+
+def _seeds(x) -> list: return [float(v) for v in x] if isinstance(x, (list, tuple)) else [float(x)]
+
 @dataclass(frozen=True)
 class Rule:
     """How one claim is decided, declared before any result: `holds(a, b)` compares the first arm's `metric` `a` with
     the second's `b` (`better`: 'lower' or 'higher'), within `tolerance` (absolute, or a fraction of |b| with
     `relative`); 'one-sided' lets `a` be better by any amount, 'two-sided' asks |a − b| within the tolerance. `seeds`:
-    the fewest seeds per arm the verdict reads. `how`: the rule in words where it is not such a comparison. `changed`:
+    the fewest seeds per arm the verdict reads; `a` and `b` may be one value per seed, compared by their means. `how`: the rule in words where it is not such a comparison. `changed`:
     where the rule changed after results were seen, the old rule, why, and what it gives on the same files."""
     claim: str
     metric: str
@@ -91,9 +117,15 @@ class Rule:
         if not self.tolerance >= 0: raise ValueError(f"Rule.tolerance must be >= 0, got {self.tolerance}")
         check_int(self.seeds, 'Rule.seeds', 1)
 
-    def holds(self, a, b) -> bool | None:
-        "Whether `a` is as good as `b` under the rule; None (not measurable) where either is missing."
+    def holds(self, a, b) -> bool | str | None:
+        """Whether `a` is as good as `b` under the rule, each a value or one value per seed (compared by their means);
+        NOISE where both have several seeds and the means differ by less than the larger seed-to-seed `spread`;
+        None (not measurable) where either is missing or has fewer than `seeds` values."""
         if a is None or b is None: return None
+        a, b = _seeds(a), _seeds(b)
+        if min(len(a), len(b)) < self.seeds: return None
+        if min(len(a), len(b)) > 1 and abs(mean(a) - mean(b)) < max(spread(a), spread(b)): return NOISE
+        a, b = mean(a), mean(b)
         tol = self.tolerance * abs(b) if self.relative else self.tolerance
         if self.sided == 'two-sided': return abs(a - b) <= tol
         return a <= b + tol if self.better == 'lower' else a >= b - tol

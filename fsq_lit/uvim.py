@@ -174,6 +174,8 @@ class LMConfig:
     mlp_ratio: float = 4.0             # 4 (mlp_dim 4096)
     dropout: float = 0.0               # 0
     grey: bool = False                 # read the luma only: the colorization task's input
+    aligned: bool = False              # False (big_vision): the image reaches the decoder by cross-attention only; True: also
+                                       # added at each code position (its patch's encoder output; the patch grid is the code grid)
 
     def __post_init__(self):
         for name in ("image_size", "patch", "width", "enc_layers", "dec_layers", "n_head"):
@@ -201,6 +203,8 @@ class UViMLanguageModel(nn.Module):
         super().__init__()
         if not isinstance(cfg, LMConfig): raise TypeError(f"cfg must be an LMConfig, got {type(cfg).__name__}")
         self.cfg, self.code_len, self.vocab, d = cfg, check_int(code_len, "code_len", 1), check_int(vocab, "vocab", 2), cfg.width
+        if cfg.aligned and code_len != cfg.n_patches:
+            raise ValueError(f"LMConfig.aligned adds patch j's features to code position j: it needs as many patches ({cfg.n_patches}) as code positions ({code_len})")
         self.patch_embed, self.pos_enc = nn.Linear(3 * cfg.patch ** 2, d), nn.Parameter(0.02 * torch.randn(cfg.n_patches, d))
         self.encoder = Transformer(cfg.transformer(cfg.enc_layers))
         self.tok_embed, self.pos_dec = nn.Embedding(vocab + 1, d), nn.Parameter(0.02 * torch.randn(code_len, d))
@@ -230,11 +234,13 @@ def encode_image(self: UViMLanguageModel, images: torch.Tensor) -> torch.Tensor:
 
 @patch
 def decode_tokens(self: UViMLanguageModel, tokens: torch.Tensor, context: torch.Tensor, cache=None) -> torch.Tensor:
-    "Decoder tokens (B, T) in [0, vocab] at positions cache.length, ... (0, ... without a cache), cross-attending to `context` → logits (B, T, vocab + 1)."
+    """Decoder tokens (B, T) in [0, vocab] at positions cache.length, ... (0, ... without a cache), cross-attending to
+    `context` → logits (B, T, vocab + 1); with `cfg.aligned` each position also reads its own patch's `context` row."""
     start = 0 if cache is None else cache.length
     if tokens.ndim != 2 or start + tokens.shape[1] > self.code_len:
         raise ValueError(f"tokens must be (B, T) with {start} + T <= code_len = {self.code_len}, got shape {tuple(tokens.shape)}")
     x = self.tok_embed(tokens) + self.pos_dec[start:start + tokens.shape[1]]
+    if self.cfg.aligned: x = x + context[:, start:start + tokens.shape[1]]
     return self.head(self.decoder(x, context, cache))
 
 # %% ../nbs/12a_uvim.ipynb #5846d7ec

@@ -16,14 +16,15 @@ from .train import TrainConfig, fit
 from .quantizer import code_stats, uniform_usage
 from .sources import parse_source
 from .labels import label_data, check_settings
-from .study import Study, SceneStudyConfig, Rule, weights_checksum, read_derived, write_derived, once
+from .study import Study, SceneStudyConfig, Rule, NOISE, all_of, mean, spread, pm, weights_checksum, read_derived, write_derived, once
 from .uvim_tasks import get_task, scene_batch
 from .uvim import (UViMConfig, UViMStageOne, stage_one_loss, LMConfig, UViMLanguageModel, oracle_codes,
                           stage_two_loss, prior_code, codes_and_maps)
 
 # %% auto #0
-__all__ = ['ARMS', 'STAGES', 'TASKS_OF_DATA', 'PRESETS', 'TASK_STEPS', 'UVIM', 'TOLERANCE', 'UViMStudyConfig', 'UViMStudy',
-           'labelled', 'task_params', 'study_task', 'held_out', 'plot_predictions', 'plot_usage', 'arm_means', 'main']
+__all__ = ['ARMS', 'STAGES', 'TASKS_OF_DATA', 'SCENE_LABELS', 'PRESETS', 'TASK_SETTINGS', 'UVIM', 'TOLERANCE', 'SEEDS',
+           'UViMStudyConfig', 'UViMStudy', 'labelled', 'task_params', 'study_task', 'held_out', 'plot_predictions',
+           'plot_usage', 'plot_stages', 'arm_values', 'arm_means', 'closed', 'main']
 
 # %% ../nbs/12b_uvim_study.ipynb #d15229be
 ARMS = {'fsq': ('fsq', True), 'vq': ('vq', True), 'vq-nosplit': ('vq-nosplit', True),   # the paper's UViM rows:
@@ -55,6 +56,7 @@ class UViMStudyConfig(SceneStudyConfig):
     lm_steps: int = 800                 # stage II's training
     lm_batch_size: int = 32
     lm_lr: float = 2e-3
+    lm_aligned: bool = False            # stage II reads each code position's own patch too (12a's LMConfig.aligned; False: big_vision)
     n_show: int = 6                     # held-out scenes kept for the predictions figure
     data: str = 'scenes'                # or labelled data (chapter 04c): folder:PATH (depth pairs, COCO panoptic, any images) or hub:NAME
     labels: dict = field(default_factory=dict)    # label settings of such data (04c's LABEL_SETTINGS); unset: from the data
@@ -65,7 +67,9 @@ class UViMStudyConfig(SceneStudyConfig):
         super().__post_init__()
         get_task(self.task)
         self.data, self.labels = str(parse_source(self.data)), check_settings(self.task, self.labels) if self.task in TASKS_OF_DATA else dict(self.labels)
-        if self.data == 'scenes' and self.labels: raise ValueError(f"label settings {self.labels} are for other data than the scenes (--data)")
+        if self.data == 'scenes' and (bad := sorted(set(self.labels) - set(SCENE_LABELS.get(self.task, ())))):
+            raise ValueError(f"label setting {bad[0]} is for other data than the scenes (--data); on the scenes {self.task} takes "
+                             f"{', '.join(SCENE_LABELS.get(self.task, ())) or 'none'}")
         if bad := [a for a in self.arms if a not in ARMS]: raise ValueError(f"unknown arm {bad[0]!r}; choose from {list(ARMS)}")
         if not self.arms or not self.seeds or len(set(self.arms)) < len(self.arms) or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"arms and seeds must be non-empty and distinct, got {self.arms} and {self.seeds}")
@@ -84,7 +88,7 @@ class UViMStudyConfig(SceneStudyConfig):
     def lm_config(self) -> LMConfig:
         "Stage II's language model."
         return LMConfig(image_size=self.image_size, patch=self.patch, width=self.lm_width, enc_layers=self.lm_enc_layers,
-                        dec_layers=self.lm_dec_layers, n_head=self.n_head, grey=get_task(self.task).grey)
+                        dec_layers=self.lm_dec_layers, n_head=self.n_head, grey=get_task(self.task).grey, aligned=self.lm_aligned)
 
     def train_config(self, stage: int, seed: int, out=None) -> TrainConfig:
         "`fit`'s settings for stage 1 or 2, `seed` and the run folder `out`: warmup a tenth of the steps (at most 100), four checkpoints."
@@ -93,17 +97,19 @@ class UViMStudyConfig(SceneStudyConfig):
                                out=None if out is None else str(out))
 
 TASKS_OF_DATA = ('depth', 'panoptic', 'colorization')   # the tasks chapter 04c reads labelled data for
+SCENE_LABELS = {'depth': ('bins',)}                        # the label settings the scenes take: depth's bins (its range is the scenes')
 
 PRESETS = {
     'smoke': dict(arms=('fsq', 'vq-noctx'), n_train=32, n_test=8, width=32, enc_layers=1, dec_layers=1, n_head=2, steps=4,
                   batch_size=8, lm_width=32, lm_enc_layers=1, lm_dec_layers=1, lm_steps=4, lm_batch_size=8, n_show=4,
                   feature=dict(n_train=64, n_test=16, steps=4, batch_size=16, width=4, feature_dim=16)),
-    'cpu': dict(),
+    'cpu': dict(seeds=(0, 1, 2), n_train=8000, levels=(5, 5, 5), codebook_size=128, lm_width=64, lm_aligned=True),
     'gpu': dict(n_train=20000, n_test=1000, width=256, enc_layers=4, dec_layers=4, n_head=8, steps=2500, batch_size=128,
-                lr=5e-4, lm_width=256, lm_enc_layers=4, lm_dec_layers=4, lm_steps=2500, lm_batch_size=128, lm_lr=5e-4, momentum=0.99),
+                lr=5e-4, lm_width=256, lm_enc_layers=4, lm_dec_layers=4, lm_steps=2500, lm_batch_size=128, lm_lr=5e-4, momentum=0.99,
+                seeds=(0, 1, 2)),
 }
 
-TASK_STEPS = {'cpu': {'panoptic': 2000}}   # stage I's steps where a preset's are too few for one task (see Presets below)
+TASK_SETTINGS = {'cpu': {'depth': dict(labels=dict(bins=64)), 'panoptic': dict(steps=800)}}   # a preset's settings for one task (see Presets below)
 
 # %% ../nbs/12b_uvim_study.ipynb #c1a55e01
 class UViMStudy(Study):
@@ -115,8 +121,9 @@ class UViMStudy(Study):
     def key(self, r: dict) -> tuple: return r['arm'], r['seed'], r['stage']
 
     def preset(self, name: str, **overrides) -> UViMStudyConfig:
-        "The driver's `preset`, with stage I's steps from `TASK_STEPS` for the task unless `steps` is given."
-        if overrides.get('steps') is None: overrides['steps'] = TASK_STEPS.get(name, {}).get(overrides.get('task') or UViMStudyConfig.task)
+        "The driver's `preset`, with the task's settings of `TASK_SETTINGS` where `overrides` does not give them."
+        for k, v in TASK_SETTINGS.get(name, {}).get(overrides.get('task') or UViMStudyConfig.task, {}).items():
+            if overrides.get(k) is None: overrides[k] = v
         return super().preset(name, **overrides)
 
     def line(self, r: dict) -> str:
@@ -131,9 +138,10 @@ def labelled(cfg: UViMStudyConfig) -> dict:
     return label_data(cfg.task, cfg.data, cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test, cfg.labels, cfg.progress)
 
 def task_params(cfg: UViMStudyConfig) -> dict | None:
-    """The parameters of the study's task (chapter 12's `get_task`): None on the scenes, else its data's (04c), and for
+    """The parameters of the study's task (chapter 12's `get_task`): on the scenes its label settings (None: the task's
+    own), else its data's (04c), and for
     colourization an FID network trained on the data's classes (`feature` sets its size), or none when they have no classes."""
-    if cfg.data == 'scenes': return None
+    if cfg.data == 'scenes': return dict(cfg.labels) or None      # depth's bins, where a preset sets them
     d = labelled(cfg)
     if cfg.task != 'colorization': return d['params']
     return dict(fid=dict(data=cfg.data, image_size=cfg.image_size, **cfg.feature) if d['info'].get('classes') else None)
@@ -156,8 +164,9 @@ def data(self: UViMStudy, cfg, ctx: dict) -> tuple:
 
 @patch
 def prepare(self: UViMStudy, cfg, ctx: dict):
-    "On other data than the scenes, study.json records the source, the task's parameters and what reading the labels reported."
+    "study.json records the task's parameters where they are not its own, and on other data than the scenes the source and what reading the labels reported."
     if cfg.data != 'scenes': ctx['meta'].update(data=cfg.data, task_params=task_params(cfg), labels_info=labelled(cfg)['info'])
+    elif cfg.labels: ctx['meta'].update(task_params=task_params(cfg))
 
 # %% ../nbs/12b_uvim_study.ipynb #9c491d30
 def _fit(make, data, loss, cfg: UViMStudyConfig, stage: int, seed: int, out) -> tuple:
@@ -262,80 +271,117 @@ def plot_usage(records):
     fig.tight_layout()
     return fig
 
+def plot_stages(records, task):
+    "The task's main metric of each arm's prior, UViM (lm) and oracle rows: a bar at the mean over seeds, its spread as an error bar, each seed a dot."
+    import matplotlib.pyplot as plt
+    vals, k = arm_values(records, task), get_task(task).metric
+    arms = list(dict.fromkeys(a for a, _ in vals))
+    fig, ax = plt.subplots(figsize=(1.3 * len(arms) + 1.5, 3))
+    for j, (stage, colour) in enumerate(zip(STAGES, ('tab:green', 'tab:grey', 'tab:blue'))):
+        for i, a in enumerate(arms):
+            if (a, stage) not in vals: continue
+            xs, x = vals[a, stage][k], i + (j - 1) * 0.27
+            ax.bar(x, mean(xs), 0.25, yerr=spread(xs) if len(xs) > 1 else None, color=colour, alpha=0.6, capsize=3, label=stage if i == 0 else None)
+            ax.plot([x] * len(xs), xs, 'k.', ms=3)
+    ax.set_xticks(range(len(arms)), arms, fontsize=8); ax.set_ylabel(f"{k} ({'lower' if get_task(task).lower else 'higher'} is better)")
+    ax.legend(fontsize=7); ax.grid(alpha=0.3, axis='y'); fig.tight_layout()
+    return fig
+
 @patch
 def draw(self: UViMStudy, st: dict, out) -> list:
-    return [(plot_predictions(st, out), 'predictions.png'), (plot_usage(st['records']), 'usage.png')]
+    task = study_task(self.config_of(st))
+    return [(plot_predictions(st, out), 'predictions.png'), (plot_usage(st['records']), 'usage.png'), (plot_stages(st['records'], task), 'stages.png')]
 
 # %% ../nbs/12b_uvim_study.ipynb #a45daf1b
-def arm_means(records, task: str) -> dict:
-    "{(arm, stage): means over seeds} of usage, perplexity and the metrics of `task` that the records hold, with the number of seeds and the codebook size."
-    groups, keys = {}, ('usage', 'perplexity', *get_task(task).keys)   # task: a name, or the study's Task
+def arm_values(records, task) -> dict:
+    "{(arm, stage): {field: [one value per seed]}} of usage, perplexity and the metrics of `task` (a name, or the study's Task) that the records hold, with the seeds and the codebook size."
+    groups, keys = {}, ('usage', 'perplexity', *get_task(task).keys)
     for r in records: groups.setdefault((r['arm'], r['stage']), []).append(r)
-    return {g: {f: sum(r[f] for r in rs) / len(rs) for f in keys if f in rs[0]} | dict(seeds=len(rs), codebook_size=rs[0]['codebook_size'])
+    return {g: {f: [r[f] for r in rs] for f in keys if f in rs[0]} | dict(seeds=[r['seed'] for r in rs], codebook_size=rs[0]['codebook_size'])
             for g, rs in groups.items()}
 
+def arm_means(records, task) -> dict:
+    "{(arm, stage): means over seeds} of `arm_values`, with the number of seeds and the codebook size."
+    return {g: {f: mean(v) for f, v in d.items() if f not in ('seeds', 'codebook_size')} | dict(seeds=len(d['seeds']), codebook_size=d['codebook_size'])
+            for g, d in arm_values(records, task).items()}
+
+def closed(records, task) -> dict:
+    """{arm: [one value per seed]}: the share of the way from the prior code (0) to the oracle (1) that UViM's (lm) row
+    covers in the task's main metric, (prior − lm) / (prior − oracle), for each arm and seed that has all three rows."""
+    k = get_task(task).metric
+    rows = {(r['arm'], r['seed'], r['stage']): r[k] for r in records}
+    return {a: [(rows[a, s, 'prior'] - rows[a, s, 'lm']) / (rows[a, s, 'prior'] - rows[a, s, 'oracle'])
+                for s in dict.fromkeys(s for b, s, _ in rows if b == a) if all((a, s, st) in rows for st in STAGES)]
+            for a in dict.fromkeys(a for a, _, _ in rows)}
+
 TOLERANCE = 0.05   # FSQ "as well as" VQ: within 5% of VQ's main metric, or better
+SEEDS = 3          # the fewest seeds per arm a comparison reads
 
 def _rules(task, tol: float = TOLERANCE) -> dict:
     "The study's rules, declared before any result: {name: Rule}, the comparisons in the task's main metric and direction."
     m, better = task.metric, 'lower' if task.lower else 'higher'
     picked = ("set to 5% when the first depth results were in (their oracle gap: 4.6%), not before; "
               "with no tolerance (FSQ at least as good as VQ) the same files give the verdicts the chapter prints")
-    close = lambda claim: Rule(claim, m, better, tol, relative=True, changed=picked)
+    close = lambda claim: Rule(claim, m, better, tol, relative=True, seeds=SEEDS, changed=picked)
     return dict(
-        learns=Rule('stage II learns from the image: UViM (lm) beats the prior code in every arm', m, better,
-                    how='lm better than the prior code (strictly), in every arm'),
+        learns=Rule('stage II learns from the image: UViM (lm) beats the prior code in every arm', m, better, seeds=SEEDS,
+                    how='lm better than the prior code, beyond the seeds\' spread, in every arm'),
         lm=close(f'FSQ is within {tol:.0%} of VQ, or better, as UViM'),
         oracle=close(f'FSQ is within {tol:.0%} of VQ, or better, as the oracle'),
-        split_usage=Rule('without splitting, VQ uses less than half the codes it uses with splitting', 'usage',
-                         how="vq-nosplit's oracle usage < 0.5 × vq's"),
-        split_lm=Rule('without splitting, VQ does worse as UViM', m, better),
-        share=Rule('FSQ uses at least as large a share of its codes as VQ with splitting', 'usage', 'higher'),
-        all_codes=Rule('FSQ uses almost all its codes (>= 90% of what a uniform code shows on the held-out tokens)', 'usage',
-                       how="FSQ's oracle usage >= 0.9 × uniform_usage(K, held-out tokens) (chapter 03a)"),
-        context=Rule('image context helps: FSQ and VQ without it do worse as UViM', m, better,
-                     how='fsq better than fsq-noctx and vq better than vq-noctx (strictly), as UViM'),
+        split_usage=Rule('without splitting, VQ uses less than half the codes it uses with splitting', 'usage', seeds=SEEDS,
+                         how="vq-nosplit's mean oracle usage < 0.5 × vq's"),
+        split_lm=Rule('without splitting, VQ does worse as UViM', m, better, seeds=SEEDS),
+        share=Rule('FSQ uses at least as large a share of its codes as VQ with splitting', 'usage', 'higher', seeds=SEEDS),
+        all_codes=Rule('FSQ uses almost all its codes (>= 90% of what a uniform code shows on the held-out tokens)', 'usage', seeds=SEEDS,
+                       how="FSQ's mean oracle usage >= 0.9 × uniform_usage(K, held-out tokens) (chapter 03a)"),
+        context=Rule('image context helps: FSQ and VQ without it do worse as UViM', m, better, seeds=SEEDS,
+                     how='fsq better than fsq-noctx and vq better than vq-noctx, as UViM, beyond the seeds\' spread'),
         blind=close(f'without image context, FSQ is within {tol:.0%} of VQ, or better, as UViM'))
 
 @patch
 def claims(self: UViMStudy, records, cfg, tol: float = TOLERANCE) -> dict:
-    """The paper's UViM claims on the records of `cfg`'s study, keyed by their `Rule`: True, False or None (not measurable).
-    A claim about UViM's (lm) rows is measurable only where every arm it names beats its prior code: otherwise stage II
-    learned nothing to compare."""
+    """The paper's UViM claims on the records of `cfg`'s study, keyed by their `Rule`: True, False, NOISE or None (not
+    measurable), each from the arms' values per seed (chapter 05b's `Rule.holds`: their means, noise where the means
+    differ by less than the seeds' spread). A claim about UViM's (lm) rows is measurable only where every arm it names
+    beats its prior code: otherwise stage II learned nothing to compare."""
     task = study_task(cfg)
-    m, k, R = arm_means(records, task), task.metric, _rules(task, tol)
-    v = lambda a, st, f=k: m[a, st][f] if (a, st) in m else None
-    learned = lambda a: None if v(a, 'lm') is None or v(a, 'prior') is None else task.better(v(a, 'lm'), v(a, 'prior'))
-    beats = lambda a, b, st: task.better(v(a, st), v(b, st))
+    vals, k, R = arm_values(records, task), task.metric, _rules(task, tol)
+    v = lambda a, st, f=k: vals[a, st][f] if (a, st) in vals else None
+    seeded = lambda a, st: (a, st) in vals and len(vals[a, st]['seeds']) >= SEEDS
+    learned = lambda a: R['learns'].holds(v(a, 'lm'), v(a, 'prior'))
+    beats = lambda a, b: R['context'].holds(v(a, 'lm'), v(b, 'lm'))
     tokens = cfg.n_test * (cfg.image_size // cfg.patch) ** 2
     claims = {   # rule -> (the arms and stages it reads, how it is decided)
-        'learns': ([], lambda: all(learned(a) for a in cfg.arms)),
+        'learns': ([], lambda: all_of(learned(a) for a in cfg.arms)),
         'lm': (['fsq', 'vq'], lambda: R['lm'].holds(v('fsq', 'lm'), v('vq', 'lm'))),
         'oracle': (['fsq/o', 'vq/o'], lambda: R['oracle'].holds(v('fsq', 'oracle'), v('vq', 'oracle'))),
-        'split_usage': (['vq/o', 'vq-nosplit/o'], lambda: v('vq-nosplit', 'oracle', 'usage') < 0.5 * v('vq', 'oracle', 'usage')),
+        'split_usage': (['vq/o', 'vq-nosplit/o'], lambda: mean(v('vq-nosplit', 'oracle', 'usage')) < 0.5 * mean(v('vq', 'oracle', 'usage'))),
         'split_lm': (['vq', 'vq-nosplit'], lambda: R['split_lm'].holds(v('vq', 'lm'), v('vq-nosplit', 'lm'))),
         'share': (['fsq/o', 'vq/o'], lambda: R['share'].holds(v('fsq', 'oracle', 'usage'), v('vq', 'oracle', 'usage'))),
-        'all_codes': (['fsq/o'], lambda: v('fsq', 'oracle', 'usage') >= 0.9 * uniform_usage(v('fsq', 'oracle', 'codebook_size'), tokens)),
-        'context': (['fsq', 'vq', 'fsq-noctx', 'vq-noctx'], lambda: beats('fsq', 'fsq-noctx', 'lm') and beats('vq', 'vq-noctx', 'lm')),
+        'all_codes': (['fsq/o'], lambda: mean(v('fsq', 'oracle', 'usage')) >= 0.9 * uniform_usage(v('fsq', 'oracle', 'codebook_size'), tokens)),
+        'context': (['fsq', 'vq', 'fsq-noctx', 'vq-noctx'], lambda: all_of([beats('fsq', 'fsq-noctx'), beats('vq', 'vq-noctx')])),
         'blind': (['fsq-noctx', 'vq-noctx'], lambda: R['blind'].holds(v('fsq-noctx', 'lm'), v('vq-noctx', 'lm'))),
     }
     def decide(needs, rule):
-        oracle = [n[:-2] for n in needs if n.endswith('/o')]
-        if any((a, 'oracle') not in m for a in oracle): return None
+        if not all(seeded(n[:-2], 'oracle') for n in needs if n.endswith('/o')): return None
         if any(learned(a) is not True for a in needs if not a.endswith('/o')): return None
         if not needs and any(learned(a) is None for a in cfg.arms): return None
-        return bool(rule())
+        got = rule()
+        return got if got is None or isinstance(got, str) else bool(got)
     return {R[name]: decide(*spec) for name, spec in claims.items()}
 
 
 # %% ../nbs/12b_uvim_study.ipynb #f0550047
 @patch
 def table(self: UViMStudy, records, cfg) -> str:
-    "The records as a markdown table: one row per (arm, seed, stage), usage and the task's metrics."
-    keys = study_task(cfg).keys
-    head = f"| arm | quantizer | context | stage | seed | usage | {' | '.join(keys)} |\n|" + "---|" * (6 + len(keys)) + "\n"
-    rows = [f"| {r['arm']} | {r['quantizer']} | {r['context']} | {r['stage']} | {r['seed']} | {r['usage']:.2%} | "
-            + " | ".join(f"{r[k]:.4g}" for k in keys) + " |" for r in records]
+    """The records as a markdown table: one row per (arm, stage), each value the mean ± spread over the seeds (chapter
+    05b's `pm`) of usage and the task's metrics, and for UViM's row the share of the way from the prior to the oracle it covers."""
+    task = study_task(cfg)
+    keys, vals, gone = task.keys, arm_values(records, task), closed(records, task)
+    head = f"| arm | quantizer | context | stage | seeds | usage | {' | '.join(keys)} | prior → oracle |\n|" + "---|" * (7 + len(keys)) + "\n"
+    rows = [f"| {a} | {ARMS[a][0]} | {ARMS[a][1]} | {st} | {len(d['seeds'])} | {pm([100 * u for u in d['usage']], '.1f')}% | "
+            + " | ".join(pm(d[k]) for k in keys) + f" | {pm([100 * c for c in gone[a]], '.0f') + '%' if st == 'lm' and gone.get(a) else ''} |"
+            for (a, st), d in vals.items()]
     return head + "\n".join(rows)
 
 def _label_flags(task: str, **given) -> dict | None:
@@ -351,7 +397,7 @@ def main(task: str = 'depth',          # a registered task: depth, panoptic or c
          steps: int = None,            # override stage I's optimizer steps
          lm_steps: int = None,         # override stage II's optimizer steps
          data: str = None,             # scenes (default), or labelled data (chapter 04c): folder:PATH or hub:NAME[@SPLIT]
-         depth_bins: int = None,       # depth on other data: bins (default 256) ...
+         depth_bins: int = None,       # depth: bins (default 256; the cpu preset's scenes: 64) ...
          min_depth: float = None,      # ... and range in metres (default: from the training depths)
          max_depth: float = None,
          depth_scale: float = None,    # metres = value / depth_scale of 16-bit depth PNGs (NYU's millimetres: 1000)

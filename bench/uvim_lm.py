@@ -1,0 +1,90 @@
+"""What lets UViM's stage II learn at CPU size: the study's cpu preset on depth, one factor at a time.
+
+    python bench/uvim_lm.py                                   # every variant below (about half an hour on 2 cores)
+    python bench/uvim_lm.py --variants preset,cross-attention-only
+    python bench/uvim_lm.py --quick --out /tmp/q.json         # smoke sizes, in about a minute
+
+Each variant is the `fsq-uvim` study itself (`UVIM.run`), arms fsq (image context) and fsq-noctx, seed 0, with ONE
+change to the cpu preset, in its own folder under --cache (a finished variant is read back, not trained again). Per
+arm: the prior code's, the oracle's and UViM's (lm) RMSE, the share of the prior-to-oracle distance UViM closes, the
+seconds of both stages, and whether the language model reads the image at all: its teacher-forced token accuracy on
+the held-out scenes with their own images, with the images shuffled across the scenes, and with grey images. A model
+that has learned only the code's own statistics scores the same on all three. Results merge into
+`bench/results/cpu-uvim-lm.json` (key: variant), with the machine and the date.
+"""
+import argparse, datetime, json, time
+from pathlib import Path
+import torch
+from fsq_lit.train import hardware
+from fsq_lit.uvim_study import UVIM, closed, arm_means
+from fsq_lit.uvim import oracle_codes, code_tokens
+
+RESULTS = Path(__file__).parent / 'results' / 'cpu-uvim-lm.json'
+ARMS = ('fsq', 'fsq-noctx')
+VARIANTS = {   # name -> changes to the cpu preset
+    'preset': {},
+    'cross-attention-only': dict(lm_aligned=False),                   # big_vision's language model
+    'cross-attention-only-4x-steps': dict(lm_aligned=False, lm_steps=3200),
+    '2000-scenes': dict(n_train=2000),
+    '4375-codes': dict(levels=(7, 5, 5, 5, 5), codebook_size=4096),   # the paper's levels (and VQ's 4096)
+    '256-depth-bins': dict(labels={}),                                 # the task's own bins
+}
+QUICK = dict(n_train=64, n_test=16, width=32, enc_layers=1, dec_layers=1, n_head=2, steps=4, batch_size=8, lm_width=32,
+             lm_enc_layers=1, lm_dec_layers=1, lm_steps=4, lm_batch_size=8, n_show=4)
+
+
+@torch.no_grad()
+def reads_image(cfg, out: Path, arm: str) -> dict:
+    "Held-out teacher-forced token accuracy of (arm, seed 0)'s language model with the true, shuffled and grey images."
+    ctx = dict(out=out, device=torch.device('cpu'), meta={})
+    s1, lm = UVIM.stage_one(cfg, arm, 0, ctx)[0], UVIM.stage_two(cfg, arm, 0, ctx)[0]
+    test = UVIM.data(cfg, ctx)[1]
+    codes, g = oracle_codes(s1, test), torch.Generator().manual_seed(0)
+    target = code_tokens(codes)[1]
+    acc = lambda images: (lm(images, codes).argmax(-1) == target).float().mean().item()
+    images = test['image']
+    return dict(true_images=acc(images), shuffled_images=acc(images[torch.randperm(len(images), generator=g)]),
+                grey_images=acc(torch.full_like(images, 0.5)))
+
+
+def run_variant(name: str, change: dict, cache: Path, quick: bool) -> dict:
+    cfg = UVIM.preset('smoke' if quick else 'cpu', task='depth', arms=ARMS, seeds=(0,), progress=False,
+                      **(QUICK if quick else {}), **change)
+    out, t0 = cache / name, time.perf_counter()
+    st = UVIM.run(cfg, out)
+    means, gone = arm_means(st['records'], 'depth'), closed(st['records'], 'depth')
+    lm_row = {r['arm']: r for r in st['records'] if r['stage'] == 'lm'}
+    oracle_row = {r['arm']: r for r in st['records'] if r['stage'] == 'oracle'}
+    arms = {a: dict(prior=means[a, 'prior']['rmse'], oracle=means[a, 'oracle']['rmse'], lm=means[a, 'lm']['rmse'],
+                    closed=gone[a][0], stage_one_s=oracle_row[a].get('stage_one_s'), lm_s=lm_row[a].get('lm_s'),
+                    token_accuracy=reads_image(cfg, out, a)) for a in ARMS}
+    return dict(variant=name, change={k: list(v) if isinstance(v, tuple) else v for k, v in change.items()},
+                codebook_size=st['records'][0]['codebook_size'], arms=arms, seconds=round(time.perf_counter() - t0, 1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--variants', default=','.join(VARIANTS), help=f"comma-separated names of: {', '.join(VARIANTS)}")
+    ap.add_argument('--quick', action='store_true', help='smoke sizes: checks the script, measures nothing')
+    ap.add_argument('--cache', default='runs/bench-uvim-lm', help='folder of the variants\' studies')
+    ap.add_argument('--out', default=str(RESULTS))
+    a = ap.parse_args()
+    names = [v for v in a.variants.split(',') if v]
+    if bad := [v for v in names if v not in VARIANTS]: ap.error(f"unknown variant {bad[0]!r}; choose from {', '.join(VARIANTS)}")
+    out = Path(a.out)
+    doc = json.loads(out.read_text()) if out.exists() else {}
+    doc.update(benchmark='bench/uvim_lm.py', quick=a.quick, hardware=hardware(torch.device('cpu')),
+               threads=torch.get_num_threads(), date=datetime.date.today().isoformat(),
+               closed='(prior - lm) / (prior - oracle) in RMSE: the share of the prior-to-oracle distance UViM closes')
+    rows = {r['variant']: r for r in doc.get('variants', [])}
+    for n in names:
+        rows[n] = run_variant(n, VARIANTS[n], Path(a.cache) / ('quick' if a.quick else 'cpu'), a.quick)
+        r = rows[n]['arms']
+        print(n, ' '.join(f"{arm}: closed {v['closed']:.0%} (token acc {v['token_accuracy']['true_images']:.3f} with its images, "
+                          f"{v['token_accuracy']['shuffled_images']:.3f} shuffled)" for arm, v in r.items()), flush=True)
+        doc['variants'] = [rows[v] for v in VARIANTS if v in rows]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1) + '\n')
+
+
+if __name__ == '__main__': main()
