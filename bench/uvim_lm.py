@@ -5,7 +5,8 @@
     python bench/uvim_lm.py --quick --out /tmp/q.json         # smoke sizes, in about a minute
 
 Each variant is the `fsq-uvim` study itself (`UVIM.run`), arms fsq (image context) and fsq-noctx, seed 0, with ONE
-change to the cpu preset, in its own folder under --cache (a finished variant is read back, not trained again). Per
+change to the cpu preset, in its own folder under --cache (a finished variant is read back, not trained again); the
+preset itself is read from the committed cpu study of depth (--study) where its models are in that folder. Per
 arm: the prior code's, the oracle's and UViM's (lm) RMSE, the share of the prior-to-oracle distance UViM closes, the
 seconds of both stages, and whether the language model reads the image at all: its teacher-forced token accuracy on
 the held-out scenes with their own images, with the images shuffled across the scenes, and with grey images. A model
@@ -47,18 +48,32 @@ def reads_image(cfg, out: Path, arm: str) -> dict:
                 grey_images=acc(torch.full_like(images, 0.5)))
 
 
-def run_variant(name: str, change: dict, cache: Path, quick: bool) -> dict:
-    cfg = UVIM.preset('smoke' if quick else 'cpu', task='depth', arms=ARMS, seeds=(0,), progress=False,
-                      **(QUICK if quick else {}), **change)
-    out, t0 = cache / name, time.perf_counter()
-    st = UVIM.run(cfg, out)
+def finished_study(study: Path | None, quick: bool):
+    "The committed cpu study of depth at `study`, as (config, records), where it holds the models of seed 0 of both arms; else None."
+    if study is None or quick or not all((study / 'stage1' / f'{a}-s0').is_dir() for a in ARMS): return None
+    st = UVIM.load(study)
+    cfg = UVIM.config_of(st)
+    if cfg != UVIM.preset('cpu', task='depth', progress=cfg.progress): return None
+    return cfg, [r for r in st['records'] if r['seed'] == 0 and r['arm'] in ARMS]
+
+
+def run_variant(name: str, change: dict, cache: Path, quick: bool, study: Path | None = None) -> dict:
+    t0 = time.perf_counter()
+    if not change and (got := finished_study(study, quick)):           # the preset itself: the committed study's seed 0
+        (cfg, records), out = got, study
+        st = dict(records=records)
+    else:
+        kw = {**QUICK, **change, **({'lm_steps': 4 * QUICK['lm_steps']} if 'lm_steps' in change else {})} if quick else change
+        cfg = UVIM.preset('smoke' if quick else 'cpu', task='depth', arms=ARMS, seeds=(0,), progress=False, **kw)
+        out = cache / name
+        st = UVIM.run(cfg, out)
     means, gone = arm_means(st['records'], 'depth'), closed(st['records'], 'depth')
     lm_row = {r['arm']: r for r in st['records'] if r['stage'] == 'lm'}
     oracle_row = {r['arm']: r for r in st['records'] if r['stage'] == 'oracle'}
     arms = {a: dict(prior=means[a, 'prior']['rmse'], oracle=means[a, 'oracle']['rmse'], lm=means[a, 'lm']['rmse'],
                     closed=gone[a][0], stage_one_s=oracle_row[a].get('stage_one_s'), lm_s=lm_row[a].get('lm_s'),
                     token_accuracy=reads_image(cfg, out, a)) for a in ARMS}
-    return dict(variant=name, change={k: list(v) if isinstance(v, tuple) else v for k, v in change.items()},
+    return dict(variant=name, change={k: list(v) if isinstance(v, tuple) else v for k, v in change.items()}, source=str(out),
                 codebook_size=st['records'][0]['codebook_size'], arms=arms, seconds=round(time.perf_counter() - t0, 1))
 
 
@@ -68,6 +83,8 @@ def main():
     ap.add_argument('--quick', action='store_true', help='smoke sizes: checks the script, measures nothing')
     ap.add_argument('--cache', default='runs/bench-uvim-lm', help='folder of the variants\' studies')
     ap.add_argument('--out', default=str(RESULTS))
+    ap.add_argument('--study', default='nbs/results/uvim-depth-cpu',
+                    help="the preset's variant is read from this finished cpu study of depth (seed 0) where its models are there")
     a = ap.parse_args()
     names = [v for v in a.variants.split(',') if v]
     if bad := [v for v in names if v not in VARIANTS]: ap.error(f"unknown variant {bad[0]!r}; choose from {', '.join(VARIANTS)}")
@@ -78,7 +95,7 @@ def main():
                closed='(prior - lm) / (prior - oracle) in RMSE: the share of the prior-to-oracle distance UViM closes')
     rows = {r['variant']: r for r in doc.get('variants', [])}
     for n in names:
-        rows[n] = run_variant(n, VARIANTS[n], Path(a.cache) / ('quick' if a.quick else 'cpu'), a.quick)
+        rows[n] = run_variant(n, VARIANTS[n], Path(a.cache) / ('quick' if a.quick else 'cpu'), a.quick, Path(a.study))
         r = rows[n]['arms']
         print(n, ' '.join(f"{arm}: closed {v['closed']:.0%} (token acc {v['token_accuracy']['true_images']:.3f} with its images, "
                           f"{v['token_accuracy']['shuffled_images']:.3f} shuffled)" for arm, v in r.items()), flush=True)

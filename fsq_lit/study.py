@@ -4,7 +4,7 @@
 
 # %% ../nbs/05b_study.ipynb #85ba2445
 from __future__ import annotations
-import hashlib, time
+import hashlib, math, time
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 import torch
@@ -88,9 +88,14 @@ def spread(xs) -> float:
     "The seed-to-seed spread of `xs`: their sample standard deviation (0 for one value)."
     return 0.0 if len(xs) < 2 else (sum((x - mean(xs)) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5
 
-def pm(xs, fmt: str = '.4g') -> str:
-    "`xs` (one value per seed) as 'mean ± spread', or the one value alone."
-    return f"{mean(xs):{fmt}}" + (f" ± {spread(xs):{fmt}}" if len(xs) > 1 else '')
+def pm(xs, fmt: str = '') -> str:
+    """`xs` (one value per seed) as 'mean ± spread': the spread to two significant digits and the mean to as many decimals,
+    or both in `fmt`; one value alone (in `fmt`, else to 4 significant digits)."""
+    if len(xs) < 2: return f"{mean(xs):{fmt or '.4g'}}"
+    m, s = mean(xs), spread(xs)
+    if s <= 1e-12 * max(1.0, abs(m)): return f"{m:{fmt or '.4g'}} ± 0"          # the same value in every seed (up to rounding)
+    fmt = fmt or f".{max(0, 1 - math.floor(math.log10(s)))}f"
+    return f"{m:{fmt}} ± {s:{fmt}}"
 
 def _seeds(x) -> list: return [float(v) for v in x] if isinstance(x, (list, tuple)) else [float(x)]
 

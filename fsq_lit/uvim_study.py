@@ -272,12 +272,12 @@ def plot_usage(records):
     return fig
 
 def plot_stages(records, task):
-    "The task's main metric of each arm's prior, UViM (lm) and oracle rows: a bar at the mean over seeds, its spread as an error bar, each seed a dot."
+    "The task's main metric of each arm's prior, UViM (lm) and oracle rows, left to right: a bar at the mean over seeds, its spread as an error bar, each seed a dot."
     import matplotlib.pyplot as plt
     vals, k = arm_values(records, task), get_task(task).metric
     arms = list(dict.fromkeys(a for a, _ in vals))
     fig, ax = plt.subplots(figsize=(1.3 * len(arms) + 1.5, 3))
-    for j, (stage, colour) in enumerate(zip(STAGES, ('tab:green', 'tab:grey', 'tab:blue'))):
+    for j, (stage, colour) in enumerate(zip(('prior', 'lm', 'oracle'), ('tab:grey', 'tab:blue', 'tab:green'))):   # floor, UViM, bound
         for i, a in enumerate(arms):
             if (a, stage) not in vals: continue
             xs, x = vals[a, stage][k], i + (j - 1) * 0.27
