@@ -307,11 +307,13 @@ def arm_means(records, task) -> dict:
 
 def closed(records, task) -> dict:
     """{arm: [one value per seed]}: the share of the way from the prior code (0) to the oracle (1) that UViM's (lm) row
-    covers in the task's main metric, (prior − lm) / (prior − oracle), for each arm and seed that has all three rows."""
+    covers in the task's main metric, (prior − lm) / (prior − oracle), for each arm and seed that has all three rows (and
+    whose prior and oracle differ: a share of no distance is not defined)."""
     k = get_task(task).metric
     rows = {(r['arm'], r['seed'], r['stage']): r[k] for r in records}
-    return {a: [(rows[a, s, 'prior'] - rows[a, s, 'lm']) / (rows[a, s, 'prior'] - rows[a, s, 'oracle'])
-                for s in dict.fromkeys(s for b, s, _ in rows if b == a) if all((a, s, st) in rows for st in STAGES)]
+    seeds = lambda a: [s for s in dict.fromkeys(s for b, s, _ in rows if b == a)
+                       if all((a, s, st) in rows for st in STAGES) and rows[a, s, 'prior'] != rows[a, s, 'oracle']]
+    return {a: [(rows[a, s, 'prior'] - rows[a, s, 'lm']) / (rows[a, s, 'prior'] - rows[a, s, 'oracle']) for s in seeds(a)]
             for a in dict.fromkeys(a for a, _, _ in rows)}
 
 TOLERANCE = 0.05   # FSQ "as well as" VQ: within 5% of VQ's main metric, or better
