@@ -289,7 +289,7 @@ def plot_stages(records, task):
 
 @patch
 def draw(self: UViMStudy, st: dict, out) -> list:
-    task = study_task(self.config_of(st))
+    task = get_task(self.config_of(st).task, st['meta'].get('task_params'))   # as study.json recorded it: no read of the data
     return [(plot_predictions(st, out), 'predictions.png'), (plot_usage(st['records']), 'usage.png'), (plot_stages(st['records'], task), 'stages.png')]
 
 # %% ../nbs/12b_uvim_study.ipynb #a45daf1b
