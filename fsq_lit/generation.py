@@ -14,7 +14,7 @@ from .scalar import check_int
 from .scenes import SCENE_LABELS
 from .runs import RunError, split_list
 from .train import TrainConfig, fit
-from .study import Study, TokenizerStudyConfig, Rule, read_derived, write_derived, once
+from .study import Study, TokenizerStudyConfig, Rule, all_of, mean, spread, pm, read_derived, write_derived, once
 from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer, reconstruct
 from .sources import image_data
 from .quantizer import get_variant, uniform_usage
@@ -24,10 +24,10 @@ from .features import FeatureNetConfig, fid, class_accuracy, metric_space, space
 from .maskgit import MaskGITConfig, MaskGIT, maskgit_loss, generate, decoding, condition_labels, plot_samples, plot_decoding
 
 # %% auto #0
-__all__ = ['STAGE_ONE', 'MODELS', 'PRESETS', 'MASKGIT', 'SAMPLES_PER_CLASS', 'LABELS', 'FID_TOLERANCE', 'PR_TOLERANCE',
+__all__ = ['STAGE_ONE', 'MODELS', 'PRESETS', 'MASKGIT', 'SAMPLES_PER_CLASS', 'LABELS', 'FID_TOLERANCE', 'PR_TOLERANCE', 'SEEDS',
            'WAS_TWO_SIDED', 'GenerationConfig', 'MaskGITStudy', 'load_given', 'real_set', 'num_classes',
-           'unconditional', 'stage_one', 'stage_two', 'samples_path', 'plot_sweeps', 'main_records', 'maskgit_rules',
-           'main']
+           'unconditional', 'stage_one', 'stage_two', 'samples_path', 'at_setting', 'main_records', 'values',
+           'best_guidance', 'best_records', 'series', 'plot_sweeps', 'maskgit_rules', 'main']
 
 # %% ../nbs/11a_generation.ipynb #baf77801
 STAGE_ONE = {   # the tokenizers of the study, each a TokenizerConfig's quantizer settings
@@ -45,7 +45,8 @@ class GenerationConfig(TokenizerStudyConfig):
     n_train: int = 20000                    # scenes for both stages
     n_test: int = 1000                      # held-out scenes: the real set of FID, precision and recall
     models: tuple = ('fsq', 'vq', 'vq-ema+reseed', 'fsq-factorized')   # names in MODELS
-    sweep_models: tuple = ('fsq', 'vq')     # the models whose FID is also measured against sampling steps and guidance
+    seeds: tuple = (0,)                     # each model's two stages are trained, and it is sampled, once per seed (`at_seed`)
+    sweep_models: tuple = ('fsq', 'vq')     # the models whose FID is also measured against sampling steps (every model: guidance)
     tok_steps: int = 1200                   # stage I's training
     tok_batch: int = 32
     tok_lr: float = 3e-3
@@ -77,9 +78,16 @@ class GenerationConfig(TokenizerStudyConfig):
         if bad: raise ValueError(f"unknown model {bad[0]!r}; choose from {sorted(MODELS)}")
         if not set(self.sweep_models) <= set(self.models): raise ValueError(f"sweep_models {self.sweep_models} must be among models {self.models}")
         for s in self.sweep_steps: check_int(s, 'each sweep_steps entry', 1)
+        for s in self.seeds: check_int(s, 'each seed', 0)
+        if not self.seeds or len(set(self.seeds)) < len(self.seeds): raise ValueError(f"seeds must be non-empty and distinct, got {self.seeds}")
+        if self.seed not in self.seeds: self.seed = self.seeds[0]   # `seed` is one run's (`at_seed`); a study's config holds its first
         if self.n_samples < 4 or self.n_test < 4: raise ValueError("n_samples and n_test must be >= 4 (precision/recall use k = 3 neighbours)")
         if 'image_size' in self.feature: raise ValueError("feature: the feature network sees the study's image_size; do not set it")
         self.feature_config()   # unknown feature settings fail here
+
+    def at_seed(self, seed: int) -> GenerationConfig:
+        "The config of one seed's run: both stages' initialisation and data order, and the sampler's noise, drawn from `seed`."
+        return replace(self, seed=seed)
 
     def feature_config(self) -> FeatureNetConfig:
         "The feature network (10a) of the metrics, at the study's image size, trained on the classes of the study's data."
@@ -108,7 +116,8 @@ PRESETS = {
                   tok_steps=4, tok_batch=8, n_layer=1, n_head=2, d_model=32, steps=4, batch_size=8, warmup=1, n_samples=12,
                   sample_steps=4, sweep_steps=(2, 4), sweep_guidance=(0.0, 1.0),
                   feature=dict(width=4, feature_dim=16, n_train=64, n_test=24, steps=4, batch_size=16)),
-    'cpu': dict(),
+    'cpu': dict(models=('fsq', 'vq', 'fsq-factorized'), seeds=(0, 1, 2), n_train=10000, tok_steps=700, steps=1800, batch_size=16,
+                n_samples=300),
     'gpu': dict(image_size=64, n_train=60000, n_test=5000, channels=64, ch_mult=(1, 2, 2), num_res_blocks=2, vq_dim=32,
                 tok_steps=3000, tok_batch=128, tok_lr=1e-3, n_layer=8, n_head=8, d_model=512, steps=3000, batch_size=256,
                 lr=4e-4, warmup=200, n_samples=5000, compile=True, feature=dict(width=64, steps=2000)),
@@ -116,21 +125,24 @@ PRESETS = {
 
 # %% ../nbs/11a_generation.ipynb #db153b3f
 class MaskGITStudy(Study):
-    "The MaskGIT study: one record per (model, sampling steps, guidance); scenes, feature network and tokenizers are shared, each MaskGIT is trained once."
+    "The MaskGIT study: one record per (model, seed, sampling steps, guidance); scenes and feature network are shared, each seed's tokenizers and MaskGITs are trained once."
     kind, config, presets, head = 'fsq-maskgit', GenerationConfig, PRESETS, "The paper's MaskGIT claims, on these measurements:"
+    grows = ('seeds',)   # more seeds only add records: a study of seed 0 resumes with seeds 0, 1, 2
 
     def plan(self, cfg: GenerationConfig) -> list[tuple]:
-        "Every (model, steps, guidance) the study measures: each model at the main setting, then the sweeps."
-        main = [(m, cfg.sample_steps, float(cfg.guidance)) for m in cfg.models]
-        sweep = [(m, s, float(cfg.guidance)) for m in cfg.sweep_models for s in cfg.sweep_steps]
-        sweep += [(m, cfg.sample_steps, float(g)) for m in cfg.sweep_models for g in cfg.sweep_guidance]
-        return list(dict.fromkeys(main + sweep))
+        "Every (model, seed, steps, guidance) the study measures, seed by seed: each model at the main setting, then every model over guidance, then `sweep_models` over steps."
+        g0, plan = float(cfg.guidance), []
+        for s in cfg.seeds:
+            plan += [(m, s, cfg.sample_steps, g0) for m in cfg.models]
+            plan += [(m, s, cfg.sample_steps, float(g)) for m in cfg.models for g in cfg.sweep_guidance]
+            plan += [(m, s, t, g0) for m in cfg.sweep_models for t in cfg.sweep_steps]
+        return list(dict.fromkeys(plan))
 
-    def key(self, r: dict) -> tuple: return r['model'], r['steps'], float(r['guidance'])
+    def key(self, r: dict) -> tuple: return r['model'], r['seed'], r['steps'], float(r['guidance'])
 
     def line(self, r: dict) -> str:
         "The progress line of record `r`: its key and its scores, each 'not measured' where its feature space could not measure it."
-        return (f"{r['model']} T={r['steps']} guidance={r['guidance']}: FID {_num(r['fid'], '.4g', 'not measured')}  precision "
+        return (f"{r['model']} seed {r['seed']} T={r['steps']} guidance={r['guidance']}: FID {_num(r['fid'], '.4g', 'not measured')}  precision "
                 f"{_num(r['precision'], '.3f', 'not measured')}  recall {_num(r['recall'], '.3f', 'not measured')}  "
                 f"class acc {_num(r['class_accuracy'], '.3f', 'not measured')}")
 
@@ -160,10 +172,10 @@ def unconditional(n: int) -> torch.Tensor:
 
 # %% ../nbs/11a_generation.ipynb #c7ca2c71
 def stage_one(cfg: GenerationConfig, key: str, ctx: dict) -> tuple:
-    """Stage I for `key`: the tokenizer given by path (`ctx['tokenizers']`), or the one trained in `out/stage1/<key>`
+    """Stage I for `key` and `cfg.seed`: the tokenizer given by path (`ctx['tokenizers']`, the same for every seed), or the one trained in `out/stage1/<key>-s<seed>`
     (trained there now, resumably, if it is not finished); returns it with its held-out usage, perplexity, PSNR,
     reconstruction FID (rFID) and the class accuracy of its reconstructions, each None where the metrics' space cannot measure it."""
-    d, given, data = ctx['out'] / 'stage1' / key, (ctx.get('tokenizers') or {}).get(key), ctx['data']
+    d, given, data = ctx['out'] / 'stage1' / f"{key}-s{cfg.seed}", (ctx.get('tokenizers') or {}).get(key), ctx['data']
     if given is not None: tok = load_given(cfg, key, given)
     elif (d / 'summary.json').is_file() and (d / 'tokenizer').is_dir(): tok = load_tokenizer(d / 'tokenizer')
     else: tok, _ = train_tokenizer(cfg.stage_one(key), out=d, data=(data['train_x'], data['test_x'][:0]))
@@ -177,15 +189,15 @@ def stage_one(cfg: GenerationConfig, key: str, ctx: dict) -> tuple:
 
 def stage_two(cfg: GenerationConfig, model: str, ctx: dict) -> tuple:
     """Stage II: MaskGIT `model` trained with `fit` on the tokens of the training images (tokenized once, cached: 10) and
-    their labels (`unconditional` ones without classes), in `out/stage2/<model>-<tokenizer checksum>` (resumable; a
+    their labels (`unconditional` ones without classes), seeded by `cfg.seed`, in `out/stage2/<model>-s<seed>-<tokenizer checksum>` (resumable; a
     finished run is loaded, not retrained)."""
-    tok, data = ctx['stage1'][MODELS[model][0]][0], ctx['data']
+    tok, data = ctx['stage1'][MODELS[model][0], cfg.seed][0], ctx['data']
     key = data_tokens_key(cfg.data, cfg.image_size, cfg.data_seed, 0, len(data['train_x']), 'train')   # chapter 10's key
     labels = data['train_y'] if data['classes'] else unconditional(len(data['train_x']))
     tokens = token_tensors(make_tokens(tok, data['train_x'], labels, key, progress=cfg.progress))
     torch.manual_seed(cfg.seed)
     net = MaskGIT(cfg.stage_two(model, tok.quantizer.codebook_size, num_classes(data)))
-    tcfg = replace(cfg.train_config(net.flops_per_sample()), out=str(ctx['out'] / 'stage2' / f"{model}-{tokenizer_checksum(tok)[:12]}"))
+    tcfg = replace(cfg.train_config(net.flops_per_sample()), out=str(ctx['out'] / 'stage2' / f"{model}-s{cfg.seed}-{tokenizer_checksum(tok)[:12]}"))
     res = fit(net, tokens, maskgit_loss, tcfg)
     last = res.history[-1] if res.history else {}
     return res.model.eval(), dict(train_steps=res.step, params=sum(p.numel() for p in res.model.parameters()),
@@ -195,18 +207,18 @@ def stage_two(cfg: GenerationConfig, model: str, ctx: dict) -> tuple:
 # %% ../nbs/11a_generation.ipynb #ffc0e2e1
 @patch
 def prepare(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
-    "The images, the metrics' space (10a's `metric_space`) and every stage-I tokenizer (`stage_one`), into `ctx`; the space, its network's info and the classes into study.json."
+    "The images, the metrics' space (10a's `metric_space`) and every stage-I tokenizer of every seed (`stage_one`), into `ctx`; the space, its network's info and the classes into study.json."
     ctx['data'] = image_data(cfg.data, cfg.n_train, cfg.image_size, cfg.data_seed, cfg.n_test, cfg.progress)
     ms = metric_space(cfg.feature_config(), bool(ctx['data']['classes']), progress=cfg.progress, device=ctx['device'])
     ctx.update(metrics=ms, space=ms.space); ctx['meta'].update(feature_net=ms.info, feature_space=ms.space, classes=ctx['data']['classes'])
     if ms.net is None: print(f"{cfg.data}: no classes to train a feature network on and no Inception weights at {inception_weights()} "
                              "(chapter 10a): FID, precision, recall and class accuracy are not measured", flush=True)
-    ctx['stage1'] = {k: stage_one(cfg, k, ctx) for k in dict.fromkeys(MODELS[m][0] for m in cfg.models)}
+    ctx['stage1'] = {(k, s): stage_one(cfg.at_seed(s), k, ctx) for s in cfg.seeds for k in dict.fromkeys(MODELS[m][0] for m in cfg.models)}
 
 @patch
 def keep(self: MaskGITStudy, cfg: GenerationConfig, r: dict, ctx: dict) -> dict | None:
     "`r` if it was measured in this feature space with the stage-I tokenizer now in use; else None (measure it again), and a line why."
-    key = MODELS[r['model']][0]; now = ctx['stage1'][key][1]
+    key = MODELS[r['model']][0]; now = ctx['stage1'][key, r['seed']][1]
     why = ('another feature network' if r.get('feature_space') != ctx['space'] else
            f"another {key!r} tokenizer than {now['tokenizer']} (its weights differ)" if r.get('tokenizer_checksum') != now['tokenizer_checksum'] else
            None)
@@ -216,17 +228,18 @@ def keep(self: MaskGITStudy, cfg: GenerationConfig, r: dict, ctx: dict) -> dict 
 # %% ../nbs/11a_generation.ipynb #c1b8895f
 @patch
 def measure(self: MaskGITStudy, cfg: GenerationConfig, key: tuple, ctx: dict) -> dict:
-    """One record: the model of `key` (its stage II trained once per run, `once`) sampled at (steps, guidance) = key[1:],
+    """One record: the model of `key` = (model, seed, steps, guidance) (its stage II trained once per run and seed, `once`) sampled at (steps, guidance),
     scored against the held-out images in the metrics' space of `prepare` (None where it cannot measure), with its tokenizer's and its training's numbers."""
-    name, steps, guidance = key
-    tok, st1 = ctx['stage1'][MODELS[name][0]]
-    model, st2 = once(ctx, ('stage2', name), lambda: stage_two(cfg, name, ctx))
+    name, seed, steps, guidance = key
+    cfg = cfg.at_seed(seed)
+    tok, st1 = ctx['stage1'][MODELS[name][0], seed]
+    model, st2 = once(ctx, ('stage2', name, seed), lambda: stage_two(cfg, name, ctx))
     real, real_y = real_set(cfg, ctx['data'])
     labels = unconditional(cfg.n_samples) if real_y is None else condition_labels(real_y, cfg.n_samples)
     t = time.perf_counter()
     fake = generate(model, tok.detokenize, labels, steps, guidance, cfg.choice_temperature, cfg.seed, progress=cfg.progress)
     dt = time.perf_counter() - t
-    return dict(model=name, quantizer=STAGE_ONE[MODELS[name][0]]['quantizer'], head=MODELS[name][1], steps=steps,
+    return dict(model=name, seed=seed, quantizer=STAGE_ONE[MODELS[name][0]]['quantizer'], head=MODELS[name][1], steps=steps,
                 guidance=guidance, n_samples=len(fake), n_real=len(real), **space_metrics(ctx['metrics'], real, fake, None if real_y is None else labels),
                 sample_images_per_s=round(len(fake) / dt, 1), **st1, **st2, feature_space=ctx['space'])
 
@@ -238,41 +251,85 @@ def samples_path(out, model: str) -> Path: return Path(out) / 'samples' / f"{mod
 @patch
 def finish(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
     """Every model's sample grid (every class, SAMPLES_PER_CLASS each; without classes SAMPLES_PER_CLASS unconditional ones) and
-    the first model's decoding of class 0 (or unconditional), with the main decoder's settings: made where missing or damaged
-    (`read_derived`), or where the model was measured in this run."""
+    the first model's decoding of class 0 (or unconditional), with the main decoder's settings, by the first seed's models: made where
+    missing or damaged (`read_derived`), or where the model was measured in this run."""
     classes, out = ctx['data']['classes'], ctx['out']
     grid_labels = torch.arange(len(classes)).repeat_interleave(SAMPLES_PER_CLASS) if classes else unconditional(SAMPLES_PER_CLASS)
-    decoder = (cfg.sample_steps, cfg.guidance, cfg.choice_temperature)
+    decoder, s0 = (cfg.sample_steps, cfg.guidance, cfg.choice_temperature), cfg.seeds[0]
+    cfg = cfg.at_seed(s0)
     for name in cfg.models:
-        fresh, tok = ('stage2', name) in ctx, ctx['stage1'][MODELS[name][0]][0]
+        fresh, tok = ('stage2', name, s0) in ctx, ctx['stage1'][MODELS[name][0], s0][0]
         grid = fresh or read_derived(samples_path(out, name)) is None
         steps_file = name == cfg.models[0] and (fresh or read_derived(out / 'decoding.pt') is None)
-        if grid or steps_file: model = once(ctx, ('stage2', name), lambda: stage_two(cfg, name, ctx))[0]
+        if grid or steps_file: model = once(ctx, ('stage2', name, s0), lambda: stage_two(cfg, name, ctx))[0]
         if grid: write_derived(samples_path(out, name), generate(model, tok.detokenize, grid_labels, *decoder, cfg.seed + 1))
         if steps_file: write_derived(out / 'decoding.pt', decoding(model, tok.detokenize, 0 if classes else 1, *decoder, cfg.seed))
+
+# %% ../nbs/11a_generation.ipynb #32d03430
+def at_setting(records, steps: int, guidance: float) -> dict:
+    "{model: its records sampled at (steps, guidance), one per seed in seed order}."
+    out = {}
+    for r in sorted(records, key=lambda r: r['seed']):
+        if r['steps'] == steps and r['guidance'] == float(guidance): out.setdefault(r['model'], []).append(r)
+    return out
+
+def main_records(records, cfg: GenerationConfig) -> dict:
+    "{model: [records over the seeds]} at the main decoder setting (cfg.sample_steps, cfg.guidance)."
+    return at_setting(records, cfg.sample_steps, cfg.guidance)
+
+def values(rs, key: str) -> list | None:
+    "`key` of each record of `rs` (one per seed); None where there is none or one was not measured."
+    vs = [r[key] for r in rs or ()]
+    return None if not vs or None in vs else vs
+
+def best_guidance(records, cfg: GenerationConfig) -> dict:
+    "{model: the guidance scale of its lowest mean FID over the seeds, at T = cfg.sample_steps}; a model whose FID was not measured has none."
+    fids = {}
+    for r in records:
+        if r['steps'] == cfg.sample_steps and r['fid'] is not None: fids.setdefault(r['model'], {}).setdefault(r['guidance'], []).append(r['fid'])
+    return {m: min(sorted(by), key=lambda g: mean(by[g])) for m, by in fids.items()}
+
+def best_records(records, cfg: GenerationConfig) -> dict:
+    "{model: [records over the seeds]} at each model's best guidance (`best_guidance`)."
+    return {m: at_setting(records, cfg.sample_steps, g)[m] for m, g in best_guidance(records, cfg).items()}
+
 
 # %% ../nbs/11a_generation.ipynb #a1152251
 LABELS = {'fsq': 'FSQ', 'vq': 'VQ (entropy loss)', 'vq-ema+reseed': 'VQ (EMA + reseeding)', 'fsq-factorized': 'FSQ, factorized head'}
 
+def series(records, model: str, key: str, steps: int | None = None, guidance: float | None = None) -> list[tuple]:
+    "(x, mean, spread) of `key` over the seeds for `model`, along guidance (`steps` fixed) or along steps (`guidance` fixed); unmeasured values left out."
+    by = {}
+    for r in records:
+        if r['model'] == model and r[key] is not None and (steps is None or r['steps'] == steps) and (guidance is None or r['guidance'] == float(guidance)):
+            by.setdefault(r['guidance'] if steps is not None else r['steps'], []).append(r[key])
+    return [(x, mean(v), spread(v)) for x, v in sorted(by.items())]
+
 def plot_sweeps(records, cfg: GenerationConfig):
-    "FID against sampling steps (guidance fixed) and against guidance (steps fixed), one line per swept model; a panel says so where FID was not measured."
+    """FID against sampling steps (guidance fixed; `sweep_models`), FID against guidance (steps fixed; every model), and
+    precision against recall as guidance grows (each point labelled with its scale): means over the seeds, bars their spread.
+    A panel says so where FID was not measured."""
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axs = plt.subplots(1, 3, figsize=(13, 3.4))
     space = next((r.get('feature_space') for r in records), None)
     unit = ('scene features' if cfg.data == 'scenes' else 'Inception features' if space == INCEPTION_SPACE else
             "features of the data's classes" if space else 'not measured')
-    for m in cfg.sweep_models:
-        rs = [r for r in records if r['model'] == m and r['fid'] is not None]
-        by_s = sorted((r['steps'], r['fid']) for r in rs if r['guidance'] == cfg.guidance and r['steps'] in cfg.sweep_steps)
-        by_g = sorted((r['guidance'], r['fid']) for r in rs if r['steps'] == cfg.sample_steps and r['guidance'] in cfg.sweep_guidance)
-        if by_s: axs[0].plot(*zip(*by_s), 'o-', label=LABELS[m])
-        if by_g: axs[1].plot(*zip(*by_g), 'o-', label=LABELS[m])
+    for m in cfg.models:
+        if m in cfg.sweep_models and (s := series(records, m, 'fid', guidance=cfg.guidance)):
+            axs[0].errorbar(*zip(*s), fmt='o-', capsize=3, label=LABELS[m])
+        if g := series(records, m, 'fid', steps=cfg.sample_steps): axs[1].errorbar(*zip(*g), fmt='o-', capsize=3, label=LABELS[m])
+        p, r = series(records, m, 'precision', steps=cfg.sample_steps), series(records, m, 'recall', steps=cfg.sample_steps)
+        if p and r:
+            line = axs[2].errorbar([x[1] for x in r], [x[1] for x in p], xerr=[x[2] for x in r], yerr=[x[2] for x in p], fmt='o-', capsize=2, label=LABELS[m])
+            for (a, rm, _), (_, pm_, _) in zip(r, p): axs[2].annotate(f"{a:g}", (rm, pm_), fontsize=6, xytext=(3, 3), textcoords='offset points', color=line[0].get_color())
     axs[0].set_xlabel('sampling steps T'); axs[0].set_title(f'FID against steps (guidance {cfg.guidance:g})', fontsize=10)
     axs[1].set_xlabel('guidance a'); axs[1].set_title(f'FID against guidance (T = {cfg.sample_steps})', fontsize=10)
-    for ax in axs:
-        ax.set_ylabel(f'FID ({unit})'); ax.grid(alpha=0.3)
-        if ax.lines: ax.legend(fontsize=8)
-        else: ax.text(0.5, 0.5, 'FID not measured:\nno feature space for these images', ha='center', va='center', transform=ax.transAxes)
+    axs[2].set_xlabel('recall'); axs[2].set_ylabel('precision'); axs[2].set_title(f'precision and recall over guidance a (T = {cfg.sample_steps})', fontsize=10)
+    for i, ax in enumerate(axs):
+        if i < 2: ax.set_ylabel(f'FID ({unit})')
+        ax.grid(alpha=0.3)
+        if ax.lines: ax.legend(fontsize=7)
+        else: ax.text(0.5, 0.5, 'not measured:\nno feature space for these images', ha='center', va='center', transform=ax.transAxes)
     return fig
 
 @patch
@@ -287,58 +344,81 @@ def draw(self: MaskGITStudy, st: dict, out: Path) -> list:
     for f, _ in figs: f.tight_layout()
     return figs
 
+
 # %% ../nbs/11a_generation.ipynb #b1fedcbc
 FID_TOLERANCE = 0.15   # "samples as well as": FID at most 15% above the other's (the paper: 4.534 against 4.509, 0.6%)
 PR_TOLERANCE = 0.05    # precision, recall, class accuracy at most 0.05 below (the paper: 0.864 / 0.860 and 0.453 / 0.465)
-WAS_TWO_SIDED = ("was two-sided ('within {tol} of VQ's': abs(FSQ − VQ) <= {tol}); the `cpu` study's first run failed the precision "
-                 "and recall rule only because FSQ's recall was more than {tol} ABOVE VQ's, which the paper's claim (FSQ loses "
-                 "nothing against VQ) does not forbid, so both rules became one-sided; the old rule on the committed `cpu` files: {old}")
-
-def main_records(records, cfg: GenerationConfig) -> dict:
-    "{model: record} at the main decoder setting (cfg.sample_steps, cfg.guidance)."
-    return {r['model']: r for r in records if r['steps'] == cfg.sample_steps and r['guidance'] == float(cfg.guidance)}
+SEEDS = 3              # the fewest seeds per arm a verdict reads (chapter 05b's `Rule.seeds`)
+WAS_TWO_SIDED = ("was two-sided ('within {tol} of VQ's': abs(FSQ − VQ) <= {tol}); the `cpu` study's first run (one seed) failed the "
+                 "precision and recall rule only because FSQ's recall was more than {tol} ABOVE VQ's, which the paper's claim (FSQ loses "
+                 "nothing against VQ) does not forbid, so both rules became one-sided; the old rule on that run's files: {old}")
 
 def maskgit_rules(cfg: GenerationConfig) -> dict[str, Rule]:
-    "The declared rule of each claim, by a short name: FSQ (the first arm) against VQ, one seed per arm; usage read against a uniform code's on the held-out tokens (`uniform_usage`)."
-    fid_rule = lambda claim: Rule(claim, 'FID', 'lower', FID_TOLERANCE, relative=True)
+    "The declared rule of each claim, by a short name: FSQ (the first arm) against VQ over SEEDS seeds per arm, by their means; usage read against a uniform code's on the held-out tokens (`uniform_usage`)."
+    fid_rule = lambda claim: Rule(claim, 'FID', 'lower', FID_TOLERANCE, relative=True, seeds=SEEDS)
     K, n = math.prod(STAGE_ONE['fsq']['levels']), cfg.n_test * cfg.tokens_per_image
     return dict(
         fid=fid_rule(f"FSQ samples as well as VQ (FID at most {FID_TOLERANCE:.0%} above VQ's)"),
+        best=fid_rule(f"FSQ samples as well as VQ, each at its best guidance scale (FID at most {FID_TOLERANCE:.0%} above VQ's)"),
         ema=fid_rule(f"FSQ samples as well as the book's strongest VQ, EMA + reseeding (FID at most {FID_TOLERANCE:.0%} above)"),
         pr=Rule(f"FSQ's precision and recall are at most {PR_TOLERANCE} below VQ's", 'precision and recall (each)', 'higher', PR_TOLERANCE,
-                changed=WAS_TWO_SIDED.format(tol=PR_TOLERANCE, old='DID NOT HOLD')),
-        usage=Rule('FSQ uses all its codes (>= 99% on held-out scenes) and more of them than VQ', "tokenizer's codebook usage",
-                   how=f"FSQ's usage on the {n:,} held-out tokens ({cfg.n_test:,} images) >= 99% of a uniform code's there "
-                       f"(uniform_usage({K}, {n:,}) = {uniform_usage(K, n):.2%}), and above VQ's"),
+                seeds=SEEDS, changed=WAS_TWO_SIDED.format(tol=PR_TOLERANCE, old='DID NOT HOLD')),
+        usage=Rule('FSQ uses all its codes (>= 99% on held-out scenes) and more of them than VQ', "tokenizer's codebook usage", seeds=SEEDS,
+                   how=f"FSQ's mean usage over the seeds on the {n:,} held-out tokens ({cfg.n_test:,} images) >= 99% of a uniform code's there "
+                       f"(uniform_usage({K}, {n:,}) = {uniform_usage(K, n):.2%}), and above VQ's mean"),
         acc=Rule(f"FSQ's samples show their class as often as VQ's (class accuracy at most {PR_TOLERANCE} below)", 'class accuracy',
-                 'higher', PR_TOLERANCE, changed=WAS_TWO_SIDED.format(tol=PR_TOLERANCE, old='held')),
+                 'higher', PR_TOLERANCE, seeds=SEEDS, changed=WAS_TWO_SIDED.format(tol=PR_TOLERANCE, old='held')),
         fac=fid_rule(f'the factorized head samples as well as the full head (FID at most {FID_TOLERANCE:.0%} above)'))
 
-def _each(rule: Rule, a: dict | None, b: dict | None, keys) -> bool | None:
-    "Whether `rule` holds for `a` against `b` on every metric of `keys`; None (not measurable) where a record or a value is missing."
-    got = [rule.holds(a[k], b[k]) for k in keys] if a and b else [None]
-    return None if None in got else all(got)
+def _each(rule: Rule, a, b, keys) -> bool | str | None:
+    "`rule` for arm `a` against arm `b` (each a list of records, one per seed) on every metric of `keys` (`all_of`); None (not measurable) where an arm or a value is missing."
+    got = [rule.holds(values(a, k), values(b, k)) for k in keys]
+    return None if None in got else all_of(got)
+
+def _usage(rule: Rule, fsq, vq, reach: float) -> bool | None:
+    u, v = values(fsq, 'usage'), values(vq, 'usage')
+    if u is None or v is None or min(len(u), len(v)) < rule.seeds: return None
+    return mean(u) >= reach and mean(u) > mean(v)
 
 @patch
 def claims(self: MaskGITStudy, records, cfg: GenerationConfig) -> dict:
-    "The paper's MaskGIT claims (and the factorized head's), keyed by their declared `Rule`s (`maskgit_rules`), each True, False or None (not measurable), from `records`."
+    "The paper's MaskGIT claims (and the factorized head's), keyed by their declared `Rule`s (`maskgit_rules`), each True, False, NOISE or None (not measurable), from `records`."
     fsq, vq, fac, ema = map(main_records(records, cfg).get, ('fsq', 'vq', 'fsq-factorized', 'vq-ema+reseed'))
+    best = best_records(records, cfg)
     R, reach = maskgit_rules(cfg), 0.99 * uniform_usage(math.prod(STAGE_ONE['fsq']['levels']), cfg.n_test * cfg.tokens_per_image)
-    return {R['fid']: _each(R['fid'], fsq, vq, ['fid']), R['ema']: _each(R['ema'], fsq, ema, ['fid']),
-            R['pr']: _each(R['pr'], fsq, vq, ['precision', 'recall']),
-            R['usage']: fsq['usage'] >= reach and fsq['usage'] > vq['usage'] if fsq and vq else None,
+    return {R['fid']: _each(R['fid'], fsq, vq, ['fid']), R['best']: _each(R['best'], best.get('fsq'), best.get('vq'), ['fid']),
+            R['ema']: _each(R['ema'], fsq, ema, ['fid']), R['pr']: _each(R['pr'], fsq, vq, ['precision', 'recall']),
+            R['usage']: _usage(R['usage'], fsq, vq, reach),
             R['acc']: _each(R['acc'], fsq, vq, ['class_accuracy']), R['fac']: _each(R['fac'], fac, fsq, ['fid'])}
+
+def _cell(rs, key: str, fmt: str = '', scale: float = 1.0, unit: str = '') -> str:
+    "`key` over the records `rs` as mean ± spread (05b's `pm`), '—' where it was not measured."
+    vs = values(rs, key)
+    return '—' if vs is None else pm([v * scale for v in vs], fmt) + unit
 
 @patch
 def table(self: MaskGITStudy, records, cfg: GenerationConfig) -> str:
-    "The main table (decoder at cfg.sample_steps, cfg.guidance) as markdown; '—' where a metric was not measured."
-    head = ('| model | codes | usage | PSNR | rFID | recon. class acc. | FID | precision | recall | class acc. | params | samples/s |\n'
-            '|---|---|---|---|---|---|---|---|---|---|---|---|\n')
-    rows = [f"| {LABELS[k]} | {r['codebook_size']} | {r['usage']:.1%} | {r['psnr']:.2f} | {_num(r['rfid'], '.4g')} | {_num(r['recon_class_accuracy'], '.3f')} "
-            f"| {_num(r['fid'], '.4g')} | {_num(r['precision'], '.3f')} | {_num(r['recall'], '.3f')} | {_num(r['class_accuracy'], '.3f')} "
-            f"| {r['params'] / 1e6:.2f} M | {r['sample_images_per_s']:.0f} |"
-            for k, r in main_records(records, cfg).items()]
-    return head + '\n'.join(rows)
+    """The main table (decoder at cfg.sample_steps, cfg.guidance), then the table at each model's best guidance (`best_guidance`), as
+    markdown: mean ± spread over the seeds (the spread: the seeds' sample standard deviation), '—' where a metric was not measured."""
+    head = ('| model | seeds | codes | usage | PSNR | rFID | recon. class acc. | FID | precision | recall | class acc. | params | samples/s |\n'
+            '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n')
+    rows = [f"| {LABELS[k]} | {len(rs)} | {rs[0]['codebook_size']} | {_cell(rs, 'usage', '.1f', 100, '%')} | {_cell(rs, 'psnr', '.2f')} "
+            f"| {_cell(rs, 'rfid', '.1f')} | {_cell(rs, 'recon_class_accuracy', '.3f')} | {_cell(rs, 'fid', '.1f')} | {_cell(rs, 'precision', '.3f')} "
+            f"| {_cell(rs, 'recall', '.3f')} | {_cell(rs, 'class_accuracy', '.3f')} | {rs[0]['params'] / 1e6:.2f} M | {_cell(rs, 'sample_images_per_s', '.0f')} |"
+            for k, rs in main_records(records, cfg).items()]
+    best, g = best_records(records, cfg), best_guidance(records, cfg)
+    if not best: return head + '\n'.join(rows)
+    bhead = (f"\n\nEach model at its best guidance scale (the lowest mean FID over the seeds, T = {cfg.sample_steps}):\n\n"
+             '| model | guidance | FID | precision | recall | class acc. | ÷ recon. class acc. |\n|---|---|---|---|---|---|---|\n')
+    brows = [f"| {LABELS[k]} | {g[k]:g} | {_cell(rs, 'fid', '.1f')} | {_cell(rs, 'precision', '.3f')} | {_cell(rs, 'recall', '.3f')} "
+             f"| {_cell(rs, 'class_accuracy', '.3f')} | {_ratio(rs)} |" for k, rs in best.items()]
+    return head + '\n'.join(rows) + bhead + '\n'.join(brows)
+
+def _ratio(rs) -> str:
+    "The samples' class accuracy over their tokenizer's reconstructions', per seed, as mean ± spread; '—' where either was not measured."
+    a, b = values(rs, 'class_accuracy'), values(rs, 'recon_class_accuracy')
+    return '—' if a is None or b is None else pm([x / y for x, y in zip(a, b)], '.2f')
+
 
 # %% ../nbs/11a_generation.ipynb #4d2bcf8c
 def _tokenizer_paths(spec: str | None, cfg: GenerationConfig) -> dict:
@@ -355,6 +435,7 @@ def main(preset: str = 'cpu',             # smoke, cpu or gpu
          out: str = 'runs/maskgit',       # output directory (a study there with the same settings resumes)
          data: str = None,                # scenes (default), folder:PATH or hub:NAME[@SPLIT] (chapter 04b); without classes: unconditional
          tokenizers: str = None,          # reuse saved tokenizers instead of training them: fsq=PATH,vq=PATH,...
+         seeds: str = None,               # override the seeds: comma-separated integers (more seeds resume a study)
          steps: int = None,               # override stage II's optimizer steps
          tok_steps: int = None,           # override stage I's optimizer steps
          n_samples: int = None,           # override the number of generated images per measurement
@@ -363,7 +444,7 @@ def main(preset: str = 'cpu',             # smoke, cpu or gpu
     "MaskGIT on FSQ and on VQ tokens: train both stages, sample, measure; write results.json, study.json and figures to `out`."
     given = {}   # filled with the config, so that a bad --tokenizers stops before the folder is touched
     def config():
-        cfg = MASKGIT.preset(preset, data=data, steps=steps, tok_steps=tok_steps, n_samples=n_samples, device=device,
+        cfg = MASKGIT.preset(preset, data=data, seeds=split_list(seeds, int) or None, steps=steps, tok_steps=tok_steps, n_samples=n_samples, device=device,
                              progress=False if no_progress else None)
         given.update(_tokenizer_paths(tokenizers, cfg)); return cfg
     MASKGIT.command(config, out, plumbing=preset == 'smoke', tokenizers=given)

@@ -129,7 +129,8 @@ class Rule:
         if a is None or b is None: return None
         a, b = _seeds(a), _seeds(b)
         if min(len(a), len(b)) < self.seeds: return None
-        if min(len(a), len(b)) > 1 and abs(mean(a) - mean(b)) < max(spread(a), spread(b)): return NOISE
+        noise = max(spread(a), spread(b))
+        if min(len(a), len(b)) > 1 and abs(mean(a) - mean(b)) < noise and noise > 1e-12 * max(1.0, abs(mean(b))): return NOISE   # not rounding
         a, b = mean(a), mean(b)
         tol = self.tolerance * abs(b) if self.relative else self.tolerance
         if self.sided == 'two-sided': return abs(a - b) <= tol
