@@ -1,14 +1,14 @@
-"""What lets MaskGIT's samples show their class at CPU size: the study's cpu preset, one factor at a time.
+"""What lets MaskGIT's samples show their class at CPU size: the study's first cpu preset, one factor at a time.
 
     python bench/maskgit_stage2.py                              # every variant below (about 35 minutes on 2 cores)
     python bench/maskgit_stage2.py --variants preset,4x-steps
     python bench/maskgit_stage2.py --quick --out /tmp/q.json    # smoke sizes, in about a minute
 
 Each variant is the `fsq-maskgit` study itself (`MASKGIT.run`) with model fsq only (seed 0, no sweeps) and ONE change
-to the cpu preset, in its own folder under --cache (a finished variant is read back, not trained again; a variant of stage II reuses the preset's tokenizer). Per variant:
+to the first cpu preset (GenerationConfig's defaults: 600 MaskGIT steps of batch 64, 1200 tokenizer steps, 20,000 scenes), in its own folder under --cache (a finished variant is read back, not trained again; a variant of stage II reuses the preset's tokenizer). Per variant:
 whether the transformer reads the class label at all (its masked-token accuracy on the held-out scenes' tokens, half
 the tokens masked, with their own labels, with the labels shuffled across the scenes, and with the null class: a model
-that ignores the label scores the same on all three), and the class accuracy of 500 samples for every sampler setting
+that ignores the label scores the same on all three), the seconds stage II trained, and the class accuracy of 500 samples for every sampler setting
 of SAMPLERS (guidance, choice temperature), against that of the tokenizer's reconstructions (the ceiling: a sample is
 decoded by the same tokenizer). Results merge into `bench/results/cpu-maskgit-stage2.json` (key: variant), with the
 machine and the date.
@@ -24,7 +24,7 @@ from fsq_lit.features import class_accuracy
 from fsq_lit.tokens import make_tokens, token_tensors, data_tokens_key
 
 RESULTS = Path(__file__).parent / 'results' / 'cpu-maskgit-stage2.json'
-VARIANTS = {   # name -> changes to the cpu preset
+VARIANTS = {   # name -> changes to the first cpu preset
     'preset': {},
     '4x-steps': dict(steps=2400),
     'no-class-dropout': dict(class_dropout=0.0),
@@ -52,7 +52,7 @@ def reads_label(model, tokens: torch.Tensor, labels: torch.Tensor) -> dict:
 def run_variant(name: str, change: dict, cache: Path, quick: bool) -> dict:
     t0 = time.perf_counter()
     base = {**QUICK, **change, **({'steps': 4 * QUICK['steps']} if 'steps' in change else {})} if quick else change
-    cfg = MASKGIT.preset('smoke' if quick else 'cpu', progress=False)
+    cfg = MASKGIT.preset('smoke', progress=False) if quick else MASKGIT.config(progress=False)   # the first cpu preset: the defaults
     cfg = replace(cfg, models=('fsq',), sweep_models=(), sweep_guidance=(), **base)
     out, given = cache / name, {}
     if name != 'preset' and change.keys().isdisjoint(STAGE_ONE_SETTINGS):   # the preset's tokenizer, trained once
@@ -71,7 +71,8 @@ def run_variant(name: str, change: dict, cache: Path, quick: bool) -> dict:
     for guidance, temp in SAMPLERS:
         fake = generate(model, tok.detokenize, labels, cfg.sample_steps, guidance, temp, cfg.seed)
         samples[f"guidance {guidance:g}, temperature {temp:g}"] = class_accuracy(clf, fake, labels)
-    return dict(variant=name, change=change, source=str(out), train_steps=st2['train_steps'],
+    log = next((out / 'stage2').glob('fsq-*/metrics.jsonl')).read_text().splitlines()
+    return dict(variant=name, change=change, source=str(out), train_steps=st2['train_steps'], stage_two_s=round(json.loads(log[-1])['time'], 1),
                 train_token_accuracy=st2['train_token_accuracy'], recon_class_accuracy=st1['recon_class_accuracy'],
                 fid=st['records'][0]['fid'], token_accuracy=reads_label(model, test_tokens, data['test_y']),
                 sample_class_accuracy=samples, seconds=round(time.perf_counter() - t0, 1))

@@ -17,6 +17,8 @@ CASES = [
     (["--preset", "smoke", "--tokenizers", "fsq=NOPE"], "is not a saved tokenizer"),
     (["--preset", "smoke", "--tokenizers", "fsq=VQ"], "--tokenizers fsq=VQ: VQ is another kind of tokenizer than the one asked for: quantizer 'vq' (needs 'fsq')"),
     (["--preset", "smoke", "--tokenizers", "fsq=MIXED"], "--tokenizers fsq=MIXED: MIXED/model.safetensors holds weights for another quantizer"),
+    (["--preset", "smoke", "--seeds", "1,1"], "seeds must be non-empty and distinct"),
+    (["--preset", "smoke", "--seeds", "one"], "expected a comma-separated list of int values"),
     (["--preset", "smoke", "--out", "FILE"], "is a file"),
     (["--preset", "smoke", "--out", "OTHER"], "is not empty and is not a fsq-maskgit run"),
 ]
