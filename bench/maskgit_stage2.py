@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from fsq_lit.train import hardware
 from fsq_lit.generation import MASKGIT, stage_two, real_set
-from fsq_lit.maskgit import generate, condition_labels, mask_tokens, token_loss
+from fsq_lit.maskgit import generate, condition_labels, token_loss
 from fsq_lit.features import class_accuracy
 from fsq_lit.tokens import make_tokens, token_tensors, data_tokens_key
 

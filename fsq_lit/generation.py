@@ -80,13 +80,14 @@ class GenerationConfig(TokenizerStudyConfig):
         for s in self.sweep_steps: check_int(s, 'each sweep_steps entry', 1)
         for s in self.seeds: check_int(s, 'each seed', 0)
         if not self.seeds or len(set(self.seeds)) < len(self.seeds): raise ValueError(f"seeds must be non-empty and distinct, got {self.seeds}")
-        if self.seed not in self.seeds: self.seed = self.seeds[0]   # `seed` is one run's (`at_seed`); a study's config holds its first
+        if self.seed not in self.seeds: self.seed = self.seeds[0]   # `seed` is one run's (`at_seed`), derived from `seeds`
         if self.n_samples < 4 or self.n_test < 4: raise ValueError("n_samples and n_test must be >= 4 (precision/recall use k = 3 neighbours)")
         if 'image_size' in self.feature: raise ValueError("feature: the feature network sees the study's image_size; do not set it")
         self.feature_config()   # unknown feature settings fail here
 
     def at_seed(self, seed: int) -> GenerationConfig:
-        "The config of one seed's run: both stages' initialisation and data order, and the sampler's noise, drawn from `seed`."
+        "The config of one seed's run: both stages' initialisation and data order, and the sampler's noise, drawn from `seed` (one of `seeds`)."
+        if seed not in self.seeds: raise ValueError(f"seed {seed} is not one of the study's seeds {self.seeds}")
         return replace(self, seed=seed)
 
     def feature_config(self) -> FeatureNetConfig:
@@ -127,6 +128,7 @@ class MaskGITStudy(Study):
     "The MaskGIT study: one record per (model, seed, sampling steps, guidance); scenes and feature network are shared, each seed's tokenizers and MaskGITs are trained once."
     kind, config, presets, head = 'fsq-maskgit', GenerationConfig, PRESETS, "The paper's MaskGIT claims, on these measurements:"
     grows = ('seeds',)   # more seeds only add records: a study of seed 0 resumes with seeds 0, 1, 2
+    ignore = Study.ignore + ('seed',)   # one run's seed (`at_seed`), derived from `seeds`: not a setting of the study
 
     def plan(self, cfg: GenerationConfig) -> list[tuple]:
         "Every (model, seed, steps, guidance) the study measures, seed by seed: each model at the main setting, then every model over guidance, then `sweep_models` over steps."
@@ -282,11 +284,13 @@ def values(rs, key: str) -> list | None:
     return None if not vs or None in vs else vs
 
 def best_guidance(records, cfg: GenerationConfig) -> dict:
-    "{model: the guidance scale of its lowest mean FID over the seeds, at T = cfg.sample_steps}; a model whose FID was not measured has none."
+    """{model: the guidance scale of its lowest mean FID over the seeds, at T = cfg.sample_steps}, among the scales measured at as
+    many seeds as any (a study cut short compares like with like); a model whose FID was not measured has none."""
     fids = {}
     for r in records:
         if r['steps'] == cfg.sample_steps and r['fid'] is not None: fids.setdefault(r['model'], {}).setdefault(r['guidance'], []).append(r['fid'])
-    return {m: min(sorted(by), key=lambda g: mean(by[g])) for m, by in fids.items()}
+    full = lambda by: [g for g in sorted(by) if len(by[g]) == max(map(len, by.values()))]
+    return {m: min(full(by), key=lambda g: mean(by[g])) for m, by in fids.items()}
 
 def best_records(records, cfg: GenerationConfig) -> dict:
     "{model: [records over the seeds]} at each model's best guidance (`best_guidance`)."
@@ -416,7 +420,7 @@ def table(self: MaskGITStudy, records, cfg: GenerationConfig) -> str:
 def _ratio(rs) -> str:
     "The samples' class accuracy over their tokenizer's reconstructions', per seed, as mean ± spread; '—' where either was not measured."
     a, b = values(rs, 'class_accuracy'), values(rs, 'recon_class_accuracy')
-    return '—' if a is None or b is None else pm([x / y for x, y in zip(a, b)], '.2f')
+    return '—' if a is None or b is None or 0 in b else pm([x / y for x, y in zip(a, b)], '.2f')
 
 
 # %% ../nbs/11a_generation.ipynb #4d2bcf8c
