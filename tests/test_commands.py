@@ -75,7 +75,8 @@ def check_smoke(prog: str, out, stdout: str):
 def test_ctrl_c_is_one_line_and_resumes(tmp_path):
     "SIGINT to the process group of `fsq-compare --preset smoke` after its first record: one line, exit 130; then the same command finishes the smoke study."
     cmd = [console_script("fsq-compare"), "--preset", "smoke", "--out", str(tmp_path / "c"), "--no_progress"]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(tmp_path), start_new_session=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(tmp_path), start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))   # as in a terminal, even where a background launcher ignores SIGINT
     for line in p.stdout:
         if line.startswith("[plumbing] [1/"): break
     os.killpg(p.pid, signal.SIGINT)
