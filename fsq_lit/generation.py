@@ -409,11 +409,11 @@ def table(self: MaskGITStudy, records, cfg: GenerationConfig) -> str:
             f"| {_cell(rs, 'rfid', '.1f')} | {_cell(rs, 'recon_class_accuracy', '.3f')} | {_cell(rs, 'fid', '.1f')} | {_cell(rs, 'precision', '.3f')} "
             f"| {_cell(rs, 'recall', '.3f')} | {_cell(rs, 'class_accuracy', '.3f')} | {rs[0]['params'] / 1e6:.2f} M | {_cell(rs, 'sample_images_per_s', '.0f')} |"
             for k, rs in main_records(records, cfg).items()]
-    best, g = best_records(records, cfg), best_guidance(records, cfg)
+    best = best_records(records, cfg)
     if not best: return head + '\n'.join(rows)
     bhead = (f"\n\nEach model at its best guidance scale (the lowest mean FID over the seeds, T = {cfg.sample_steps}):\n\n"
              '| model | guidance | FID | precision | recall | class acc. | ÷ recon. class acc. |\n|---|---|---|---|---|---|---|\n')
-    brows = [f"| {LABELS[k]} | {g[k]:g} | {_cell(rs, 'fid', '.1f')} | {_cell(rs, 'precision', '.3f')} | {_cell(rs, 'recall', '.3f')} "
+    brows = [f"| {LABELS[k]} | {rs[0]['guidance']:g} | {_cell(rs, 'fid', '.1f')} | {_cell(rs, 'precision', '.3f')} | {_cell(rs, 'recall', '.3f')} "
              f"| {_cell(rs, 'class_accuracy', '.3f')} | {_ratio(rs)} |" for k, rs in best.items()]
     return head + '\n'.join(rows) + bhead + '\n'.join(brows)
 
