@@ -14,17 +14,17 @@ from fastcore.script import call_parse
 from .indices import levels_for
 from .quantizer import get_variant, uniform_usage
 from .data import as_images
-from .runs import write_json, read_json
-from .study import Study, TokenizerStudyConfig, Rule, each, read_derived, write_derived, weights_checksum
+from .runs import write_json, read_json, split_list
+from .study import Study, SeededStudyConfig, Rule, each, mean, spread, pm, read_derived, write_derived, weights_checksum
 from .sources import image_data
 from .tokenizer import TokenizerConfig, train_tokenizer
 from .vq import time_quantizers, plot_timing
 from .lfq import lfq_bits
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'PRESETS', 'COMPARE', 'N_RECON', 'FSQ_USAGE', 'quantizer_of', 'CompareConfig', 'perceptual_net',
-           'CompareStudy', 'recon_path', 'recon_runs', 'objective_fields', 'plot_tradeoff', 'plot_ablation',
-           'plot_reconstructions', 'main']
+__all__ = ['OBJECTIVES', 'PRESETS', 'COMPARE', 'N_RECON', 'METRICS', 'FSQ_USAGE', 'quantizer_of', 'CompareConfig',
+           'perceptual_net', 'CompareStudy', 'recon_path', 'recon_runs', 'objective_fields', 'groups', 'plot_tradeoff',
+           'plot_ablation', 'plot_reconstructions', 'main']
 
 # %% ../nbs/08_compare.ipynb #a6b9d080
 def quantizer_of(variant: str) -> str:
@@ -34,8 +34,10 @@ def quantizer_of(variant: str) -> str:
     return q
 
 @dataclass
-class CompareConfig(TokenizerStudyConfig):
-    "The FSQ-versus-VQ study: which tokenizers to train (the images and the shared tokenizer: chapter 05b's base), for how long, and how to time the quantizers."
+class CompareConfig(SeededStudyConfig):
+    """The FSQ-versus-VQ study: which tokenizers to train (the images and the shared tokenizer: chapter 05b's base), for how
+    long, and how to time the quantizers; the sweep's tokenizers once per seed of `seeds`, the ablation's and the objective
+    part's at the first seed."""
     sizes: tuple = (2**8, 2**10, 2**12, 2**14, 2**16)       # target codebook sizes of the sweep
     sweep_variants: tuple = ('plain',)                      # VQ (or LFQ) variants trained at every size (FSQ always is)
     ablation_size: int = 2**10
@@ -80,8 +82,9 @@ def perceptual_net(seed: int = 0) -> nn.Module:
 
 PRESETS = {
     'smoke': dict(sizes=(2**4, 2**6), sweep_variants=('plain', 'lfq'), ablation_size=2**4, ablation_variants=('plain', 'ema+reseed'),
-                  objectives=('l1+perceptual+gan',), channels=8, steps=8, batch_size=8, warmup=2, n_train=64, n_test=16,
+                  objectives=('l1+perceptual+gan',), seeds=(0, 1), channels=8, steps=8, batch_size=8, warmup=2, n_train=64, n_test=16,
                   timing_tokens=2**10),
+    'cpu': dict(seeds=(0, 1, 2), ablation_variants=()),
     'cpu-small': dict(sweep_variants=('plain', 'lfq'),
                       ablation_variants=('plain', 'ema', 'ema+reseed', 'ema+split', 'entropy', 'lfq-noentropy'),
                       objectives=('l1+perceptual+gan',)),
@@ -90,26 +93,31 @@ PRESETS = {
 }
 
 # %% ../nbs/08_compare.ipynb #c0a11e01
-def _study_of(cfg: CompareConfig, quantizer, variant, size, objective=None) -> str:
+def _study_of(cfg: CompareConfig, quantizer, variant, size, seed=None, objective=None) -> str:
     "The part of the study a key belongs to under `cfg`: 'sweep', 'ablation' or 'objective'."
     if objective: return 'objective'
     return 'sweep' if (quantizer == 'fsq' or variant in cfg.sweep_variants) and size in cfg.sizes else 'ablation'
 
 class CompareStudy(Study):
-    "FSQ, VQ and LFQ tokenizers across codebook sizes: one key (quantizer, variant, target size) per tokenizer, (..., objective) for one trained with more than L1."
+    "FSQ, VQ and LFQ tokenizers across codebook sizes: one key (quantizer, variant, target size, seed) per tokenizer, (..., objective) for one trained with more than L1."
     kind, config, presets = 'fsq-compare', CompareConfig, PRESETS
     files = {'timing': []}                            # timing.json: the quantizers timed at every size
-    grows = ('sweep_variants', 'ablation_variants', 'objectives')   # they only choose which tokenizers a study trains
+    grows = ('sweep_variants', 'ablation_variants', 'objectives', 'seeds')   # they only choose which tokenizers a study trains
+    ignore = Study.ignore + ('seed',)                 # one run's seed (`at_seed`), derived from `seeds`
 
-    def plan(self, cfg: CompareConfig) -> list[tuple[str, str, int]]:
-        "(quantizer, variant, target size) of every tokenizer to train: the sweep size by size, then the ablation, without repeats; then (..., objective) for each objective."
-        todo = [k for s in cfg.sizes for k in [('fsq', 'fsq', s)] + [(quantizer_of(v), v, s) for v in cfg.sweep_variants]]
-        objective = [(q, v, cfg.ablation_size, o) for o in cfg.objectives or () for q, v in (('fsq', 'fsq'), ('vq', 'plain'))]
-        return list(dict.fromkeys(todo + [(quantizer_of(v), v, cfg.ablation_size) for v in cfg.ablation_variants] + objective))
+    def plan(self, cfg: CompareConfig) -> list[tuple]:
+        """(quantizer, variant, target size, seed) of every tokenizer to train, at the first seed: the sweep size by size,
+        then the ablation, without repeats, then (..., objective) for each objective; then the sweep at every further seed."""
+        sweep = lambda s: [k for n in cfg.sizes for k in [('fsq', 'fsq', n, s)] + [(quantizer_of(v), v, n, s) for v in cfg.sweep_variants]]
+        s0 = cfg.seeds[0]
+        ablation = [(quantizer_of(v), v, cfg.ablation_size, s0) for v in cfg.ablation_variants]
+        objective = [(q, v, cfg.ablation_size, s0, o) for o in cfg.objectives or () for q, v in (('fsq', 'fsq'), ('vq', 'plain'))]
+        return list(dict.fromkeys(sweep(s0) + ablation + objective + [k for s in cfg.seeds[1:] for k in sweep(s)]))
 
-    def key(self, r: dict) -> tuple: return (r['quantizer'], r['variant'], r['target_size']) + ((r['objective'],) if 'objective' in r else ())
+    def key(self, r: dict) -> tuple:   # a record measured before studies had seeds was seed 0's (then every study's seed)
+        return (r['quantizer'], r['variant'], r['target_size'], r.get('seed', 0)) + ((r['objective'],) if 'objective' in r else ())
 
-    says = "{quantizer} {variant} {codebook_size}: usage {usage:.1%}  PSNR {psnr:.2f} dB  bits {bits:.2f}  ({train_s:.0f} s)"
+    says = "{quantizer} {variant} {codebook_size} seed {seed}: usage {usage:.1%}  PSNR {psnr:.2f} dB  bits {bits:.2f}  ({train_s:.0f} s)"
 
 COMPARE = CompareStudy()
 
@@ -117,14 +125,15 @@ COMPARE = CompareStudy()
 N_RECON = 6   # held-out scenes in the reconstruction figure
 
 def recon_path(out, key: tuple) -> Path:
-    "Where the study keeps the reconstructions of `key` = (quantizer, variant, size[, objective]), as uint8 images."
-    (q, v, s), o = key[:3], ''.join(f"-{o}" for o in key[3:])
+    "Where the study keeps the reconstructions of `key` = (quantizer, variant, size, seed[, objective]), as uint8 images ('-s<seed>' but for seed 0)."
+    (q, v, s), o = key[:3], ''.join(f"-{o}" for o in key[4:]) + (f"-s{key[3]}" if key[3] else '')
     return Path(out) / 'recon' / (f"fsq-{s}{o}.pt" if q == 'fsq' else f"vq-{v}-{s}{o}.pt" if q == 'vq' else f"{v}-{s}{o}.pt")
 
 def recon_runs(cfg: CompareConfig) -> list[tuple]:
-    "The keys whose reconstructions the figure shows: the sweep's at the ablation size and at the largest size."
+    "The keys whose reconstructions the figure shows: the sweep's at the ablation size and at the largest size, at the first seed."
     sizes = list(dict.fromkeys(s for s in (cfg.ablation_size, max(cfg.sizes)) if s in cfg.sizes)) or [cfg.sizes[-1]]
-    return [k for s in sizes for k in COMPARE.plan(cfg) if len(k) == 3 and k[2] == s and (k[0] == 'fsq' or k[1] in cfg.sweep_variants)]
+    return [k for s in sizes for k in COMPARE.plan(cfg)
+            if len(k) == 4 and k[2] == s and k[3] == cfg.seeds[0] and (k[0] == 'fsq' or k[1] in cfg.sweep_variants)]
 
 def objective_fields(objective: str) -> dict:
     "What a record of the objective part says about its objective: the name, its weights, and the checksum of the perceptual network."
@@ -143,23 +152,23 @@ def prepare(self: CompareStudy, cfg, ctx):
 
 @patch
 def keep(self: CompareStudy, cfg, r, ctx):
-    "A kept record, as a part of `cfg`'s study; None (train it again) if the figure shows it and its reconstructions are gone, or if its objective is no longer the one of that name."
+    "A kept record, as a part of `cfg`'s study, with its seed; None (train it again) if the figure shows it and its reconstructions are gone, or if its objective is no longer the one of that name."
     k = self.key(r)
     if k in recon_runs(cfg) and not recon_path(ctx['out'], k).exists(): return None
-    if len(k) > 3 and any(r.get(f) != x for f, x in objective_fields(k[3]).items()): return None
-    return {**r, 'study': _study_of(cfg, *k)}
+    if len(k) > 4 and any(r.get(f) != x for f, x in objective_fields(k[4]).items()): return None
+    return {**r, 'seed': k[3], 'study': _study_of(cfg, *k)}
 
 # %% ../nbs/08_compare.ipynb #dd7a1f0f
 @patch
 def measure(self: CompareStudy, cfg, key, ctx) -> dict:
-    "Train the tokenizer of `key` on the study's scenes, store its reconstructions in `recon/`, return its record."
-    (q, v, s), o, data = key[:3], (key[3:] or [None])[0], ctx['data']
+    "Train the tokenizer of `key` on the study's scenes (its seed: the initial weights and the data order), store its reconstructions in `recon/`, return its record."
+    (q, v, s, seed), o, data = key[:4], (key[4:] or [None])[0], ctx['data']
     perceptual = perceptual_net() if o and OBJECTIVES[o]['perceptual_weight'] else None
-    tok, summary = train_tokenizer(cfg.tokenizer_config(q, v, s, o), data=data, perceptual=perceptual)
+    tok, summary = train_tokenizer(cfg.at_seed(seed).tokenizer_config(q, v, s, o), data=data, perceptual=perceptual)
     with torch.no_grad():
         y = tok(as_images(data[1][:N_RECON]).to(next(tok.parameters()).device))[0].float().clamp(0, 1).cpu()
     write_derived(recon_path(ctx['out'], key), y.mul(255).round().to(torch.uint8))
-    return dict(quantizer=q, variant=v, target_size=s, codebook_size=summary['codebook_size'],
+    return dict(quantizer=q, variant=v, target_size=s, seed=seed, codebook_size=summary['codebook_size'],
                 levels=levels_for(s) if q == 'fsq' else [2] * lfq_bits(s) if q == 'lfq' else None,
                 study=_study_of(cfg, *key), **{k: summary[k] for k in ('usage', 'perplexity', 'bits', 'psnr', 'ssim', 'mse')},
                 quantizer_params=sum(p.numel() for p in tok.quantizer.parameters()) + sum(
@@ -177,17 +186,35 @@ def finish(self: CompareStudy, cfg, ctx):
 # %% ../nbs/08_compare.ipynb #921029af
 def _label(r): return get_variant(r['variant']).label   # 'FSQ', 'VQ ema+reseed', 'LFQ noentropy' (chapters 03a, 07, 07a)
 
+METRICS = ('usage', 'perplexity', 'bits', 'psnr', 'ssim', 'mse', 'train_s')   # what a record measures
+
+def groups(records, parts=None) -> list[dict]:
+    """The records as one entry per tokenizer (quantizer, variant, target size, objective), in the records' order, over
+    its seeds: the fields of its first seed's record, with `seeds` and each of `METRICS` it holds as a list, one value per seed.
+    `parts`: only the tokenizers of those parts of the study ('sweep', 'ablation', 'objective')."""
+    by = {}
+    for r in records:
+        if parts is None or r['study'] in parts: by.setdefault((r['quantizer'], r['variant'], r['target_size'], r.get('objective')), []).append(r)
+    return [{**rs[0], 'seeds': [r.get('seed', 0) for r in rs], **{m: [r[m] for r in rs] for m in METRICS if m in rs[0]}} for rs in by.values()]
+
+def _mean_bars(g, k: str) -> tuple:
+    "The mean and spread of metric `k` of a `groups` entry over its seeds, usage in percent."
+    xs = [x * (100 if k == 'usage' else 1) for x in g[k]]
+    return mean(xs), spread(xs)
+
 def plot_tradeoff(records):
-    "Usage, PSNR and bits per token against codebook size for the sweep's runs (the paper's Figure 3, small scale)."
+    "Usage, PSNR and bits per token against codebook size for the sweep's runs (the paper's Figure 3, small scale): means over the seeds, bars their spread."
     import matplotlib.pyplot as plt
-    sweep = [r for r in records if r['study'] == 'sweep']
+    sweep = groups(records, ('sweep',))
     fig, axs = plt.subplots(1, 3, figsize=(11, 3.2))
-    for lab in dict.fromkeys(_label(r) for r in sweep):
-        rs = sorted((r for r in sweep if _label(r) == lab), key=lambda r: r['codebook_size'])
+    for lab in dict.fromkeys(_label(g) for g in sweep):
+        gs = sorted((g for g in sweep if _label(g) == lab), key=lambda g: g['codebook_size'])
+        n = min(len(g['seeds']) for g in gs)
         for ax, k in zip(axs, ('usage', 'psnr', 'bits')):
-            ax.plot([r['codebook_size'] for r in rs], [r[k] * (100 if k == 'usage' else 1) for r in rs], 'o-', label=lab)
+            m, s = zip(*(_mean_bars(g, k) for g in gs))
+            ax.errorbar([g['codebook_size'] for g in gs], m, yerr=s, fmt='o-', capsize=3, label=lab + (f" ({n} seeds)" if n > 1 else ''))
     if sweep:
-        xs = sorted({r['codebook_size'] for r in sweep})
+        xs = sorted({g['codebook_size'] for g in sweep})
         axs[2].plot(xs, [math.log2(x) for x in xs], ':', c='0.6', label='log2 |C| (uniform)')
     for ax, t in zip(axs, ('codebook usage (%)', 'reconstruction PSNR (dB)', 'index entropy (bits/token)')):
         ax.set_xscale('log', base=2); ax.set_xlabel('codebook size'); ax.set_title(t, fontsize=10); ax.grid(alpha=0.3)
@@ -195,16 +222,17 @@ def plot_tradeoff(records):
     fig.tight_layout(); return fig
 
 def plot_ablation(records, size: int):
-    "Bar charts of usage and PSNR for FSQ and every VQ and LFQ variant trained at `size` codes (with the L1 loss alone)."
+    "Bar charts of usage and PSNR for FSQ and every VQ and LFQ variant trained at `size` codes (with the L1 loss alone): means over the seeds, bars their spread."
     import matplotlib.pyplot as plt
     order = ('fsq', 'vq', 'lfq')
-    rs = sorted((r for r in records if r['target_size'] == size and r['study'] != 'objective'), key=lambda r: order.index(r['quantizer']))
+    gs = sorted((g for g in groups(records, ('sweep', 'ablation')) if g['target_size'] == size), key=lambda g: order.index(g['quantizer']))
     fig, axs = plt.subplots(1, 2, figsize=(9, 3))
     for ax, k, t in zip(axs, ('usage', 'psnr'), ('codebook usage (%)', 'PSNR (dB)')):
-        ax.bar(range(len(rs)), [r[k] * (100 if k == 'usage' else 1) for r in rs], color=[f"C{order.index(r['quantizer'])}" for r in rs])
-        ax.set_xticks(range(len(rs)), [_label(r) for r in rs], rotation=30, ha='right', fontsize=8)
+        m, s = zip(*(_mean_bars(g, k) for g in gs)) if gs else ((), ())
+        ax.bar(range(len(gs)), m, yerr=s, capsize=3, color=[f"C{order.index(g['quantizer'])}" for g in gs])
+        ax.set_xticks(range(len(gs)), [_label(g) for g in gs], rotation=30, ha='right', fontsize=8)
         ax.set_title(f"{t}, {size} target codes", fontsize=10)
-        if k == 'psnr' and rs: ax.set_ylim(min(r[k] for r in rs) - 1, max(r[k] for r in rs) + 0.5)
+        if k == 'psnr' and gs: ax.set_ylim(min(m) - 1, max(m) + 0.5)
     fig.tight_layout(); return fig
 
 def plot_reconstructions(images, recons: dict, cfg: CompareConfig):
@@ -216,16 +244,16 @@ def plot_reconstructions(images, recons: dict, cfg: CompareConfig):
     for j in range(len(x)):
         for i, im in enumerate([x[j]] + [recons[k][j] for k in keys]):
             axs[i, j].imshow(im.permute(1, 2, 0).numpy()); axs[i, j].set_xticks([]); axs[i, j].set_yticks([])
-    for i, name in enumerate(['input'] + [f"{get_variant(v).label}\n{get_variant(v).codes(s)} codes" for q, v, s in keys]):
+    for i, name in enumerate(['input'] + [f"{get_variant(v).label}\n{get_variant(v).codes(s)} codes" for q, v, s, *_ in keys]):
         axs[i, 0].set_ylabel(name, fontsize=7, rotation=0, ha='right', va='center')
     fig.tight_layout(); return fig
 
 @patch
 def draw(self: CompareStudy, st, out) -> list:
-    "tradeoff.png, ablation.png, timing.png and, where `recon/` holds the held-out scenes, recon.png."
+    "tradeoff.png, ablation.png (where the study has an ablation beyond the sweep), timing.png and, where `recon/` holds the held-out scenes, recon.png."
     cfg, recs = self.config_of(st), st['records']
-    figs = [(plot_tradeoff(recs), 'tradeoff.png'), (plot_ablation(recs, cfg.ablation_size), 'ablation.png'),
-            (plot_timing(st['timing']), 'timing.png')]
+    figs = [(plot_tradeoff(recs), 'tradeoff.png')] + [(plot_ablation(recs, cfg.ablation_size), 'ablation.png')] * bool(
+        set(cfg.ablation_variants) - set(cfg.sweep_variants)) + [(plot_timing(st['timing']), 'timing.png')]
     if (x := read_derived(Path(out) / 'recon' / 'input.pt')) is not None:
         keys = {self.key(r) for r in recs}   # the reconstructions of measured tokenizers
         recons = {k: y.float() / 255 for k in recon_runs(cfg) if k in keys and (y := read_derived(recon_path(out, k))) is not None}
@@ -233,9 +261,9 @@ def draw(self: CompareStudy, st, out) -> list:
     return figs
 
 # %% ../nbs/08_compare.ipynb #b11488a2
-def _series(records, q: str, v: str) -> list:
-    "The sweep's runs of quantizer `q`, variant `v`, by codebook size."
-    return sorted((r for r in records if r['study'] == 'sweep' and r['quantizer'] == q and r['variant'] == v), key=lambda r: r['codebook_size'])
+def _series(records, q: str, v: str, parts=('sweep',)) -> list:
+    "The tokenizers of quantizer `q`, variant `v` in `parts` of the study, by codebook size: `groups` entries (each metric one value per seed)."
+    return sorted((g for g in groups(records, parts) if g['quantizer'] == q and g['variant'] == v), key=lambda g: g['codebook_size'])
 
 def _variants(records, cfg, q: str) -> list:
     "The sweep's variants of quantizer `q`: those `cfg` names (so the rules exist before any record), else those `records` hold."
@@ -243,11 +271,12 @@ def _variants(records, cfg, q: str) -> list:
     return list(dict.fromkeys(r['variant'] for r in records if r['study'] == 'sweep' and r['quantizer'] == q))
 
 FSQ_USAGE = Rule('FSQ uses almost all codes (>= 90% of what a uniform code shows on the held-out tokens) at every size', 'usage',
-                 how='usage >= 0.9 · uniform_usage(K, N) at every size: K codes, N held-out tokens, 1 − (1 − 1/K)^N (chapter 03a)',
+                 how='mean usage over the seeds >= 0.9 · uniform_usage(K, N) at every size: K codes, N held-out tokens, 1 − (1 − 1/K)^N (chapter 03a)',
                  changed='was usage >= 0.9 · min(1, N/K), the most N tokens can cover, which a uniform code does not show (63% '
                          'where N = K); changed to the book\'s one definition (08a, 12b); on both committed studies the old '
                          'rule gives the same verdict (computed under "Measured results")')
-_higher = lambda claim, metric: Rule(claim, metric, 'higher')   # one-sided, no tolerance, one seed: a >= b decides
+_higher = lambda claim, metric: Rule(claim, metric, 'higher')   # one-sided, no tolerance, one seed or more: the means decide (a >= b),
+                                                                 # within noise where several seeds' spread exceeds their difference
 
 def _rises(who, rs) -> tuple:
     "The rule that `who`'s PSNR rises with every larger codebook, and its pairs (PSNR at a size, at the size below)."
@@ -259,14 +288,14 @@ def _same_size(xs, ys, metric) -> list: return [(x[metric], y[metric]) for x in 
 def _decided(self: CompareStudy, records, cfg=None) -> list:
     "Each claim, in order, as (Rule, pairs, verdict): a comparison's pairs (a, b) are decided by `Rule.holds`; a rule in words has its verdict."
     fsq = _series(records, 'fsq', 'fsq')
-    out = [(FSQ_USAGE, None, each(fsq, lambda r: r['usage'] >= 0.9 * uniform_usage(r['codebook_size'], r['eval_tokens']))),
+    out = [(FSQ_USAGE, None, each(fsq, lambda g: mean(g['usage']) >= 0.9 * uniform_usage(g['codebook_size'], g['eval_tokens']))),
            (*_rises('FSQ', fsq), None)]
     for v in _variants(records, cfg, 'vq'):
         rs = _series(records, 'vq', v)
-        out += [(Rule(f'VQ {v}: usage below 50% above 2^11 codes', 'usage', how='usage < 0.5 at every size above 2^11 codes'), None,
-                 each([r for r in rs if r['codebook_size'] > 2**11], lambda r: r['usage'] < 0.5)),
+        out += [(Rule(f'VQ {v}: usage below 50% above 2^11 codes', 'usage', how='mean usage over the seeds < 0.5 at every size above 2^11 codes'), None,
+                 each([g for g in rs if g['codebook_size'] > 2**11], lambda g: mean(g['usage']) < 0.5)),
                 (_higher(f'VQ {v}: reconstruction stops improving (best PSNR below the largest size)', 'psnr'),
-                 [(max(r['psnr'] for r in rs[:-1]), rs[-1]['psnr'])] if len(rs) > 1 else [], None),
+                 [(max((g['psnr'] for g in rs[:-1]), key=mean), rs[-1]['psnr'])] if len(rs) > 1 else [], None),
                 (_higher(f'FSQ uses a larger share of its codebook than VQ {v} at every size', 'usage'), _same_size(fsq, rs, 'usage'), None),
                 (_higher(f'FSQ indices cost more bits than VQ {v} indices at every size', 'bits'), _same_size(fsq, rs, 'bits'), None),
                 (_higher(f'FSQ reconstructs at least as well as VQ {v} at the largest size', 'psnr'), _same_size(fsq, rs, 'psnr')[-1:], None)]
@@ -279,7 +308,7 @@ def _lfq_claims(records, cfg=None) -> list:
     out = [(*_rises('LFQ', lfq), None)] + [
         (_higher(f'LFQ uses a larger share of its codebook than VQ {v} at every size', 'usage'), _same_size(lfq, _series(records, 'vq', v), 'usage'), None)
         for v in _variants(records, cfg, 'vq')]
-    off = [r for r in records if r['quantizer'] == 'lfq' and r['variant'] == 'lfq-noentropy' and r['study'] != 'objective']
+    off = _series(records, 'lfq', 'lfq-noentropy', ('sweep', 'ablation'))
     return out + [(_higher("LFQ's entropy penalty raises its codebook usage (LFQ with and without it, same size)", 'usage'),
                    _same_size(lfq, off, 'usage'), None)]
 
@@ -290,13 +319,14 @@ def claims(self: CompareStudy, records, cfg=None) -> dict:
 
 @patch
 def pairs(self: CompareStudy, records, cfg=None) -> dict:
-    "{Rule: [(a, b), ...]}: for each claim that compares two arms, the values `Rule.holds(a, b)` decides, one pair per size or pair of sizes."
+    "{Rule: [(a, b), ...]}: for each claim that compares two arms, the values `Rule.holds(a, b)` decides (each one value per seed), one pair per size or pair of sizes."
     return {rule: pairs for rule, pairs, _ in self._decided(records, cfg) if pairs is not None}
 
 @patch
 def margins(self: CompareStudy, records, cfg=None) -> dict:
-    "{Rule: the smallest margin a − b, signed so that > 0 is the claimed direction, over the claim's pairs} (None where it has none)."
-    return {rule: min(((a - b) if rule.better == 'higher' else (b - a) for a, b in ps), default=None) for rule, ps in self.pairs(records, cfg).items()}
+    "{Rule: the smallest margin mean(a) − mean(b) over the seeds, signed so that > 0 is the claimed direction, over the claim's pairs} (None where it has none)."
+    d = lambda a, b: mean(a) - mean(b)
+    return {rule: min((d(a, b) if rule.better == 'higher' else d(b, a) for a, b in ps), default=None) for rule, ps in self.pairs(records, cfg).items()}
 
 def _variant_cell(r) -> str:
     o = f", {r['objective']}" if 'objective' in r else ''
@@ -305,23 +335,26 @@ def _variant_cell(r) -> str:
 
 @patch
 def table(self: CompareStudy, records, cfg=None) -> str:
-    "The results as a markdown table."
-    head = '| quantizer | variant | codes | usage | perplexity | bits/token | PSNR (dB) | SSIM | MSE | train s |\n|---|---|---|---|---|---|---|---|---|---|\n'
-    rows = [f"| {r['quantizer'].upper()} | {_variant_cell(r)} "
-            f"| {r['codebook_size']} | {r['usage']:.1%} | {r['perplexity']:.0f} | {r['bits']:.2f} | {r['psnr']:.2f} | {r['ssim']:.3f} "
-            f"| {r['mse']:.5f} | {r['train_s']:.0f} |" for r in records]
+    "The results as a markdown table: one row per tokenizer, each number the mean ± spread over its seeds (one seed: the value)."
+    head = ('| quantizer | variant | codes | seeds | usage | perplexity | bits/token | PSNR (dB) | SSIM | MSE | train s |\n'
+            '|---|---|---|---|---|---|---|---|---|---|---|\n')
+    rows = [f"| {g['quantizer'].upper()} | {_variant_cell(g)} | {g['codebook_size']} | {len(g['seeds'])} "
+            f"| {pm([100 * u for u in g['usage']], '.1f')}% | {pm(g['perplexity'], '.0f')} | {pm(g['bits'], '.2f')} | {pm(g['psnr'], '.2f')} "
+            f"| {pm(g['ssim'], '.3f')} | {pm(g['mse'], '.5f')} | {pm(g['train_s'], '.0f')} |" for g in groups(records)]
     return head + '\n'.join(rows)
 
 # %% ../nbs/08_compare.ipynb #00b79360
 @call_parse
-def main(preset: str = 'cpu-small',      # smoke, cpu-small or gpu
+def main(preset: str = 'cpu-small',      # smoke, cpu, cpu-small or gpu
          out: str = 'runs/compare',      # output directory (a study there with the same settings resumes)
          steps: int = None,              # override the preset's optimizer steps per tokenizer
          batch_size: int = None,         # override the batch size
          data: str = None,               # scenes (default), folder:PATH or hub:NAME[@SPLIT]: the images (chapter 04b)
          n_train: int = None,            # override the number of training images
+         seeds: str = None,              # override the seeds of the sweep: comma-separated integers (more seeds resume a study)
          device: str = None,             # auto, cpu, cuda, ...
          no_progress: bool = False):     # no progress bars
     "Train FSQ, VQ and LFQ tokenizers across codebook sizes; write results.json, timing.json, study.json and figures to `out`."
     COMPARE.command(lambda: COMPARE.preset(preset, data=data, steps=steps, batch_size=batch_size, n_train=n_train, device=device,
+                                           seeds=split_list(seeds, int) or None,
                                            progress=False if no_progress else None), out, plumbing=preset == 'smoke')

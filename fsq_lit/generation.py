@@ -14,20 +14,22 @@ from .scalar import check_int
 from .scenes import SCENE_LABELS
 from .runs import RunError, split_list
 from .train import TrainConfig, fit
-from .study import Study, TokenizerStudyConfig, Rule, all_of, mean, spread, pm, read_derived, write_derived, once
+from .study import Study, SeededStudyConfig, Rule, all_of, mean, spread, pm, read_derived, write_derived, once
 from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer, reconstruct
 from .sources import image_data
 from .quantizer import get_variant, uniform_usage
+from .indices import levels_for
 from .transformer import TransformerConfig
 from .tokens import tokenizer_checksum, make_tokens, token_tensors, data_tokens_key
 from .features import FeatureNetConfig, fid, class_accuracy, metric_space, space_metrics, inception_weights, INCEPTION_SPACE
 from .maskgit import MaskGITConfig, MaskGIT, maskgit_loss, generate, decoding, condition_labels, plot_samples, plot_decoding
 
 # %% auto #0
-__all__ = ['STAGE_ONE', 'MODELS', 'PRESETS', 'MASKGIT', 'SAMPLES_PER_CLASS', 'LABELS', 'FID_TOLERANCE', 'PR_TOLERANCE', 'SEEDS',
-           'WAS_TWO_SIDED', 'GenerationConfig', 'MaskGITStudy', 'load_given', 'real_set', 'num_classes',
-           'unconditional', 'stage_one', 'stage_two', 'samples_path', 'at_setting', 'main_records', 'values',
-           'best_guidance', 'best_records', 'series', 'plot_sweeps', 'maskgit_rules', 'main']
+__all__ = ['STAGE_ONE', 'MODELS', 'FULL_HEAD_MAX', 'SIZES', 'PRESETS', 'MASKGIT', 'SAMPLES_PER_CLASS', 'LABELS', 'FID_TOLERANCE',
+           'PR_TOLERANCE', 'SEEDS', 'WAS_TWO_SIDED', 'SATURATES', 'sized', 'stage_one_of', 'model_of',
+           'GenerationConfig', 'sized_models', 'MaskGITStudy', 'load_given', 'real_set', 'num_classes', 'unconditional',
+           'stage_one', 'stage_two', 'samples_path', 'at_setting', 'main_records', 'values', 'best_guidance',
+           'best_records', 'label_of', 'series', 'plot_sweeps', 'size_series', 'plot_sizes', 'maskgit_rules', 'main']
 
 # %% ../nbs/11a_generation.ipynb #baf77801
 STAGE_ONE = {   # the tokenizers of the study, each a TokenizerConfig's quantizer settings
@@ -38,14 +40,36 @@ STAGE_ONE = {   # the tokenizers of the study, each a TokenizerConfig's quantize
 MODELS = {   # stage II models: (stage-I tokenizer, MaskGIT head)
     'fsq': ('fsq', 'full'), 'vq': ('vq', 'full'), 'vq-ema+reseed': ('vq-ema+reseed', 'full'), 'fsq-factorized': ('fsq', 'factorized'),
 }
+FULL_HEAD_MAX = 2**12   # a sized FSQ model above this many target codes predicts its tokens with the factorized head (chapter 11)
+
+def sized(name: str) -> tuple[str, int] | None:
+    "('fsq' or 'vq', target codebook size) of a sized model name 'fsq@N' or 'vq@N'; None for any other name."
+    base, sep, n = name.partition('@')
+    if not sep: return None
+    if base not in ('fsq', 'vq') or not n.isdigit() or int(n) < 2:
+        raise ValueError(f"unknown model {name!r}: a sized model is fsq@N or vq@N with N >= 2 codes")
+    return base, int(n)
+
+def stage_one_of(key: str) -> dict:
+    "The quantizer settings of stage-I tokenizer `key`: an entry of STAGE_ONE, or a sized one, FSQ with `levels_for(N)` or the paper's VQ with N codes."
+    if key in STAGE_ONE: return STAGE_ONE[key]
+    if (s := sized(key)) is None: raise ValueError(f"unknown tokenizer {key!r}; choose from {sorted(STAGE_ONE)} or fsq@N, vq@N")
+    return dict(quantizer='fsq', levels=tuple(levels_for(s[1]))) if s[0] == 'fsq' else {**STAGE_ONE['vq'], 'codebook_size': s[1]}
+
+def model_of(name: str) -> tuple[str, str]:
+    """(stage-I tokenizer, MaskGIT head) of model `name`: an entry of MODELS, or a sized model 'fsq@N' / 'vq@N' on its own
+    tokenizer, with the full head, or the factorized head for FSQ above FULL_HEAD_MAX codes."""
+    if name in MODELS: return MODELS[name]
+    if (s := sized(name)) is None: raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)} or fsq@N, vq@N")
+    return name, 'factorized' if s[0] == 'fsq' and s[1] > FULL_HEAD_MAX else 'full'
 
 @dataclass
-class GenerationConfig(TokenizerStudyConfig):
-    "The MaskGIT study: scenes and tokenizers (stage I; chapter 05b's base), MaskGIT (stage II), sampling and the metrics."
+class GenerationConfig(SeededStudyConfig):
+    """The MaskGIT study: scenes and tokenizers (stage I; chapter 05b's base), MaskGIT (stage II), sampling and the metrics;
+    each model's two stages are trained, and it is sampled, once per seed of `seeds` (05b's `at_seed`: the sampler's noise too)."""
     n_train: int = 20000                    # scenes for both stages
     n_test: int = 1000                      # held-out scenes: the real set of FID, precision and recall
     models: tuple = ('fsq', 'vq', 'vq-ema+reseed', 'fsq-factorized')   # names in MODELS
-    seeds: tuple = (0,)                     # each model's two stages are trained, and it is sampled, once per seed (`at_seed`)
     sweep_models: tuple = ('fsq', 'vq')     # the models whose FID is also measured against sampling steps (every model: guidance)
     tok_steps: int = 1200                   # stage I's training
     tok_batch: int = 32
@@ -74,37 +98,28 @@ class GenerationConfig(TokenizerStudyConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        bad = [m for m in self.models + self.sweep_models if m not in MODELS]
-        if bad: raise ValueError(f"unknown model {bad[0]!r}; choose from {sorted(MODELS)}")
+        for m in self.models + self.sweep_models: model_of(m)   # unknown names fail here
         if not set(self.sweep_models) <= set(self.models): raise ValueError(f"sweep_models {self.sweep_models} must be among models {self.models}")
         for s in self.sweep_steps: check_int(s, 'each sweep_steps entry', 1)
-        for s in self.seeds: check_int(s, 'each seed', 0)
-        if not self.seeds or len(set(self.seeds)) < len(self.seeds): raise ValueError(f"seeds must be non-empty and distinct, got {self.seeds}")
-        if self.seed not in self.seeds: self.seed = self.seeds[0]   # `seed` is one run's (`at_seed`), derived from `seeds`
         if self.n_samples < 4 or self.n_test < 4: raise ValueError("n_samples and n_test must be >= 4 (precision/recall use k = 3 neighbours)")
         if 'image_size' in self.feature: raise ValueError("feature: the feature network sees the study's image_size; do not set it")
         self.feature_config()   # unknown feature settings fail here
-
-    def at_seed(self, seed: int) -> GenerationConfig:
-        "The config of one seed's run: both stages' initialisation and data order, and the sampler's noise, drawn from `seed` (one of `seeds`)."
-        if seed not in self.seeds: raise ValueError(f"seed {seed} is not one of the study's seeds {self.seeds}")
-        return replace(self, seed=seed)
 
     def feature_config(self) -> FeatureNetConfig:
         "The feature network (10a) of the metrics, at the study's image size, trained on the classes of the study's data."
         return FeatureNetConfig(image_size=self.image_size, data=self.data, **self.feature)
 
     def stage_one(self, key: str) -> TokenizerConfig:
-        "The tokenizer of `key` in STAGE_ONE: everything but the quantizer shared (`TokenizerConfig.for_study`, 06)."
+        "The tokenizer of `key` (`stage_one_of`): everything but the quantizer shared (`TokenizerConfig.for_study`, 06)."
         train = dict(steps=self.tok_steps, batch_size=self.tok_batch, lr=self.tok_lr, warmup=min(50, self.tok_steps // 10), ema=0.99)
-        return TokenizerConfig.for_study(self, train, **STAGE_ONE[key])
+        return TokenizerConfig.for_study(self, train, **stage_one_of(key))
 
     def stage_two(self, model: str, codebook_size: int, num_classes: int) -> MaskGITConfig:
         "MaskGIT's config for `model`, on a tokenizer of `codebook_size` codes, conditioned on `num_classes` classes."
-        head = MODELS[model][1]
+        tok, head = model_of(model)
         return MaskGITConfig(codebook_size=codebook_size, num_tokens=self.tokens_per_image, num_classes=num_classes,
                              transformer=TransformerConfig(n_layer=self.n_layer, n_head=self.n_head, d_model=self.d_model, dropout=self.dropout),
-                             head=head, levels=STAGE_ONE['fsq']['levels'] if head == 'factorized' else None,
+                             head=head, levels=stage_one_of(tok)['levels'] if head == 'factorized' else None,
                              label_smoothing=self.label_smoothing, class_dropout=self.class_dropout, min_mask=self.min_mask)
 
     def train_config(self, flops_per_sample: float | None = None) -> TrainConfig:
@@ -112,16 +127,25 @@ class GenerationConfig(TokenizerStudyConfig):
         return self.fit_config(self.steps, batch_size=self.batch_size, lr=self.lr, warmup=self.warmup, weight_decay=self.weight_decay,
                                betas=(0.9, 0.96), seed=self.seed, compile=self.compile, flops_per_sample=flops_per_sample)
 
+SIZES = tuple(2**k for k in (8, 10, 12, 14, 16))   # the codebook sizes of the paper's Figure 3
+
+def sized_models(fsq_sizes, vq_sizes) -> tuple:
+    "The sized models of the codebook-size presets, size by size: 'fsq@N' for N in `fsq_sizes`, 'vq@N' for N in `vq_sizes`."
+    return tuple(f"{q}@{n}" for n in sorted(set(fsq_sizes) | set(vq_sizes)) for q, ns in (('fsq', fsq_sizes), ('vq', vq_sizes)) if n in ns)
+
 PRESETS = {
     'smoke': dict(models=('fsq', 'vq', 'fsq-factorized'), image_size=16, n_train=64, n_test=24, channels=8, ch_mult=(1, 2),
                   tok_steps=4, tok_batch=8, n_layer=1, n_head=2, d_model=32, steps=4, batch_size=8, warmup=1, n_samples=12,
                   sample_steps=4, sweep_steps=(2, 4), sweep_guidance=(0.0, 1.0),
                   feature=dict(width=4, feature_dim=16, n_train=64, n_test=24, steps=4, batch_size=16)),
     'cpu': dict(models=('fsq', 'vq'), seeds=(0, 1, 2), steps=1500, batch_size=16, n_samples=300),
+    'cpu-sizes': dict(models=sized_models(SIZES, SIZES[:-1]), sweep_models=(), sweep_guidance=(), tok_steps=600, steps=1500, batch_size=16,
+                      n_samples=300),
     'gpu': dict(image_size=64, n_train=60000, n_test=5000, channels=64, ch_mult=(1, 2, 2), num_res_blocks=2, vq_dim=32,
                 tok_steps=3000, tok_batch=128, tok_lr=1e-3, n_layer=8, n_head=8, d_model=512, steps=3000, batch_size=256,
                 lr=4e-4, warmup=200, n_samples=5000, compile=True, feature=dict(width=64, steps=2000)),
 }
+PRESETS['gpu-sizes'] = PRESETS['gpu'] | dict(models=sized_models(SIZES, SIZES), sweep_models=(), sweep_guidance=())
 
 # %% ../nbs/11a_generation.ipynb #db153b3f
 class MaskGITStudy(Study):
@@ -192,7 +216,7 @@ def stage_two(cfg: GenerationConfig, model: str, ctx: dict) -> tuple:
     """Stage II: MaskGIT `model` trained with `fit` on the tokens of the training images (tokenized once, cached: 10) and
     their labels (`unconditional` ones without classes), seeded by `cfg.seed`, in `out/stage2/<model>-s<seed>-<tokenizer checksum>` (resumable; a
     finished run is loaded, not retrained)."""
-    tok, data = ctx['stage1'][MODELS[model][0], cfg.seed][0], ctx['data']
+    tok, data = ctx['stage1'][model_of(model)[0], cfg.seed][0], ctx['data']
     key = data_tokens_key(cfg.data, cfg.image_size, cfg.data_seed, 0, len(data['train_x']), 'train')   # chapter 10's key
     labels = data['train_y'] if data['classes'] else unconditional(len(data['train_x']))
     tokens = token_tensors(make_tokens(tok, data['train_x'], labels, key, progress=cfg.progress))
@@ -214,12 +238,12 @@ def prepare(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
     ctx.update(metrics=ms, space=ms.space); ctx['meta'].update(feature_net=ms.info, feature_space=ms.space, classes=ctx['data']['classes'])
     if ms.net is None: print(f"{cfg.data}: no classes to train a feature network on and no Inception weights at {inception_weights()} "
                              "(chapter 10a): FID, precision, recall and class accuracy are not measured", flush=True)
-    ctx['stage1'] = {(k, s): stage_one(cfg.at_seed(s), k, ctx) for s in cfg.seeds for k in dict.fromkeys(MODELS[m][0] for m in cfg.models)}
+    ctx['stage1'] = {(k, s): stage_one(cfg.at_seed(s), k, ctx) for s in cfg.seeds for k in dict.fromkeys(model_of(m)[0] for m in cfg.models)}
 
 @patch
 def keep(self: MaskGITStudy, cfg: GenerationConfig, r: dict, ctx: dict) -> dict | None:
     "`r` if it was measured in this feature space with the stage-I tokenizer now in use; else None (measure it again), and a line why."
-    key = MODELS[r['model']][0]; now = ctx['stage1'][key, r['seed']][1]
+    key = model_of(r['model'])[0]; now = ctx['stage1'][key, r['seed']][1]
     why = ('another feature network' if r.get('feature_space') != ctx['space'] else
            f"another {key!r} tokenizer than {now['tokenizer']} (its weights differ)" if r.get('tokenizer_checksum') != now['tokenizer_checksum'] else
            None)
@@ -233,14 +257,14 @@ def measure(self: MaskGITStudy, cfg: GenerationConfig, key: tuple, ctx: dict) ->
     scored against the held-out images in the metrics' space of `prepare` (None where it cannot measure), with its tokenizer's and its training's numbers."""
     name, seed, steps, guidance = key
     cfg = cfg.at_seed(seed)
-    tok, st1 = ctx['stage1'][MODELS[name][0], seed]
+    tok, st1 = ctx['stage1'][model_of(name)[0], seed]
     model, st2 = once(ctx, ('stage2', name, seed), lambda: stage_two(cfg, name, ctx))
     real, real_y = real_set(cfg, ctx['data'])
     labels = unconditional(cfg.n_samples) if real_y is None else condition_labels(real_y, cfg.n_samples)
     t = time.perf_counter()
     fake = generate(model, tok.detokenize, labels, steps, guidance, cfg.choice_temperature, cfg.seed, progress=cfg.progress)
     dt = time.perf_counter() - t
-    return dict(model=name, seed=seed, quantizer=STAGE_ONE[MODELS[name][0]]['quantizer'], head=MODELS[name][1], steps=steps,
+    return dict(model=name, seed=seed, quantizer=stage_one_of(model_of(name)[0])['quantizer'], head=model_of(name)[1], steps=steps,
                 guidance=guidance, n_samples=len(fake), n_real=len(real), **space_metrics(ctx['metrics'], real, fake, None if real_y is None else labels),
                 sample_images_per_s=round(len(fake) / dt, 1), **st1, **st2, feature_space=ctx['space'])
 
@@ -259,7 +283,7 @@ def finish(self: MaskGITStudy, cfg: GenerationConfig, ctx: dict):
     decoder, s0 = (cfg.sample_steps, cfg.guidance, cfg.choice_temperature), cfg.seeds[0]
     cfg = cfg.at_seed(s0)
     for name in cfg.models:
-        fresh, tok = ('stage2', name, s0) in ctx, ctx['stage1'][MODELS[name][0], s0][0]
+        fresh, tok = ('stage2', name, s0) in ctx, ctx['stage1'][model_of(name)[0], s0][0]
         grid = fresh or read_derived(samples_path(out, name)) is None
         steps_file = name == cfg.models[0] and (fresh or read_derived(out / 'decoding.pt') is None)
         if grid or steps_file: model = once(ctx, ('stage2', name, s0), lambda: stage_two(cfg, name, ctx))[0]
@@ -300,6 +324,11 @@ def best_records(records, cfg: GenerationConfig) -> dict:
 # %% ../nbs/11a_generation.ipynb #a1152251
 LABELS = {'fsq': 'FSQ', 'vq': 'VQ (entropy loss)', 'vq-ema+reseed': 'VQ (EMA + reseeding)', 'fsq-factorized': 'FSQ, factorized head'}
 
+def label_of(model: str) -> str:
+    "A model's name in tables and figures: its LABELS entry, or for a sized model its quantizer's with the target size ('FSQ @ 4,096')."
+    s = sized(model)
+    return LABELS[model] if s is None else f"{LABELS[s[0]]} @ {s[1]:,}"
+
 def series(records, model: str, key: str, steps: int | None = None, guidance: float | None = None) -> list[tuple]:
     "(x, mean, spread) of `key` over the seeds for `model`, along guidance (`steps` fixed) or along steps (`guidance` fixed); unmeasured values left out."
     by = {}
@@ -319,11 +348,11 @@ def plot_sweeps(records, cfg: GenerationConfig):
             "features of the data's classes" if space else 'not measured')
     for m in cfg.models:
         if m in cfg.sweep_models and (s := series(records, m, 'fid', guidance=cfg.guidance)):
-            axs[0].errorbar(*zip(*s), fmt='o-', capsize=3, label=LABELS[m])
-        if g := series(records, m, 'fid', steps=cfg.sample_steps): axs[1].errorbar(*zip(*g), fmt='o-', capsize=3, label=LABELS[m])
+            axs[0].errorbar(*zip(*s), fmt='o-', capsize=3, label=label_of(m))
+        if g := series(records, m, 'fid', steps=cfg.sample_steps): axs[1].errorbar(*zip(*g), fmt='o-', capsize=3, label=label_of(m))
         p, r = series(records, m, 'precision', steps=cfg.sample_steps), series(records, m, 'recall', steps=cfg.sample_steps)
         if p and r:
-            line = axs[2].errorbar([x[1] for x in r], [x[1] for x in p], xerr=[x[2] for x in r], yerr=[x[2] for x in p], fmt='o-', capsize=2, label=LABELS[m])
+            line = axs[2].errorbar([x[1] for x in r], [x[1] for x in p], xerr=[x[2] for x in r], yerr=[x[2] for x in p], fmt='o-', capsize=2, label=label_of(m))
             for (a, rm, _), (_, pm_, _) in zip(r, p): axs[2].annotate(f"{a:g}", (rm, pm_), fontsize=6, xytext=(3, 3), textcoords='offset points', color=line[0].get_color())
     axs[0].set_xlabel('sampling steps T'); axs[0].set_title(f'FID against steps (guidance {cfg.guidance:g})', fontsize=10)
     axs[1].set_xlabel('guidance a'); axs[1].set_title(f'FID against guidance (T = {cfg.sample_steps})', fontsize=10)
@@ -335,14 +364,37 @@ def plot_sweeps(records, cfg: GenerationConfig):
         else: ax.text(0.5, 0.5, 'not measured:\nno feature space for these images', ha='center', va='center', transform=ax.transAxes)
     return fig
 
+def size_series(records, cfg: GenerationConfig, quantizer: str, key: str) -> list[tuple]:
+    "(target codebook size, mean, spread) of `key` over the seeds for the sized models of `quantizer` ('fsq' or 'vq'), at the main decoder setting."
+    out = [(s[1], mean(v), spread(v)) for m, rs in main_records(records, cfg).items()
+           if (s := sized(m)) and s[0] == quantizer and (v := values(rs, key))]
+    return sorted(out)
+
+def plot_sizes(records, cfg: GenerationConfig):
+    """Sampling FID and reconstruction FID against the target codebook size, FSQ and VQ (the paper's Figure 3, sampling
+    panel): means over the seeds, bars their spread; FSQ's models above FULL_HEAD_MAX predict with the factorized head."""
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, 2, figsize=(9, 3.3))
+    for q in ('fsq', 'vq'):
+        for ax, k in zip(axs, ('fid', 'rfid')):
+            if s := size_series(records, cfg, q, k): ax.errorbar(*zip(*s), fmt='o-', capsize=3, label=LABELS[q])
+    axs[0].axvspan(FULL_HEAD_MAX * 2 ** 0.5, 2 ** 17, color='0.92', zorder=0, label='FSQ: factorized head')
+    for ax, t in zip(axs, (f'sampling FID (T = {cfg.sample_steps}, guidance {cfg.guidance:g})', 'reconstruction FID (rFID)')):
+        ax.set_xscale('log', base=2); ax.set_xlabel('target codebook size'); ax.set_title(t, fontsize=10); ax.grid(alpha=0.3)
+        ax.set_xlim(min(SIZES) / 2 ** 0.5, max(SIZES) * 2 ** 0.5); ax.legend(fontsize=7)
+    return fig
+
 @patch
 def draw(self: MaskGITStudy, st: dict, out: Path) -> list:
-    "samples.png, sweeps.png and decoding.png from what `out` holds; a missing or damaged samples or decoding file is left out."
-    samples = {LABELS[m]: x for m in MODELS if (x := read_derived(samples_path(out, m))) is not None}
+    """samples.png, sweeps.png (where the study sweeps guidance or steps), sizes.png (where it has sized models) and
+    decoding.png, from what `out` holds; a missing or damaged samples or decoding file is left out."""
+    cfg = self.config_of(st)
+    samples = {label_of(m): x for m in cfg.models if (x := read_derived(samples_path(out, m))) is not None}
     classes = st['meta'].get('classes', SCENE_LABELS)   # studies from before --data: the scenes'; None: images without classes
     rows, names = (classes, classes) if classes else (['unconditional'], {1: 'unconditional'})   # 1: the null class
-    figs = [(plot_samples(samples, rows, SAMPLES_PER_CLASS), 'samples.png'),
-            (plot_sweeps(st['records'], self.config_of(st)), 'sweeps.png')]
+    figs = [(plot_samples(samples, rows, SAMPLES_PER_CLASS), 'samples.png')]
+    figs += [(plot_sweeps(st['records'], cfg), 'sweeps.png')] * bool(cfg.sweep_guidance or cfg.sweep_models)
+    figs += [(plot_sizes(st['records'], cfg), 'sizes.png')] * any(sized(m) for m in cfg.models)
     figs += [(plot_decoding(d, names), 'decoding.png')] if (d := read_derived(out / 'decoding.pt')) is not None else []
     for f, _ in figs: f.tight_layout()
     return figs
@@ -371,7 +423,19 @@ def maskgit_rules(cfg: GenerationConfig) -> dict[str, Rule]:
                        f"(uniform_usage({K}, {n:,}) = {uniform_usage(K, n):.2%}), and above VQ's mean"),
         acc=Rule(f"FSQ's samples show their class as often as VQ's (class accuracy at most {PR_TOLERANCE} below)", 'class accuracy',
                  'higher', PR_TOLERANCE, seeds=SEEDS, changed=WAS_TWO_SIDED.format(tol=PR_TOLERANCE, old='held')),
-        fac=fid_rule(f'the factorized head samples as well as the full head (FID at most {FID_TOLERANCE:.0%} above)'))
+        fac=fid_rule(f'the factorized head samples as well as the full head (FID at most {FID_TOLERANCE:.0%} above)'),
+        sizes=Rule(f"FSQ's sampling FID saturates from about {SATURATES:,} codes (at every larger size within {FID_TOLERANCE:.0%} of it)",
+                   'FID', 'lower', FID_TOLERANCE, relative=True, sided='two-sided', seeds=SEEDS))
+
+SATURATES = 2**12   # the paper's Figure 3: FSQ's sampling FID "saturates from ~2^12"
+
+def _saturation(records, cfg: GenerationConfig) -> list | None:
+    """The pairs of the saturation claim: (FSQ's FIDs at a size above SATURATES, its FIDs at SATURATES), one value per seed,
+    for every larger size among `cfg`'s sized FSQ models; None where the study has no sized FSQ model at and above SATURATES."""
+    ns = sorted(s[1] for m in cfg.models if (s := sized(m)) and s[0] == 'fsq')
+    if SATURATES not in ns or ns[-1] <= SATURATES: return None
+    fid = {s[1]: values(rs, 'fid') for m, rs in main_records(records, cfg).items() if (s := sized(m)) and s[0] == 'fsq'}
+    return [(fid.get(n), fid.get(SATURATES)) for n in ns if n > SATURATES]
 
 def _each(rule: Rule, a, b, keys) -> bool | str | None:
     "`rule` for arm `a` against arm `b` (each a list of records, one per seed) on every metric of `keys` (`all_of`); None (not measurable) where an arm or a value is missing."
@@ -385,14 +449,21 @@ def _usage(rule: Rule, fsq, vq, reach: float) -> bool | None:
 
 @patch
 def claims(self: MaskGITStudy, records, cfg: GenerationConfig) -> dict:
-    "The paper's MaskGIT claims (and the factorized head's), keyed by their declared `Rule`s (`maskgit_rules`), each True, False, NOISE or None (not measurable), from `records`."
+    """The paper's MaskGIT claims (and the factorized head's), keyed by their declared `Rule`s (`maskgit_rules`), each True,
+    False, NOISE or None (not measurable), from `records`: the Table-2 claims where `cfg` has a model of MODELS, the
+    codebook-size claim where it has sized FSQ models at and above SATURATES codes (`_saturation`)."""
     fsq, vq, fac, ema = map(main_records(records, cfg).get, ('fsq', 'vq', 'fsq-factorized', 'vq-ema+reseed'))
     best = best_records(records, cfg)
     R, reach = maskgit_rules(cfg), 0.99 * uniform_usage(math.prod(STAGE_ONE['fsq']['levels']), cfg.n_test * cfg.tokens_per_image)
-    return {R['fid']: _each(R['fid'], fsq, vq, ['fid']), R['best']: _each(R['best'], best.get('fsq'), best.get('vq'), ['fid']),
-            R['ema']: _each(R['ema'], fsq, ema, ['fid']), R['pr']: _each(R['pr'], fsq, vq, ['precision', 'recall']),
-            R['usage']: _usage(R['usage'], fsq, vq, reach),
-            R['acc']: _each(R['acc'], fsq, vq, ['class_accuracy']), R['fac']: _each(R['fac'], fac, fsq, ['fid'])}
+    table2 = {R['fid']: _each(R['fid'], fsq, vq, ['fid']), R['best']: _each(R['best'], best.get('fsq'), best.get('vq'), ['fid']),
+              R['ema']: _each(R['ema'], fsq, ema, ['fid']), R['pr']: _each(R['pr'], fsq, vq, ['precision', 'recall']),
+              R['usage']: _usage(R['usage'], fsq, vq, reach),
+              R['acc']: _each(R['acc'], fsq, vq, ['class_accuracy']), R['fac']: _each(R['fac'], fac, fsq, ['fid'])}
+    out = table2 if any(m in MODELS for m in cfg.models) else {}
+    if (pairs := _saturation(records, cfg)) is not None:
+        got = [R['sizes'].holds(a, b) for a, b in pairs]
+        out[R['sizes']] = None if None in got else all_of(got)
+    return out
 
 def _cell(rs, key: str, fmt: str = '', scale: float = 1.0, unit: str = '') -> str:
     "`key` over the records `rs` as mean ± spread (05b's `pm`), '—' where it was not measured."
@@ -405,15 +476,15 @@ def table(self: MaskGITStudy, records, cfg: GenerationConfig) -> str:
     markdown: mean ± spread over the seeds (the spread: the seeds' sample standard deviation), '—' where a metric was not measured."""
     head = ('| model | seeds | codes | usage | PSNR | rFID | recon. class acc. | FID | precision | recall | class acc. | params | samples/s |\n'
             '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n')
-    rows = [f"| {LABELS[k]} | {len(rs)} | {rs[0]['codebook_size']} | {_cell(rs, 'usage', '.1f', 100, '%')} | {_cell(rs, 'psnr', '.2f')} "
+    rows = [f"| {label_of(k)} | {len(rs)} | {rs[0]['codebook_size']} | {_cell(rs, 'usage', '.1f', 100, '%')} | {_cell(rs, 'psnr', '.2f')} "
             f"| {_cell(rs, 'rfid', '.1f')} | {_cell(rs, 'recon_class_accuracy', '.3f')} | {_cell(rs, 'fid', '.1f')} | {_cell(rs, 'precision', '.3f')} "
             f"| {_cell(rs, 'recall', '.3f')} | {_cell(rs, 'class_accuracy', '.3f')} | {rs[0]['params'] / 1e6:.2f} M | {_cell(rs, 'sample_images_per_s', '.0f')} |"
             for k, rs in main_records(records, cfg).items()]
     best = best_records(records, cfg)
-    if not best: return head + '\n'.join(rows)
+    if not best or not cfg.sweep_guidance: return head + '\n'.join(rows)   # no guidance sweep: no best guidance to show
     bhead = (f"\n\nEach model at its best guidance scale (the lowest mean FID over the seeds, T = {cfg.sample_steps}):\n\n"
              '| model | guidance | FID | precision | recall | class acc. | ÷ recon. class acc. |\n|---|---|---|---|---|---|---|\n')
-    brows = [f"| {LABELS[k]} | {rs[0]['guidance']:g} | {_cell(rs, 'fid', '.1f')} | {_cell(rs, 'precision', '.3f')} | {_cell(rs, 'recall', '.3f')} "
+    brows = [f"| {label_of(k)} | {rs[0]['guidance']:g} | {_cell(rs, 'fid', '.1f')} | {_cell(rs, 'precision', '.3f')} | {_cell(rs, 'recall', '.3f')} "
              f"| {_cell(rs, 'class_accuracy', '.3f')} | {_ratio(rs)} |" for k, rs in best.items()]
     return head + '\n'.join(rows) + bhead + '\n'.join(brows)
 
@@ -434,7 +505,7 @@ def _tokenizer_paths(spec: str | None, cfg: GenerationConfig) -> dict:
     return out
 
 @call_parse
-def main(preset: str = 'cpu',             # smoke, cpu or gpu
+def main(preset: str = 'cpu',             # smoke, cpu, cpu-sizes, gpu or gpu-sizes
          out: str = 'runs/maskgit',       # output directory (a study there with the same settings resumes)
          data: str = None,                # scenes (default), folder:PATH or hub:NAME[@SPLIT] (chapter 04b); without classes: unconditional
          tokenizers: str = None,          # reuse saved tokenizers instead of training them: fsq=PATH,vq=PATH,...

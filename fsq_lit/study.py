@@ -5,7 +5,7 @@
 # %% ../nbs/05b_study.ipynb #85ba2445
 from __future__ import annotations
 import hashlib, math, time
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 import torch
 from fastcore.basics import patch
@@ -17,8 +17,8 @@ from .train import TrainConfig, pick_device, hardware
 # %% auto #0
 __all__ = ['NOISE', 'VERDICT', 'PLUMBING', 'SIDES', 'GPU_PRESETS', 'headed', 'verdict_word', 'verdict_lines', 'all_of', 'each',
            'stamp', 'weights_checksum', 'read_derived', 'write_derived', 'once', 'mean', 'spread', 'pm', 'Rule',
-           'rules_table', 'Study', 'StudyConfig', 'SceneStudyConfig', 'TokenizerStudyConfig', 'named_preset',
-           'asked_device', 'check_gpu_preset']
+           'rules_table', 'Study', 'StudyConfig', 'SceneStudyConfig', 'TokenizerStudyConfig', 'check_seeds',
+           'SeededStudyConfig', 'named_preset', 'asked_device', 'check_gpu_preset']
 
 # %% ../nbs/05b_study.ipynb #e948f854
 NOISE = 'within noise'   # a verdict: the two arms' means differ by less than their seed-to-seed spread (`Rule.holds`)
@@ -224,6 +224,30 @@ class TokenizerStudyConfig(SceneStudyConfig):
     def tokens_per_image(self) -> int: return (self.image_size // 2 ** (len(self.ch_mult) - 1)) ** 2
 
 
+def check_seeds(seeds) -> tuple:
+    "`seeds` as a tuple of distinct integers >= 0, at least one; a ValueError naming the problem otherwise."
+    seeds = tuple(seeds)
+    for s in seeds: check_int(s, 'each seed', 0)
+    if not seeds or len(set(seeds)) < len(seeds): raise ValueError(f"seeds must be non-empty and distinct, got {seeds}")
+    return seeds
+
+@dataclass
+class SeededStudyConfig(TokenizerStudyConfig):
+    """A tokenizer study measured over several seeds: `seeds` lists them; `seed`, one run's, is derived from them
+    (`at_seed`), so a study records the list and each record its own seed."""
+    seeds: tuple = (0,)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.seeds = check_seeds(self.seeds)
+        if self.seed not in self.seeds: self.seed = self.seeds[0]
+
+    def at_seed(self, seed: int):
+        "The config of one seed's run: everything the same, the models' initialisation and data order drawn from `seed` (one of `seeds`)."
+        if seed not in self.seeds: raise ValueError(f"seed {seed} is not one of the study's seeds {self.seeds}")
+        return replace(self, seed=seed)
+
+
 # %% ../nbs/05b_study.ipynb #33ca5dc6
 @patch
 def preset(self: Study, name: str, **overrides):
@@ -232,7 +256,7 @@ def preset(self: Study, name: str, **overrides):
     return named_preset(_preset_config(self.presets, name, self.config, **overrides), name)
 
 # %% ../nbs/05b_study.ipynb #b64e7c9e
-GPU_PRESETS = ('gpu',)   # presets sized for a GPU: refused without one, unless a device is named
+GPU_PRESETS = ('gpu', 'gpu-sizes')   # presets sized for a GPU: refused without one, unless a device is named
 
 def named_preset(cfg, name: str):
     "`cfg` marked as built from preset `name` (an attribute, not a setting: results and run.json do not record it)."

@@ -10,13 +10,12 @@ from pathlib import Path
 import torch
 from fastcore.basics import patch
 from fastcore.script import call_parse
-from .scalar import check_int
 from .runs import split_list
 from .train import TrainConfig, fit
 from .quantizer import code_stats, uniform_usage
 from .sources import parse_source
 from .labels import label_data, check_settings
-from .study import Study, SceneStudyConfig, Rule, NOISE, all_of, mean, spread, pm, weights_checksum, read_derived, write_derived, once
+from .study import Study, SceneStudyConfig, check_seeds, Rule, NOISE, all_of, mean, spread, pm, weights_checksum, read_derived, write_derived, once
 from .uvim_tasks import get_task, scene_batch
 from .uvim import (UViMConfig, UViMStageOne, stage_one_loss, LMConfig, UViMLanguageModel, oracle_codes,
                           stage_two_loss, prior_code, codes_and_maps)
@@ -71,9 +70,8 @@ class UViMStudyConfig(SceneStudyConfig):
             raise ValueError(f"label setting {bad[0]} is for other data than the scenes (--data); on the scenes {self.task} takes "
                              f"{', '.join(SCENE_LABELS.get(self.task, ())) or 'none'}")
         if bad := [a for a in self.arms if a not in ARMS]: raise ValueError(f"unknown arm {bad[0]!r}; choose from {list(ARMS)}")
-        if not self.arms or not self.seeds or len(set(self.arms)) < len(self.arms) or len(set(self.seeds)) < len(self.seeds):
-            raise ValueError(f"arms and seeds must be non-empty and distinct, got {self.arms} and {self.seeds}")
-        for s in self.seeds: check_int(s, 'each seed', 0)
+        if not self.arms or len(set(self.arms)) < len(self.arms): raise ValueError(f"arms must be non-empty and distinct, got {self.arms}")
+        self.seeds = check_seeds(self.seeds)
         if self.n_show > self.n_test: raise ValueError(f"n_show ({self.n_show}) must be <= n_test ({self.n_test})")
         for a in self.arms: self.uvim_config(a)
         self.lm_config()          # sizes the models refuse fail here, before any work

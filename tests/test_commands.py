@@ -18,7 +18,7 @@ CASES = {   # each command's bad arguments and unusable --out, with what its one
     "fsq-tokenizer": [(["--preset", "nope"], "unknown preset 'nope'"), (SMOKE + ["--out", "OTHER"], "is not empty and is not a fsq-tokenizer run")],
     "fsq-compare": [(["--preset", "nope"], "unknown preset 'nope'"), (SMOKE + ["--steps", "0"], "steps must be >= 1"),
                     (SMOKE + ["--out", "FILE"], "is a file"), (SMOKE + ["--out", "OTHER"], "is not empty and is not a fsq-compare run"),
-                    (SMOKE + ["--out", "FILE/sub"], "Not a directory")],
+                    (SMOKE + ["--out", "FILE/sub"], "Not a directory"), (SMOKE + ["--seeds", "0,0"], "seeds must be non-empty and distinct")],
     "fsq-usage": [(["--preset", "nope"], "unknown preset 'nope'"), (SMOKE + ["--out", "FILE"], "is a file"),
                   (SMOKE + ["--out", "OTHER"], "is not empty and is not a fsq-usage run")],
     "fsq-maskgit": [],   # its cases need saved tokenizers: tests/test_generation.py

@@ -19,6 +19,7 @@ CASES = [
     (["--preset", "smoke", "--tokenizers", "fsq=MIXED"], "--tokenizers fsq=MIXED: MIXED/model.safetensors holds weights for another quantizer"),
     (["--preset", "smoke", "--seeds", "1,1"], "seeds must be non-empty and distinct"),
     (["--preset", "smoke", "--seeds", "one"], "expected a comma-separated list of int values"),
+    (["--preset", "gpu-sizes", "--out", "NEW"], "is sized for a GPU and CUDA is not available here"),
     (["--preset", "smoke", "--out", "FILE"], "is a file"),
     (["--preset", "smoke", "--out", "OTHER"], "is not empty and is not a fsq-maskgit run"),
 ]
@@ -35,12 +36,12 @@ def test_cli_argument_errors(tmp_path):
     check_argument_errors(tmp_path, "fsq-maskgit", "fsq_lit.generation", CASES)
 
 
-@pytest.mark.parametrize("name", ["cpu"])
-def test_committed_results_are_the_preset(name):
+@pytest.mark.parametrize("name, figures", [("cpu", FIGURES), ("cpu-sizes", {"samples.png", "sizes.png", "decoding.png"})])
+def test_committed_results_are_the_preset(name, figures):
     "The results the chapter shows were produced by the preset as it is now, with their figures (the chapter checks that the study finished)."
     d = RESULTS / f"maskgit-{name}"
     assert d.is_dir(), f"{d} missing: run fsq-maskgit --preset {name} --out {d}"
     drift = preset_drift(MASKGIT.load(d)["meta"]["config"], MASKGIT.preset(name))
     assert not drift, f"preset {name!r} changed since {d} was measured ({drift}): rerun it"
-    assert FIGURES <= {f.name for f in d.iterdir()}
+    assert figures <= {f.name for f in d.iterdir()}
     assert f"MASKGIT.load('results/maskgit-{name}')" in (ROOT / "nbs" / "11a_generation.ipynb").read_text()
