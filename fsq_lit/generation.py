@@ -451,7 +451,7 @@ def _usage(rule: Rule, fsq, vq, reach: float) -> bool | None:
 def claims(self: MaskGITStudy, records, cfg: GenerationConfig) -> dict:
     """The paper's MaskGIT claims (and the factorized head's), keyed by their declared `Rule`s (`maskgit_rules`), each True,
     False, NOISE or None (not measurable), from `records`: the Table-2 claims where `cfg` has a model of MODELS, the
-    codebook-size claim where it has sized FSQ models at and above SATURATES codes (`_saturation`)."""
+    codebook-size claim where it has sized FSQ models at and above SATURATES codes (the pairs of _saturation)."""
     fsq, vq, fac, ema = map(main_records(records, cfg).get, ('fsq', 'vq', 'fsq-factorized', 'vq-ema+reseed'))
     best = best_records(records, cfg)
     R, reach = maskgit_rules(cfg), 0.99 * uniform_usage(math.prod(STAGE_ONE['fsq']['levels']), cfg.n_test * cfg.tokens_per_image)
