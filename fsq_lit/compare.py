@@ -252,8 +252,9 @@ def plot_reconstructions(images, recons: dict, cfg: CompareConfig):
 def draw(self: CompareStudy, st, out) -> list:
     "tradeoff.png, ablation.png (where the study has an ablation beyond the sweep), timing.png and, where `recon/` holds the held-out scenes, recon.png."
     cfg, recs = self.config_of(st), st['records']
-    figs = [(plot_tradeoff(recs), 'tradeoff.png')] + [(plot_ablation(recs, cfg.ablation_size), 'ablation.png')] * bool(
-        set(cfg.ablation_variants) - set(cfg.sweep_variants)) + [(plot_timing(st['timing']), 'timing.png')]
+    figs = [(plot_tradeoff(recs), 'tradeoff.png')]
+    if set(cfg.ablation_variants) - set(cfg.sweep_variants): figs.append((plot_ablation(recs, cfg.ablation_size), 'ablation.png'))
+    figs.append((plot_timing(st['timing']), 'timing.png'))
     if (x := read_derived(Path(out) / 'recon' / 'input.pt')) is not None:
         keys = {self.key(r) for r in recs}   # the reconstructions of measured tokenizers
         recons = {k: y.float() / 255 for k in recon_runs(cfg) if k in keys and (y := read_derived(recon_path(out, k))) is not None}

@@ -381,7 +381,8 @@ def plot_sizes(records, cfg: GenerationConfig):
     axs[0].axvspan(FULL_HEAD_MAX * 2 ** 0.5, 2 ** 17, color='0.92', zorder=0, label='FSQ: factorized head')
     for ax, t in zip(axs, (f'sampling FID (T = {cfg.sample_steps}, guidance {cfg.guidance:g})', 'reconstruction FID (rFID)')):
         ax.set_xscale('log', base=2); ax.set_xlabel('target codebook size'); ax.set_title(t, fontsize=10); ax.grid(alpha=0.3)
-        ax.set_xlim(min(SIZES) / 2 ** 0.5, max(SIZES) * 2 ** 0.5); ax.legend(fontsize=7)
+        ax.set_xlim(min(SIZES) / 2 ** 0.5, max(SIZES) * 2 ** 0.5)
+        if ax.get_legend_handles_labels()[0]: ax.legend(fontsize=7)
     return fig
 
 @patch
@@ -393,8 +394,8 @@ def draw(self: MaskGITStudy, st: dict, out: Path) -> list:
     classes = st['meta'].get('classes', SCENE_LABELS)   # studies from before --data: the scenes'; None: images without classes
     rows, names = (classes, classes) if classes else (['unconditional'], {1: 'unconditional'})   # 1: the null class
     figs = [(plot_samples(samples, rows, SAMPLES_PER_CLASS), 'samples.png')]
-    figs += [(plot_sweeps(st['records'], cfg), 'sweeps.png')] * bool(cfg.sweep_guidance or cfg.sweep_models)
-    figs += [(plot_sizes(st['records'], cfg), 'sizes.png')] * any(sized(m) for m in cfg.models)
+    if cfg.sweep_guidance or cfg.sweep_models: figs.append((plot_sweeps(st['records'], cfg), 'sweeps.png'))
+    if any(sized(m) for m in cfg.models): figs.append((plot_sizes(st['records'], cfg), 'sizes.png'))
     figs += [(plot_decoding(d, names), 'decoding.png')] if (d := read_derived(out / 'decoding.pt')) is not None else []
     for f, _ in figs: f.tight_layout()
     return figs
