@@ -72,6 +72,11 @@ class CompareConfig(SeededStudyConfig):
                                          quantizer=quantizer, levels=tuple(levels_for(size)), codebook_size=size,
                                          vq=dict(v.kwargs), **(OBJECTIVES[objective] if objective else {}))
 
+    @property
+    def ablates(self) -> bool:
+        "Whether the ablation trains a variant the sweep does not: only then has the study an ablation of its own (figure, findings)."
+        return bool(set(self.ablation_variants) - set(self.sweep_variants))
+
 OBJECTIVES = {'l1+perceptual+gan': dict(perceptual_weight=0.5, gan_weight=0.1, disc_channels=64)}   # chapter 06's weights
 
 def perceptual_net(seed: int = 0) -> nn.Module:
@@ -194,8 +199,9 @@ def groups(records, parts=None) -> list[dict]:
     `parts`: only the tokenizers of those parts of the study ('sweep', 'ablation', 'objective')."""
     by = {}
     for r in records:
-        if parts is None or r['study'] in parts: by.setdefault((r['quantizer'], r['variant'], r['target_size'], r.get('objective')), []).append(r)
-    return [{**rs[0], 'seeds': [r.get('seed', 0) for r in rs], **{m: [r[m] for r in rs] for m in METRICS if m in rs[0]}} for rs in by.values()]
+        q, v, size, seed, *objective = COMPARE.key(r)   # the key reads a record from before seeds as seed 0
+        if parts is None or r['study'] in parts: by.setdefault((q, v, size, *objective), []).append((seed, r))
+    return [{**rs[0][1], 'seeds': [s for s, _ in rs], **{m: [r[m] for _, r in rs] for m in METRICS if m in rs[0][1]}} for rs in by.values()]
 
 def _mean_bars(g, k: str) -> tuple:
     "The mean and spread of metric `k` of a `groups` entry over its seeds, usage in percent."
@@ -253,7 +259,7 @@ def draw(self: CompareStudy, st, out) -> list:
     "tradeoff.png, ablation.png (where the study has an ablation beyond the sweep), timing.png and, where `recon/` holds the held-out scenes, recon.png."
     cfg, recs = self.config_of(st), st['records']
     figs = [(plot_tradeoff(recs), 'tradeoff.png')]
-    if set(cfg.ablation_variants) - set(cfg.sweep_variants): figs.append((plot_ablation(recs, cfg.ablation_size), 'ablation.png'))
+    if cfg.ablates: figs.append((plot_ablation(recs, cfg.ablation_size), 'ablation.png'))
     figs.append((plot_timing(st['timing']), 'timing.png'))
     if (x := read_derived(Path(out) / 'recon' / 'input.pt')) is not None:
         keys = {self.key(r) for r in recs}   # the reconstructions of measured tokenizers

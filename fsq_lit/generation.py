@@ -29,7 +29,8 @@ __all__ = ['STAGE_ONE', 'MODELS', 'FULL_HEAD_MAX', 'SIZES', 'PRESETS', 'MASKGIT'
            'PR_TOLERANCE', 'SEEDS', 'WAS_TWO_SIDED', 'SATURATES', 'sized', 'stage_one_of', 'model_of',
            'GenerationConfig', 'sized_models', 'MaskGITStudy', 'load_given', 'real_set', 'num_classes', 'unconditional',
            'stage_one', 'stage_two', 'samples_path', 'at_setting', 'main_records', 'values', 'best_guidance',
-           'best_records', 'label_of', 'series', 'plot_sweeps', 'size_series', 'plot_sizes', 'maskgit_rules', 'main']
+           'best_records', 'label_of', 'series', 'plot_sweeps', 'sized_values', 'size_series', 'plot_sizes',
+           'maskgit_rules', 'main']
 
 # %% ../nbs/11a_generation.ipynb #baf77801
 STAGE_ONE = {   # the tokenizers of the study, each a TokenizerConfig's quantizer settings
@@ -364,11 +365,13 @@ def plot_sweeps(records, cfg: GenerationConfig):
         else: ax.text(0.5, 0.5, 'not measured:\nno feature space for these images', ha='center', va='center', transform=ax.transAxes)
     return fig
 
+def sized_values(records, cfg: GenerationConfig, quantizer: str, key: str) -> dict:
+    "{target codebook size: `key`'s values, one per seed (None where one is missing)} of the sized models of `quantizer` ('fsq' or 'vq'), at the main decoder setting."
+    return {s[1]: values(rs, key) for m, rs in main_records(records, cfg).items() if (s := sized(m)) and s[0] == quantizer}
+
 def size_series(records, cfg: GenerationConfig, quantizer: str, key: str) -> list[tuple]:
-    "(target codebook size, mean, spread) of `key` over the seeds for the sized models of `quantizer` ('fsq' or 'vq'), at the main decoder setting."
-    out = [(s[1], mean(v), spread(v)) for m, rs in main_records(records, cfg).items()
-           if (s := sized(m)) and s[0] == quantizer and (v := values(rs, key))]
-    return sorted(out)
+    "(target codebook size, mean, spread) of `key` over the seeds, size by size (`sized_values`), where every seed measured it."
+    return [(n, mean(v), spread(v)) for n, v in sorted(sized_values(records, cfg, quantizer, key).items()) if v]
 
 def plot_sizes(records, cfg: GenerationConfig):
     """Sampling FID and reconstruction FID against the target codebook size, FSQ and VQ (the paper's Figure 3, sampling
@@ -435,7 +438,7 @@ def _saturation(records, cfg: GenerationConfig) -> list | None:
     for every larger size among `cfg`'s sized FSQ models; None where the study has no sized FSQ model at and above SATURATES."""
     ns = sorted(s[1] for m in cfg.models if (s := sized(m)) and s[0] == 'fsq')
     if SATURATES not in ns or ns[-1] <= SATURATES: return None
-    fid = {s[1]: values(rs, 'fid') for m, rs in main_records(records, cfg).items() if (s := sized(m)) and s[0] == 'fsq'}
+    fid = sized_values(records, cfg, 'fsq', 'fid')
     return [(fid.get(n), fid.get(SATURATES)) for n in ns if n > SATURATES]
 
 def _each(rule: Rule, a, b, keys) -> bool | str | None:

@@ -2,6 +2,9 @@ import os, sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")   # tests never reach a hub
+if os.environ.get("PYTEST_XDIST_WORKER"):      # `pytest -n 2` (the README's command): one core per worker, so the
+    os.environ["OMP_NUM_THREADS"] = "1"         # workers and the commands they start never oversubscribe the cores
+    import torch; torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 
 

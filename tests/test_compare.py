@@ -37,7 +37,6 @@ def test_committed_results_are_the_presets(name):
     drift = preset_drift(COMPARE.load(d)["meta"]["config"], COMPARE.preset(name))
     assert not drift, f"preset {name!r} changed since {d} was measured ({drift}): rerun it"
     cfg = COMPARE.config_of(COMPARE.load(d))
-    no_ablation = not set(cfg.ablation_variants) - set(cfg.sweep_variants)   # the cpu preset: the sweep alone, no ablation figure
-    assert FIGURES - ({"ablation.png"} if no_ablation else set()) <= {f.name for f in d.iterdir()}
+    assert FIGURES - (set() if cfg.ablates else {"ablation.png"}) <= {f.name for f in d.iterdir()}   # the cpu preset: the sweep alone, no ablation figure
     nb = (ROOT / "nbs" / "08_compare.ipynb").read_text()
     assert f"COMPARE.load('results/compare-{name}')" in nb
