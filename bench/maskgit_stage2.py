@@ -13,11 +13,11 @@ of SAMPLERS (guidance, choice temperature), against that of the tokenizer's reco
 decoded by the same tokenizer). Results merge into `bench/results/cpu-maskgit-stage2.json` (key: variant), with the
 machine and the date.
 """
-import argparse, datetime, json, time
+import json, time
 from dataclasses import replace
 from pathlib import Path
 import torch
-from fsq_lit.train import hardware
+import _variants   # the benches' shared command line and results file (beside this script)
 from fsq_lit.generation import MASKGIT, stage_two, real_set
 from fsq_lit.maskgit import generate, condition_labels, token_loss
 from fsq_lit.features import class_accuracy
@@ -79,26 +79,12 @@ def run_variant(name: str, change: dict, cache: Path, quick: bool) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--variants', default=','.join(VARIANTS), help=f"comma-separated names of: {', '.join(VARIANTS)}")
-    ap.add_argument('--quick', action='store_true', help='smoke sizes: checks the script, measures nothing')
-    ap.add_argument('--cache', default='runs/bench-maskgit-stage2', help="folder of the variants' studies")
-    ap.add_argument('--out', default=str(RESULTS))
+    ap = _variants.parser(__doc__, VARIANTS, 'runs/bench-maskgit-stage2', RESULTS)
     a = ap.parse_args()
-    names = [v for v in a.variants.split(',') if v]
-    if bad := [v for v in names if v not in VARIANTS]: ap.error(f"unknown variant {bad[0]!r}; choose from {', '.join(VARIANTS)}")
-    out = Path(a.out)
-    doc = json.loads(out.read_text()) if out.exists() else {}
-    doc.update(benchmark='bench/maskgit_stage2.py', quick=a.quick, hardware=hardware(torch.device('cpu')),
-               threads=torch.get_num_threads(), date=datetime.date.today().isoformat(), samplers=SAMPLERS)
-    rows = {r['variant']: r for r in doc.get('variants', [])}
-    for n in names:
-        rows[n] = r = run_variant(n, VARIANTS[n], Path(a.cache) / ('quick' if a.quick else 'cpu'), a.quick)
-        print(n, f"recon {r['recon_class_accuracy']:.3f}", 'token acc', {k: round(v, 3) for k, v in r['token_accuracy'].items()},
-              'samples', {k: round(v, 3) for k, v in r['sample_class_accuracy'].items()}, f"{r['seconds']:.0f} s", flush=True)
-        doc['variants'] = [rows[v] for v in VARIANTS if v in rows]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(doc, indent=1) + '\n')
+    line = lambda r: (f"recon {r['recon_class_accuracy']:.3f} token acc {({k: round(v, 3) for k, v in r['token_accuracy'].items()})} samples "
+                      f"{({k: round(v, 3) for k, v in r['sample_class_accuracy'].items()})} {r['seconds']:.0f} s")
+    _variants.run(ap, a, VARIANTS, 'bench/maskgit_stage2.py', lambda n, change, cache: run_variant(n, change, cache, a.quick), line,
+                  samplers=SAMPLERS)
 
 
 if __name__ == '__main__': main()

@@ -13,10 +13,10 @@ the held-out scenes with their own images, with the images shuffled across the s
 that has learned only the code's own statistics scores the same on all three. Results merge into
 `bench/results/cpu-uvim-lm.json` (key: variant), with the machine and the date.
 """
-import argparse, datetime, json, time
+import time
 from pathlib import Path
 import torch
-from fsq_lit.train import hardware
+import _variants   # the benches' shared command line and results file (beside this script)
 from fsq_lit.uvim_study import UVIM, closed, arm_means
 from fsq_lit.uvim import oracle_codes, code_tokens
 
@@ -78,30 +78,14 @@ def run_variant(name: str, change: dict, cache: Path, quick: bool, study: Path |
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--variants', default=','.join(VARIANTS), help=f"comma-separated names of: {', '.join(VARIANTS)}")
-    ap.add_argument('--quick', action='store_true', help='smoke sizes: checks the script, measures nothing')
-    ap.add_argument('--cache', default='runs/bench-uvim-lm', help='folder of the variants\' studies')
-    ap.add_argument('--out', default=str(RESULTS))
+    ap = _variants.parser(__doc__, VARIANTS, 'runs/bench-uvim-lm', RESULTS)
     ap.add_argument('--study', default='nbs/results/uvim-depth-cpu',
                     help="the preset's variant is read from this finished cpu study of depth (seed 0) where its models are there")
     a = ap.parse_args()
-    names = [v for v in a.variants.split(',') if v]
-    if bad := [v for v in names if v not in VARIANTS]: ap.error(f"unknown variant {bad[0]!r}; choose from {', '.join(VARIANTS)}")
-    out = Path(a.out)
-    doc = json.loads(out.read_text()) if out.exists() else {}
-    doc.update(benchmark='bench/uvim_lm.py', quick=a.quick, hardware=hardware(torch.device('cpu')),
-               threads=torch.get_num_threads(), date=datetime.date.today().isoformat(),
-               closed='(prior - lm) / (prior - oracle) in RMSE: the share of the prior-to-oracle distance UViM closes')
-    rows = {r['variant']: r for r in doc.get('variants', [])}
-    for n in names:
-        rows[n] = run_variant(n, VARIANTS[n], Path(a.cache) / ('quick' if a.quick else 'cpu'), a.quick, Path(a.study))
-        r = rows[n]['arms']
-        print(n, ' '.join(f"{arm}: closed {v['closed']:.0%} (token acc {v['token_accuracy']['true_images']:.3f} with its images, "
-                          f"{v['token_accuracy']['shuffled_images']:.3f} shuffled)" for arm, v in r.items()), flush=True)
-        doc['variants'] = [rows[v] for v in VARIANTS if v in rows]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(doc, indent=1) + '\n')
+    line = lambda row: ' '.join(f"{arm}: closed {v['closed']:.0%} (token acc {v['token_accuracy']['true_images']:.3f} with its images, "
+                                f"{v['token_accuracy']['shuffled_images']:.3f} shuffled)" for arm, v in row['arms'].items())
+    _variants.run(ap, a, VARIANTS, 'bench/uvim_lm.py', lambda n, change, cache: run_variant(n, change, cache, a.quick, Path(a.study)), line,
+                  closed='(prior - lm) / (prior - oracle) in RMSE: the share of the prior-to-oracle distance UViM closes')
 
 
 if __name__ == '__main__': main()

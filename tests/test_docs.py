@@ -17,7 +17,6 @@ import build_docs  # noqa: E402
 CHROMIUM, CHROMEDRIVER = shutil.which('chromium') or shutil.which('chromium-browser'), shutil.which('chromedriver')
 DIRECTIVE = re.compile(r'#\|\s*[a-z][\w-]*')          # `#| export`, `#| hide`, `#| echo: false` (not a progress bar's `#|`)
 SHOTS = Path(os.environ.get('FSQ_LIT_SCREENSHOTS', ROOT / '_screenshots'))
-pytestmark = pytest.mark.xdist_group('docs')   # `--dist loadgroup`: one worker builds and serves the site once (module fixtures)
 
 
 @pytest.fixture(scope='module')

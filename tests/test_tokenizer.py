@@ -6,8 +6,6 @@ from fsq_lit.tokenizer import (TokenizerConfig, Tokenizer, TokenizerLoss, evalua
                                train_tokenizer, load_tokenizer)
 from fsq_lit.train import TrainConfig, _Objective
 
-pytestmark = pytest.mark.xdist_group('tokenizer')   # `--dist loadgroup`: the scenes fixture is rendered once
-
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
