@@ -71,3 +71,8 @@ def check_argument_errors(tmp_path, prog: str, module: str, cases: list):
         assert err.startswith(f"{prog}: error: ") and message in err and len(err.strip().splitlines()) == 1, (args, err)
     assert not (tmp_path / "cache").exists()                           # no scene was rendered
     assert (tmp_path / "FILE").read_text() == "x" and sorted(os.listdir(tmp_path / "OTHER")) == ["notes.txt"]
+
+
+def pytest_collection_modifyitems(items):
+    "The notebooks, the longest test file, first: under `pytest -n 2 --dist loadfile` one worker starts them at once."
+    items.sort(key=lambda item: item.path.name != "test_notebooks.py")   # stable: every other test keeps its order
