@@ -74,5 +74,5 @@ def check_argument_errors(tmp_path, prog: str, module: str, cases: list):
 
 
 def pytest_collection_modifyitems(items):
-    "The notebooks, the longest test file, first: under `pytest -n 2 --dist loadfile` one worker starts them at once."
+    "The notebooks, the longest test file, first: under `pytest -n 2 --dist loadscope` both workers start on them at once."
     items.sort(key=lambda item: item.path.name != "test_notebooks.py")   # stable: every other test keeps its order
