@@ -1,9 +1,10 @@
 """What the one-factor-at-a-time benches share (`maskgit_stage2.py`, `uvim_lm.py`): their command line and their
 results file, one row per variant, merged by name and rewritten after each variant with the machine and the date."""
-import argparse, datetime, json
+import argparse, datetime
 from pathlib import Path
 import torch
 from fsq_lit.train import hardware
+from fsq_lit.runs import read_json, write_json
 
 
 def parser(doc: str, variants: dict, cache: str, results: Path) -> argparse.ArgumentParser:
@@ -22,7 +23,7 @@ def run(ap: argparse.ArgumentParser, args, variants: dict, bench: str, measure, 
     names = [v for v in args.variants.split(',') if v]
     if bad := [v for v in names if v not in variants]: ap.error(f"unknown variant {bad[0]!r}; choose from {', '.join(variants)}")
     out, cache = Path(args.out), Path(args.cache) / ('quick' if args.quick else 'cpu')
-    doc = json.loads(out.read_text()) if out.exists() else {}
+    doc = read_json(out, {})   # a damaged file: one error naming it
     doc.update(benchmark=bench, quick=args.quick, hardware=hardware(torch.device('cpu')), threads=torch.get_num_threads(),
                date=datetime.date.today().isoformat(), **about)
     rows = {r['variant']: r for r in doc.get('variants', [])}
@@ -30,5 +31,4 @@ def run(ap: argparse.ArgumentParser, args, variants: dict, bench: str, measure, 
         rows[n] = measure(n, variants[n], cache)
         print(n, line(rows[n]), flush=True)
         doc['variants'] = [rows[v] for v in variants if v in rows]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(doc, indent=1) + '\n')
+        write_json(out, doc)       # atomically: a killed bench keeps the variants it finished
