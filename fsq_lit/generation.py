@@ -140,7 +140,7 @@ PRESETS = {
                   sample_steps=4, sweep_steps=(2, 4), sweep_guidance=(0.0, 1.0),
                   feature=dict(width=4, feature_dim=16, n_train=64, n_test=24, steps=4, batch_size=16)),
     'cpu': dict(models=('fsq', 'vq'), seeds=(0, 1, 2), steps=1500, batch_size=16, n_samples=300),
-    'cpu-sizes': dict(models=sized_models(SIZES, SIZES[:-1]), sweep_models=(), sweep_guidance=(), tok_steps=600, steps=1500, batch_size=16,
+    'cpu-sizes': dict(models=sized_models(SIZES, SIZES[:3]), sweep_models=(), sweep_guidance=(), tok_steps=600, steps=1500, batch_size=16,
                       n_samples=300),
     'gpu': dict(image_size=64, n_train=60000, n_test=5000, channels=64, ch_mult=(1, 2, 2), num_res_blocks=2, vq_dim=32,
                 tok_steps=3000, tok_batch=128, tok_lr=1e-3, n_layer=8, n_head=8, d_model=512, steps=3000, batch_size=256,
