@@ -139,7 +139,7 @@ PRESETS = {
                   tok_steps=4, tok_batch=8, n_layer=1, n_head=2, d_model=32, steps=4, batch_size=8, warmup=1, n_samples=12,
                   sample_steps=4, sweep_steps=(2, 4), sweep_guidance=(0.0, 1.0),
                   feature=dict(width=4, feature_dim=16, n_train=64, n_test=24, steps=4, batch_size=16)),
-    'cpu': dict(models=('fsq', 'vq'), seeds=(0, 1, 2), steps=1500, batch_size=16, n_samples=300),
+    'cpu': dict(models=('fsq', 'vq'), seeds=(0, 1, 2), tok_steps=1000, steps=1500, batch_size=16, n_samples=300),
     'cpu-sizes': dict(models=sized_models(SIZES, SIZES[:3]), sweep_models=(), sweep_guidance=(), tok_steps=600, steps=1500, batch_size=16,
                       n_samples=300),
     'gpu': dict(image_size=64, n_train=60000, n_test=5000, channels=64, ch_mult=(1, 2, 2), num_res_blocks=2, vq_dim=32,
@@ -156,12 +156,13 @@ class MaskGITStudy(Study):
     ignore = Study.ignore + ('seed',)   # one run's seed (`at_seed`), derived from `seeds`: not a setting of the study
 
     def plan(self, cfg: GenerationConfig) -> list[tuple]:
-        "Every (model, seed, steps, guidance) the study measures, seed by seed: each model at the main setting, then every model over guidance, then `sweep_models` over steps."
+        """Every (model, seed, steps, guidance) the study measures, seed by seed: each model at the main setting, then every model
+        over guidance, then, at the first seed only, `sweep_models` over steps."""
         g0, plan = float(cfg.guidance), []
         for s in cfg.seeds:
             plan += [(m, s, cfg.sample_steps, g0) for m in cfg.models]
             plan += [(m, s, cfg.sample_steps, float(g)) for m in cfg.models for g in cfg.sweep_guidance]
-            plan += [(m, s, t, g0) for m in cfg.sweep_models for t in cfg.sweep_steps]
+            plan += [(m, s, t, g0) for m in cfg.sweep_models for t in cfg.sweep_steps if s == cfg.seeds[0]]
         return list(dict.fromkeys(plan))
 
     def key(self, r: dict) -> tuple: return r['model'], r['seed'], r['steps'], float(r['guidance'])
@@ -330,17 +331,19 @@ def label_of(model: str) -> str:
     s = sized(model)
     return LABELS[model] if s is None else f"{LABELS[s[0]]} @ {s[1]:,}"
 
-def series(records, model: str, key: str, steps: int | None = None, guidance: float | None = None) -> list[tuple]:
-    "(x, mean, spread) of `key` over the seeds for `model`, along guidance (`steps` fixed) or along steps (`guidance` fixed); unmeasured values left out."
+def series(records, model: str, key: str, steps: int | None = None, guidance: float | None = None, seed: int | None = None) -> list[tuple]:
+    "(x, mean, spread) of `key` over the seeds (or at `seed`) for `model`, along guidance (`steps` fixed) or along steps (`guidance` fixed); unmeasured values left out."
     by = {}
     for r in records:
-        if r['model'] == model and r[key] is not None and (steps is None or r['steps'] == steps) and (guidance is None or r['guidance'] == float(guidance)):
+        if (r['model'] == model and r[key] is not None and (steps is None or r['steps'] == steps) and (guidance is None or r['guidance'] == float(guidance))
+                and (seed is None or r['seed'] == seed)):
             by.setdefault(r['guidance'] if steps is not None else r['steps'], []).append(r[key])
     return [(x, mean(v), spread(v)) for x, v in sorted(by.items())]
 
 def plot_sweeps(records, cfg: GenerationConfig):
-    """FID against sampling steps (guidance fixed; `sweep_models`), FID against guidance (steps fixed; every model), and
-    precision against recall as guidance grows (each point labelled with its scale): means over the seeds, bars their spread.
+    """FID against sampling steps (guidance fixed; `sweep_models`; the first seed, where the plan sweeps them), FID against guidance
+    (steps fixed; every model), and precision against recall as guidance grows (each point labelled with its scale): means
+    over the seeds, bars their spread.
     A panel says so where FID was not measured."""
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 3, figsize=(13, 3.4))
@@ -348,14 +351,14 @@ def plot_sweeps(records, cfg: GenerationConfig):
     unit = ('scene features' if cfg.data == 'scenes' else 'Inception features' if space == INCEPTION_SPACE else
             "features of the data's classes" if space else 'not measured')
     for m in cfg.models:
-        if m in cfg.sweep_models and (s := series(records, m, 'fid', guidance=cfg.guidance)):
+        if m in cfg.sweep_models and (s := series(records, m, 'fid', guidance=cfg.guidance, seed=cfg.seeds[0])):
             axs[0].errorbar(*zip(*s), fmt='o-', capsize=3, label=label_of(m))
         if g := series(records, m, 'fid', steps=cfg.sample_steps): axs[1].errorbar(*zip(*g), fmt='o-', capsize=3, label=label_of(m))
         p, r = series(records, m, 'precision', steps=cfg.sample_steps), series(records, m, 'recall', steps=cfg.sample_steps)
         if p and r:
             line = axs[2].errorbar([x[1] for x in r], [x[1] for x in p], xerr=[x[2] for x in r], yerr=[x[2] for x in p], fmt='o-', capsize=2, label=label_of(m))
             for (a, rm, _), (_, pm_, _) in zip(r, p): axs[2].annotate(f"{a:g}", (rm, pm_), fontsize=6, xytext=(3, 3), textcoords='offset points', color=line[0].get_color())
-    axs[0].set_xlabel('sampling steps T'); axs[0].set_title(f'FID against steps (guidance {cfg.guidance:g})', fontsize=10)
+    axs[0].set_xlabel('sampling steps T'); axs[0].set_title(f'FID against steps (seed {cfg.seeds[0]}, guidance {cfg.guidance:g})', fontsize=10)
     axs[1].set_xlabel('guidance a'); axs[1].set_title(f'FID against guidance (T = {cfg.sample_steps})', fontsize=10)
     axs[2].set_xlabel('recall'); axs[2].set_ylabel('precision'); axs[2].set_title(f'precision and recall over guidance a (T = {cfg.sample_steps})', fontsize=10)
     for i, ax in enumerate(axs):
