@@ -106,6 +106,9 @@ class GenerationConfig(SeededStudyConfig):
         if 'image_size' in self.feature: raise ValueError("feature: the feature network sees the study's image_size; do not set it")
         self.feature_config()   # unknown feature settings fail here
 
+    @property
+    def sweep_seed(self) -> int: return self.seeds[0]   # the seed the steps sweep runs at (the guidance sweep runs at every seed)
+
     def feature_config(self) -> FeatureNetConfig:
         "The feature network (10a) of the metrics, at the study's image size, trained on the classes of the study's data."
         return FeatureNetConfig(image_size=self.image_size, data=self.data, **self.feature)
@@ -162,7 +165,7 @@ class MaskGITStudy(Study):
         for s in cfg.seeds:
             plan += [(m, s, cfg.sample_steps, g0) for m in cfg.models]
             plan += [(m, s, cfg.sample_steps, float(g)) for m in cfg.models for g in cfg.sweep_guidance]
-            plan += [(m, s, t, g0) for m in cfg.sweep_models for t in cfg.sweep_steps if s == cfg.seeds[0]]
+            plan += [(m, s, t, g0) for m in cfg.sweep_models for t in cfg.sweep_steps if s == cfg.sweep_seed]
         return list(dict.fromkeys(plan))
 
     def key(self, r: dict) -> tuple: return r['model'], r['seed'], r['steps'], float(r['guidance'])
@@ -351,14 +354,14 @@ def plot_sweeps(records, cfg: GenerationConfig):
     unit = ('scene features' if cfg.data == 'scenes' else 'Inception features' if space == INCEPTION_SPACE else
             "features of the data's classes" if space else 'not measured')
     for m in cfg.models:
-        if m in cfg.sweep_models and (s := series(records, m, 'fid', guidance=cfg.guidance, seed=cfg.seeds[0])):
+        if m in cfg.sweep_models and (s := series(records, m, 'fid', guidance=cfg.guidance, seed=cfg.sweep_seed)):
             axs[0].errorbar(*zip(*s), fmt='o-', capsize=3, label=label_of(m))
         if g := series(records, m, 'fid', steps=cfg.sample_steps): axs[1].errorbar(*zip(*g), fmt='o-', capsize=3, label=label_of(m))
         p, r = series(records, m, 'precision', steps=cfg.sample_steps), series(records, m, 'recall', steps=cfg.sample_steps)
         if p and r:
             line = axs[2].errorbar([x[1] for x in r], [x[1] for x in p], xerr=[x[2] for x in r], yerr=[x[2] for x in p], fmt='o-', capsize=2, label=label_of(m))
             for (a, rm, _), (_, pm_, _) in zip(r, p): axs[2].annotate(f"{a:g}", (rm, pm_), fontsize=6, xytext=(3, 3), textcoords='offset points', color=line[0].get_color())
-    axs[0].set_xlabel('sampling steps T'); axs[0].set_title(f'FID against steps (seed {cfg.seeds[0]}, guidance {cfg.guidance:g})', fontsize=10)
+    axs[0].set_xlabel('sampling steps T'); axs[0].set_title(f'FID against steps (seed {cfg.sweep_seed}, guidance {cfg.guidance:g})', fontsize=10)
     axs[1].set_xlabel('guidance a'); axs[1].set_title(f'FID against guidance (T = {cfg.sample_steps})', fontsize=10)
     axs[2].set_xlabel('recall'); axs[2].set_ylabel('precision'); axs[2].set_title(f'precision and recall over guidance a (T = {cfg.sample_steps})', fontsize=10)
     for i, ax in enumerate(axs):
