@@ -142,7 +142,7 @@ PRESETS = {
                   tok_steps=4, tok_batch=8, n_layer=1, n_head=2, d_model=32, steps=4, batch_size=8, warmup=1, n_samples=12,
                   sample_steps=4, sweep_steps=(2, 4), sweep_guidance=(0.0, 1.0),
                   feature=dict(width=4, feature_dim=16, n_train=64, n_test=24, steps=4, batch_size=16)),
-    'cpu': dict(models=('fsq', 'vq'), seeds=(0, 1, 2), tok_steps=1000, steps=1500, batch_size=16, n_samples=300),
+    'cpu': dict(models=('fsq', 'vq'), seeds=(0, 1, 2), tok_steps=900, steps=1500, batch_size=16, n_samples=300),
     'cpu-sizes': dict(models=sized_models(SIZES, SIZES[:3]), sweep_models=(), sweep_guidance=(), tok_steps=600, steps=1500, batch_size=16,
                       n_samples=300),
     'gpu': dict(image_size=64, n_train=60000, n_test=5000, channels=64, ch_mult=(1, 2, 2), num_res_blocks=2, vq_dim=32,

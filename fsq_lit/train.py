@@ -21,10 +21,11 @@ from .runs import (RunDir, RunError, atomic_write, remove_stale_tmp, has_checkpo
                           flatten_config, check_definition)
 
 # %% auto #0
-__all__ = ['PEAK_BF16_FLOPS', 'RESUME_IGNORE', 'RESUME_MAY_CHANGE', 'get_rank_world', 'pick_device', 'hardware', 'process_group',
-           'TrainConfig', 'lr_factor', 'make_optimizer', 'make_schedule', 'unwrap', 'EMA', 'SampleStream', 'data_len',
-           'gather_batch', 'to_device', 'peak_flops', 'transformer_flops_per_sample', 'read_metrics', 'plot_metrics',
-           'NonFiniteLossError', 'TrainResult', 'trainable_state', 'load_trainable_state', 'Trainer', 'fit']
+__all__ = ['PEAK_BF16_FLOPS', 'RESUME_IGNORE', 'RESUME_MAY_CHANGE', 'get_rank_world', 'pick_device', 'cpu_name', 'hardware',
+           'process_group', 'TrainConfig', 'lr_factor', 'make_optimizer', 'make_schedule', 'unwrap', 'EMA',
+           'SampleStream', 'data_len', 'gather_batch', 'to_device', 'peak_flops', 'transformer_flops_per_sample',
+           'read_metrics', 'plot_metrics', 'NonFiniteLossError', 'TrainResult', 'trainable_state',
+           'load_trainable_state', 'Trainer', 'fit']
 
 # %% ../nbs/05_train.ipynb #00c97020
 def get_rank_world() -> tuple[int, int]:
@@ -44,12 +45,24 @@ def pick_device(cfg=None) -> torch.device:
             d = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
     return d
 
+def cpu_name() -> str:
+    """This CPU: its model name, its family and model numbers where /proc/cpuinfo has them (a hypervisor may show only
+    "AMD EPYC" for several generations), and the vector instructions torch's kernels use here. Two such CPUs run the same
+    seeded code at different speeds and can differ in its last bits, so result files name the CPU, not just x86_64."""
+    import platform
+    try: pairs = [l.partition(':') for l in open('/proc/cpuinfo').read().splitlines()]
+    except OSError: pairs = []
+    info = {}
+    for k, _, v in pairs: info.setdefault(k.strip(), v.strip())
+    name = info.get('model name') or platform.processor() or platform.machine()
+    fam = f" family {info['cpu family']} model {info['model']}" if 'cpu family' in info and 'model' in info else ''
+    return f"{name}{fam}, {torch.backends.cpu.get_cpu_capability()}"
+
 def hardware(device=None) -> str:
-    "A one-line description of the device a run used (GPU name, or CPU model and threads) and the torch version: what result files record."
+    "A one-line description of the device a run used (GPU name, or `cpu_name` and threads) and the torch version: what result files record."
     d = pick_device(device)
     if d.type == "cuda": return f"{torch.cuda.get_device_name(d)}, torch {torch.__version__}"
-    import platform
-    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads), torch {torch.__version__}"
+    return f"CPU {cpu_name()} ({torch.get_num_threads()} threads), torch {torch.__version__}"
 
 # %% ../nbs/05_train.ipynb #bc8c12df
 def _init_group(device: torch.device, **kw):
