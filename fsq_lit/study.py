@@ -16,9 +16,9 @@ from .train import TrainConfig, pick_device, hardware
 
 # %% auto #0
 __all__ = ['NOISE', 'VERDICT', 'PLUMBING', 'SIDES', 'GPU_PRESETS', 'headed', 'verdict_word', 'verdict_lines', 'all_of', 'each',
-           'stamp', 'weights_checksum', 'read_derived', 'write_derived', 'once', 'mean', 'spread', 'pm', 'Rule',
-           'rules_table', 'Study', 'StudyConfig', 'SceneStudyConfig', 'TokenizerStudyConfig', 'check_seeds',
-           'SeededStudyConfig', 'named_preset', 'asked_device', 'check_gpu_preset']
+           'stamp', 'weights_checksum', 'read_derived', 'write_derived', 'once', 'time_at_speed_of', 'mean', 'spread',
+           'pm', 'Rule', 'rules_table', 'Study', 'StudyConfig', 'SceneStudyConfig', 'TokenizerStudyConfig',
+           'check_seeds', 'SeededStudyConfig', 'named_preset', 'asked_device', 'check_gpu_preset']
 
 # %% ../nbs/05b_study.ipynb #e948f854
 NOISE = 'within noise'   # a verdict: the two arms' means differ by less than their seed-to-seed spread (`Rule.holds`)
@@ -78,6 +78,18 @@ def once(ctx: dict, key, make):
     "`ctx[key]`, made by `make()` the first time it is asked for: work that several keys of a study share (a trained model, a dataset)."
     if key not in ctx: ctx[key] = make()
     return ctx[key]
+
+# %% ../nbs/05b_study.ipynb #7db36a3e
+def time_at_speed_of(now: dict, before: dict) -> tuple[float, dict]:
+    """The seconds a run would have taken on another machine, and each phase's speed-up there to here: `now` and `before` map
+    each phase to (seconds, work) as this run and one on the other machine measured it, work counted alike by both (steps,
+    images); each phase's seconds are scaled by the ratio of the two machines' seconds per unit of its work."""
+    if bad := sorted(set(now) ^ set(before)): raise ValueError(f"phases {bad} are measured on one machine only")
+    if bad := [k for k, (s, w) in [*now.items(), *before.items()] if not (s > 0 and w > 0)]:
+        raise ValueError(f"phase {bad[0]!r} needs positive seconds and work on both machines")
+    speed = {k: (before[k][0] / before[k][1]) / (now[k][0] / now[k][1]) for k in now}
+    return sum(now[k][0] * speed[k] for k in now), speed
+
 
 # %% ../nbs/05b_study.ipynb #d76e97d0
 SIDES = ('one-sided', 'two-sided')

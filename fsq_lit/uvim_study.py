@@ -107,7 +107,7 @@ PRESETS = {
                 seeds=(0, 1, 2)),
 }
 
-TASK_SETTINGS = {'cpu': {'depth': dict(labels=dict(bins=64)), 'panoptic': dict(steps=800)}}   # a preset's settings for one task (see Presets below)
+TASK_SETTINGS = {'cpu': {'depth': dict(labels=dict(bins=64), lm_steps=700), 'panoptic': dict(steps=700, lm_steps=700)}}   # a preset's settings for one task (see Presets below)
 
 # %% ../nbs/12b_uvim_study.ipynb #c1a55e01
 class UViMStudy(Study):
