@@ -360,8 +360,9 @@ def main(preset: str = 'cpu-small',      # smoke, cpu, cpu-small or gpu
          n_train: int = None,            # override the number of training images
          seeds: str = None,              # override the seeds of the sweep: comma-separated integers (more seeds resume a study)
          device: str = None,             # auto, cpu, cuda, ...
+         max_minutes: float = None,      # stop cleanly after this many minutes, exit 3 (the same command resumes)
          no_progress: bool = False):     # no progress bars
     "Train FSQ, VQ and LFQ tokenizers across codebook sizes; write results.json, timing.json, study.json and figures to `out`."
     COMPARE.command(lambda: COMPARE.preset(preset, data=data, steps=steps, batch_size=batch_size, n_train=n_train, device=device,
                                            seeds=split_list(seeds, int) or None,
-                                           progress=False if no_progress else None), out, plumbing=preset == 'smoke')
+                                           progress=False if no_progress else None), out, plumbing=preset == 'smoke', max_minutes=max_minutes)

@@ -524,6 +524,7 @@ def main(preset: str = 'cpu',             # smoke, cpu, cpu-sizes, gpu or gpu-si
          tok_steps: int = None,           # override stage I's optimizer steps
          n_samples: int = None,           # override the number of generated images per measurement
          device: str = None,              # auto, cpu, cuda, ...
+         max_minutes: float = None,       # stop cleanly after this many minutes, exit 3 (the same command resumes)
          no_progress: bool = False):      # no progress bars
     "MaskGIT on FSQ and on VQ tokens: train both stages, sample, measure; write results.json, study.json and figures to `out`."
     given = {}   # filled with the config, so that a bad --tokenizers stops before the folder is touched
@@ -531,4 +532,4 @@ def main(preset: str = 'cpu',             # smoke, cpu, cpu-sizes, gpu or gpu-si
         cfg = MASKGIT.preset(preset, data=data, seeds=split_list(seeds, int) or None, steps=steps, tok_steps=tok_steps, n_samples=n_samples, device=device,
                              progress=False if no_progress else None)
         given.update(_tokenizer_paths(tokenizers, cfg)); return cfg
-    MASKGIT.command(config, out, plumbing=preset == 'smoke', tokenizers=given)
+    MASKGIT.command(config, out, plumbing=preset == 'smoke', max_minutes=max_minutes, tokenizers=given)

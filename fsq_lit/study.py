@@ -4,7 +4,7 @@
 
 # %% ../nbs/05b_study.ipynb #85ba2445
 from __future__ import annotations
-import hashlib, math, time
+import hashlib, math, sys, time
 from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 import torch
@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from .scalar import check_int
 from .runs import (RunDir, RunError, flatten_config, write_json, read_json, atomic_write, argument_errors, run_errors, save_figure,
                           preset_config as _preset_config)
-from .train import TrainConfig, pick_device, hardware
+from .train import TrainConfig, pick_device, hardware, time_limit, past_deadline, TimeLimitReached
 
 # %% auto #0
 __all__ = ['NOISE', 'VERDICT', 'PLUMBING', 'SIDES', 'GPU_PRESETS', 'headed', 'verdict_word', 'verdict_lines', 'all_of', 'each',
@@ -337,23 +337,27 @@ def _only_adds(self: Study, cfg, out) -> bool:
 def run(self: Study, cfg, out, plumbing: bool = False, **given) -> dict:
     """Measure each key of `cfg`'s plan that `out` lacks, in order, rewriting results.json and study.json after each;
     then the derived files, the verdicts (marked as plumbing for a smoke run) and the figures. `given` goes into the
-    context the study's methods share. Returns `load(out)`."""
+    context the study's methods share. Returns `load(out)`. Inside chapter 05's `time_limit` it raises `TimeLimitReached`
+    once the deadline has passed, inside a training or before a record (after the first of this call), having saved what it has."""
     from tqdm.auto import tqdm
     with self.open_dir(cfg, out):
         out, t0, st = Path(out), time.perf_counter(), self.load(out)
         plan = self.plan(cfg)
         meta = {k: v for k, v in st['meta'].items() if k != 'verdicts'} | {'config': asdict(cfg)}
-        ctx = dict(given, out=out, device=self.device(cfg), meta=meta, measured=0)
-        self.prepare(cfg, ctx)
-        done, want = {}, set(plan)
-        for r in st['records']:
-            if (k := self.key(r)) in want and k not in done and (r := self.keep(cfg, r, ctx)) is not None: done[k] = r
-        todo = [k for k in plan if k not in done]
-        if done and todo: print(f"resuming {out}: {len(done)} of {len(plan)} measured, {len(todo)} to measure", flush=True)
-        for k in tqdm(todo, desc=self.kind, disable=not getattr(cfg, 'progress', True)):
-            done[k] = self.measure(cfg, k, ctx)
-            t0 = self._save(out, [done[k] for k in plan if k in done], ctx, t0)
-            print(f"{'[plumbing] ' if plumbing else ''}[{len(done)}/{len(plan)}] {self.line(done[k])}", flush=True)
+        ctx, done = dict(given, out=out, device=self.device(cfg), meta=meta, measured=0), {}
+        try:
+            self.prepare(cfg, ctx)
+            for r in st['records']:
+                if (k := self.key(r)) in set(plan) and k not in done and (r := self.keep(cfg, r, ctx)) is not None: done[k] = r
+            todo = [k for k in plan if k not in done]
+            if done and todo: print(f"resuming {out}: {len(done)} of {len(plan)} measured, {len(todo)} to measure", flush=True)
+            for i, k in enumerate(tqdm(todo, desc=self.kind, disable=not getattr(cfg, 'progress', True))):
+                if i and past_deadline(): raise TimeLimitReached(f"stopped by the time limit with {len(done)} of {len(plan)} measured")
+                done[k] = self.measure(cfg, k, ctx)
+                t0 = self._save(out, [done[k] for k in plan if k in done], ctx, t0)
+                print(f"{'[plumbing] ' if plumbing else ''}[{len(done)}/{len(plan)}] {self.line(done[k])}", flush=True)
+        except TimeLimitReached:   # chapter 05's time_limit: the records so far and the time spent, then stop
+            self._save(out, [done[k] for k in plan if k in done] if done else st['records'], ctx, t0); raise
         self.finish(cfg, ctx)
         records = [done[k] for k in plan if k in done]
         meta['verdicts'] = self.verdicts(records, cfg, plumbing)
@@ -383,14 +387,20 @@ def plot(self: Study, out, save: bool = True) -> list:
 
 # %% ../nbs/05b_study.ipynb #e036d2a8
 @patch
-def command(self: Study, make_config, out, plumbing: bool = False, **given) -> dict:
+def command(self: Study, make_config, out, plumbing: bool = False, max_minutes: float | None = None, **given) -> dict:
     """A console script's body. `make_config()` builds the config: a bad setting (the device included) or an unusable
     `out` is one line `kind: error: ...` and exit 2, before `out` is touched. A failure inside the run (a damaged file,
-    a full disk) is one line naming it, exit 2; Ctrl-C is one line, exit 130. Prints the table, the verdicts and what was written."""
+    a full disk) is one line naming it, exit 2; Ctrl-C is one line, exit 130; past `max_minutes` (`run`'s time limit) one
+    line, exit 3; the same command then resumes. Prints the table, the verdicts and what was written."""
     with argument_errors(self.kind):
+        if max_minutes is not None and not max_minutes > 0: raise ValueError(f"--max_minutes must be > 0, got {max_minutes}")
         cfg = make_config(); self.device(cfg); check_gpu_preset(cfg, self.presets)
         rd = self.open_dir(cfg, out)
-    with rd, run_errors(self.kind): st = self.run(cfg, out, plumbing=plumbing, **given)
+    with rd, run_errors(self.kind), time_limit(None if max_minutes is None else 60 * max_minutes):
+        try: st = self.run(cfg, out, plumbing=plumbing, **given)
+        except TimeLimitReached as e:
+            print(f"{self.kind}: --max_minutes {max_minutes:g} reached ({e}); run the same command to resume", file=sys.stderr, flush=True)
+            raise SystemExit(3) from None
     print(*(['[plumbing] a smoke run: the table below checks the code, not the paper'] if plumbing else []),
           self.table(st['records'], cfg), *st['meta']['verdicts'], sep='\n')
     files = sorted(p.name for p in Path(out).iterdir() if p.suffix in ('.json', '.png') and p.name != 'run.json')

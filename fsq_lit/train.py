@@ -25,7 +25,7 @@ __all__ = ['PEAK_BF16_FLOPS', 'RESUME_IGNORE', 'RESUME_MAY_CHANGE', 'get_rank_wo
            'process_group', 'TrainConfig', 'lr_factor', 'make_optimizer', 'make_schedule', 'unwrap', 'EMA',
            'SampleStream', 'data_len', 'gather_batch', 'to_device', 'peak_flops', 'transformer_flops_per_sample',
            'read_metrics', 'plot_metrics', 'NonFiniteLossError', 'TrainResult', 'trainable_state',
-           'load_trainable_state', 'Trainer', 'fit']
+           'load_trainable_state', 'Trainer', 'fit', 'TimeLimitReached', 'time_limit', 'past_deadline']
 
 # %% ../nbs/05_train.ipynb #00c97020
 def get_rank_world() -> tuple[int, int]:
@@ -579,9 +579,35 @@ def checkpoint(self: Trainer):
     if self.main: save_checkpoint(self.ckpt_path, self.state(rngs))
 
 # %% ../nbs/05_train.ipynb #50081545
+class TimeLimitReached(Exception):
+    "`fit` stopped at `time_limit`'s deadline, after writing a checkpoint when it has a run directory: the same call resumes."
+
+_DEADLINE = [None]   # time.monotonic() at which `time_limit`'s block stops training; None: no limit
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    "Within this block `fit` stops cleanly once `seconds` have passed (`TimeLimitReached`); None sets no limit. Blocks nest, the inner limit ruling."
+    old, _DEADLINE[0] = _DEADLINE[0], None if seconds is None else time.monotonic() + seconds
+    try: yield
+    finally: _DEADLINE[0] = old
+
+def past_deadline() -> bool:
+    "Whether `time_limit`'s deadline has passed (never, outside one)."
+    return _DEADLINE[0] is not None and time.monotonic() >= _DEADLINE[0]
+
+@patch
+def out_of_time(self: Trainer) -> bool:
+    "Whether to stop at `time_limit`'s deadline now: rank 0's clock decides for every rank, so that all stop after the same step."
+    if _DEADLINE[0] is None: return False
+    late = torch.tensor([int(past_deadline())], device=self.device)
+    if self.world > 1: dist.broadcast(late, 0)
+    return bool(late.item())
+
+
+# %% ../nbs/05_train.ipynb #8032fa57
 @patch
 def run(self: Trainer) -> TrainResult:
-    "Set up, resume, wrap, then step, log and checkpoint until `cfg.steps`; save `metrics.png`; always tear down."
+    "Set up, resume, wrap, then step, log and checkpoint until `cfg.steps` (or `time_limit`'s deadline); save `metrics.png`; always tear down."
     cfg = self.cfg
     try:
         self.setup(); self.resume(); self.wrap()
@@ -593,6 +619,11 @@ def run(self: Trainer) -> TrainResult:
             self.log(self.train_step()); self.pbar.update(1)
             if self.out and (self.step == cfg.steps or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0)): self.checkpoint()
             if self.n_win == 0: self.t_win = time.perf_counter()   # logging, evaluation and saving are not training time
+            if self.step < cfg.steps and self.out_of_time():
+                if self.out: self.checkpoint()
+                self.in_step = False   # every rank stops here: teardown may wait for the others
+                raise TimeLimitReached(f"stopped by the time limit after step {self.step} of {cfg.steps}"
+                                       + (f", checkpoint {self.ckpt_path}" if self.out else ""))
         if self.out and self.main and self.history:
             fig = plot_metrics(self.history); atomic_write(self.out / "metrics.png", lambda f: fig.savefig(f, format="png", dpi=100))
         self.in_step = False

@@ -280,6 +280,7 @@ def main(preset: str = 'cpu',            # smoke, cpu or gpu
          out: str = 'runs/usage',        # output directory (a study there with the same settings resumes)
          data: str = None,               # scenes (default), folder:PATH or hub:NAME[@SPLIT] (chapter 04b); the data factor needs the scenes
          device: str = None,             # auto, cpu, cuda, ...
+         max_minutes: float = None,      # stop cleanly after this many minutes, exit 3 (the same command resumes)
          no_progress: bool = False):     # no progress bars
     "Measure what moves FSQ's codebook usage (evaluation sample, data complexity, capacity and training, levels); write results.json, data.json, study.json and figures to `out`."
     def config():
@@ -287,4 +288,4 @@ def main(preset: str = 'cpu',            # smoke, cpu or gpu
         if device is not None: cfg.compare = replace(cfg.compare, device=device)
         if data is not None: cfg.compare = replace(cfg.compare, data=str(parse_source(data)))
         return cfg
-    USAGE.command(config, out, plumbing=preset == 'smoke')
+    USAGE.command(config, out, plumbing=preset == 'smoke', max_minutes=max_minutes)

@@ -403,9 +403,10 @@ def main(task: str = 'depth',          # a registered task: depth, panoptic or c
          depth_scale: float = None,    # metres = value / depth_scale of 16-bit depth PNGs (NYU's millimetres: 1000)
          max_instances: int = None,    # panoptic on other data: instance ids per image (default 32; smaller segments beyond: void)
          device: str = None,           # auto, cpu, cuda, ...
+         max_minutes: float = None,    # stop cleanly after this many minutes, exit 3 (the same command resumes)
          no_progress: bool = False):   # no progress bars
     "UViM with FSQ and with VQ on one task: train both stages per arm and seed, measure; write results.json, study.json and figures to `out`."
     UVIM.command(lambda: UVIM.preset(preset, task=task, arms=split_list(arms) or None, seeds=split_list(seeds, int) or None, steps=steps,
                                      lm_steps=lm_steps, device=device, data=data,
                                      labels=_label_flags(task, bins=depth_bins, min_depth=min_depth, max_depth=max_depth,
-                                                         depth_scale=depth_scale, max_instances=max_instances), progress=False if no_progress else None), out, plumbing=preset == 'smoke')
+                                                         depth_scale=depth_scale, max_instances=max_instances), progress=False if no_progress else None), out, plumbing=preset == 'smoke', max_minutes=max_minutes)

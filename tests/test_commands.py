@@ -98,6 +98,22 @@ def test_ctrl_c_is_one_line_and_resumes(tmp_path):
     assert all(l.startswith("[plumbing] ") and l in p.stdout for l in verdicts[1:])
 
 
+def test_max_minutes_stops_and_resumes_exactly(tmp_path):
+    """`fsq-uvim --preset smoke --max_minutes` past its limit inside the first training: one line, exit 3, a checkpoint; the same
+    command without the limit finishes, with every model bit for bit that of an uninterrupted run (the records' checksums)."""
+    cmd = lambda out, *extra: [console_script("fsq-uvim"), "--preset", "smoke", "--out", str(tmp_path / out), "--no_progress", *extra]
+    p = subprocess.run(cmd("a", "--max_minutes", "1e-9"), capture_output=True, text=True, env=cli_env(tmp_path), timeout=300)
+    assert p.returncode == 3, p.stderr[-3000:]
+    assert re.fullmatch(r"fsq-uvim: --max_minutes 1e-09 reached \(stopped by the time limit after step 1 of 4, checkpoint \S+ckpt\.pt\); "
+                        r"run the same command to resume\n", p.stderr), p.stderr[-3000:]
+    for out, extra in (("a", ()), ("b", ())):
+        p = subprocess.run(cmd(out, *extra), capture_output=True, text=True, env=cli_env(tmp_path), timeout=300)
+        assert p.returncode == 0, p.stderr[-3000:]
+    from fsq_lit.uvim_study import UVIM
+    sums = lambda out: [(UVIM.key(r), r.get("weights_checksum"), r.get("lm_weights_checksum")) for r in UVIM.load(tmp_path / out)["records"]]
+    assert sums("a") == sums("b") and all(s[1] for s in sums("a"))
+
+
 def test_unwritable_cache_is_one_line(tmp_path):
     "A cache path that cannot hold a folder (here a file): one line naming it, exit 2, not a traceback."
     (tmp_path / "cachefile").write_text("x")
