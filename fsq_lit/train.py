@@ -580,7 +580,7 @@ def checkpoint(self: Trainer):
 
 # %% ../nbs/05_train.ipynb #50081545
 class TimeLimitReached(Exception):
-    "`fit` stopped at `time_limit`'s deadline, after writing a checkpoint when it has a run directory: the same call resumes."
+    "`fit` (with a run directory) stopped at `time_limit`'s deadline, after writing a checkpoint: the same call resumes."
 
 _DEADLINE = [None]   # time.monotonic() at which `time_limit`'s block stops training; None: no limit
 
@@ -619,11 +619,10 @@ def run(self: Trainer) -> TrainResult:
             self.log(self.train_step()); self.pbar.update(1)
             if self.out and (self.step == cfg.steps or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0)): self.checkpoint()
             if self.n_win == 0: self.t_win = time.perf_counter()   # logging, evaluation and saving are not training time
-            if self.step < cfg.steps and self.out_of_time():
-                if self.out: self.checkpoint()
+            if self.out and self.step < cfg.steps and self.out_of_time():   # without a run directory, nothing would resume
+                self.checkpoint()
                 self.in_step = False   # every rank stops here: teardown may wait for the others
-                raise TimeLimitReached(f"stopped by the time limit after step {self.step} of {cfg.steps}"
-                                       + (f", checkpoint {self.ckpt_path}" if self.out else ""))
+                raise TimeLimitReached(f"stopped by the time limit after step {self.step} of {cfg.steps}, checkpoint {self.ckpt_path}")
         if self.out and self.main and self.history:
             fig = plot_metrics(self.history); atomic_write(self.out / "metrics.png", lambda f: fig.savefig(f, format="png", dpi=100))
         self.in_step = False
