@@ -7,13 +7,9 @@
 # ($OUT/gpu_suite.log) and the result files this run wrote (bench/results/<gpu>.json, .md and .png) are copied into $OUT.
 set -o pipefail
 cd "$(dirname "$0")/.." || exit 1
-OUT=${OUT:-/tmp/gpu_suite_out} SITE=${SITE:-/tmp/site}
+OUT=${OUT:-/tmp/gpu_suite_out}
 mkdir -p "$OUT"
-if compgen -G '.whl/*.whl' >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
-    export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+source bench/_gpu_env.sh || exit 1
 stamp=$(mktemp)
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,memory.used --format=csv 2>&1 | tee "$OUT/gpu_suite.log"
 timeout -k 10 "${SUITE_TIMEOUT:-420}" python3 bench/gpu_suite.py "$@" 2>&1 | tee -a "$OUT/gpu_suite.log"
