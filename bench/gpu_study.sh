@@ -6,7 +6,9 @@
 # the same machine resumes) and leaves in OUTDIR what a committed study holds, as few files as the device tool brings
 # back: log.txt, results.json and study.json to read at once, and STUDY.tar.gz, the run folder without its checkpoints
 # (results, run.json, figures, derived files), to unpack into nbs/results/STUDY-gpu. Exit status: the command's (3: stopped
-# at the time limit, resumable; 2: a usage error). PRESET=smoke runs the same path on the CPU (tests/test_gpu_study.py).
+# at the time limit, resumable; 2: a usage error; 130: still running at STUDY_TIMEOUT seconds, 480 by default, and stopped
+# there as by Ctrl-C, its records kept, so that the copy below runs within the device's limit). PRESET=smoke runs the same path
+# on the CPU (tests/test_gpu_study.py).
 set -o pipefail
 cd "$(dirname "$0")/.." || exit 1
 usage="usage: bash bench/gpu_study.sh STUDY OUTDIR (STUDY: maskgit, uvim-depth, uvim-panoptic, uvim-colorization, usage)"
@@ -23,7 +25,7 @@ mkdir -p "$outdir" || exit 1
 run=${RUNS:-runs}/gpu-$study
 { command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
   echo "\$ $prog --preset ${PRESET:-gpu} ${task[*]} --out $run --max_minutes ${MAX_MINUTES:-6.5} --no_progress"; } 2>&1 | tee -a "$outdir/log.txt"
-python3 bench/_command.py "$mod" "$prog" --preset "${PRESET:-gpu}" "${task[@]}" \
+timeout -s INT -k 30 "${STUDY_TIMEOUT:-480}" python3 bench/_command.py "$mod" "$prog" --preset "${PRESET:-gpu}" "${task[@]}" \
     --out "$run" --max_minutes "${MAX_MINUTES:-6.5}" --no_progress 2>&1 | tee -a "$outdir/log.txt"
 rc=$?
 if [ -f "$run/results.json" ]; then

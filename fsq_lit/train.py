@@ -50,7 +50,7 @@ def cpu_name() -> str:
     "AMD EPYC" for several generations), and the vector instructions torch's kernels use here. Two such CPUs run the same
     seeded code at different speeds and can differ in its last bits, so result files name the CPU, not just x86_64."""
     import platform
-    try: pairs = [l.partition(':') for l in open('/proc/cpuinfo').read().splitlines()]
+    try: pairs = [l.partition(':') for l in Path('/proc/cpuinfo').read_text().splitlines()]
     except OSError: pairs = []
     info = {}
     for k, _, v in pairs: info.setdefault(k.strip(), v.strip())
@@ -397,7 +397,7 @@ class Trainer:
         self.step, self.pos, self.history, self.keys = 0, 0, [], None
         self.created_group, self.in_step, self.pbar, self.run_dir, self.ddp = False, True, None, None, None
         self.was_deterministic = torch.are_deterministic_algorithms_enabled()
-        self.sums, self.n_win, self.t_win, self.train_time = {}, 0, time.perf_counter(), 0.0
+        self.sums, self.n_win, self.t_win, self.train_time, self.untimed = {}, 0, time.perf_counter(), 0.0, 0   # untimed: steps trained but not timed (before a resume)
 
 def fit(model: nn.Module, data, loss_fn, cfg: TrainConfig | None = None, *, eval_fn=None, eval_every: int = 0) -> TrainResult:
     "Train `model` on `data` with `loss_fn(model, batch) -> loss | (loss, metrics)` for `cfg.steps` optimizer steps (resuming from `cfg.out` if a checkpoint is there)."
@@ -446,6 +446,8 @@ def resume(self: Trainer) -> bool:
                      RESUME_IGNORE, set(cfg.allow_changes))
     self._load_state(ck)
     self.step, self.pos, self.history = ck["step"], ck["data_position"], list(ck["history"])
+    last = self.history[-1] if self.history else {}   # the training time logged so far: `time` and the throughput go on counting
+    self.train_time, self.untimed = (last["time"], self.step - last["step"]) if last.get("time") else (0.0, self.step)
     if len(ck["rng"]) == self.world: set_rng_state(ck["rng"][self.rank])
     else:
         warnings.warn(f"checkpoint written by {len(ck['rng'])} ranks, resuming on {self.world}: RNG streams reseeded")
@@ -611,7 +613,6 @@ def run(self: Trainer) -> TrainResult:
     cfg = self.cfg
     try:
         self.setup(); self.resume(); self.wrap()
-        start = self.step
         self.pbar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not (self.main and cfg.progress),
                          dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
         self.t_win = time.perf_counter()
@@ -619,15 +620,15 @@ def run(self: Trainer) -> TrainResult:
             self.log(self.train_step()); self.pbar.update(1)
             if self.out and (self.step == cfg.steps or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0)): self.checkpoint()
             if self.n_win == 0: self.t_win = time.perf_counter()   # logging, evaluation and saving are not training time
-            if self.out and self.step < cfg.steps and self.out_of_time():   # without a run directory, nothing would resume
-                self.checkpoint()
+            if self.out and self.n_win == 0 and self.step < cfg.steps and self.out_of_time():   # at a log step: no window lost
+                if not (cfg.ckpt_every and self.step % cfg.ckpt_every == 0): self.checkpoint()      # (written just above)
                 self.in_step = False   # every rank stops here: teardown may wait for the others
                 raise TimeLimitReached(f"stopped by the time limit after step {self.step} of {cfg.steps}, checkpoint {self.ckpt_path}")
         if self.out and self.main and self.history:
             fig = plot_metrics(self.history); atomic_write(self.out / "metrics.png", lambda f: fig.savefig(f, format="png", dpi=100))
         self.in_step = False
         return TrainResult(model=self.model, ema=self.ema.module if self.ema else None, history=self.history, step=self.step,
-                           samples_per_s=(self.step - start) * cfg.batch_size / self.train_time if self.train_time > 0 else 0.0)
+                           samples_per_s=(self.step - self.untimed) * cfg.batch_size / self.train_time if self.train_time > 0 else 0.0)
     finally: self.teardown()
 
 @patch
