@@ -344,11 +344,11 @@ def run(self: Study, cfg, out, plumbing: bool = False, **given) -> dict:
         out, t0, st = Path(out), time.perf_counter(), self.load(out)
         plan = self.plan(cfg)
         meta = {k: v for k, v in st['meta'].items() if k != 'verdicts'} | {'config': asdict(cfg)}
-        ctx, done = dict(given, out=out, device=self.device(cfg), meta=meta, measured=0), {}
+        ctx, done, want = dict(given, out=out, device=self.device(cfg), meta=meta, measured=0), {}, set(plan)
         try:
             self.prepare(cfg, ctx)
             for r in st['records']:
-                if (k := self.key(r)) in set(plan) and k not in done and (r := self.keep(cfg, r, ctx)) is not None: done[k] = r
+                if (k := self.key(r)) in want and k not in done and (r := self.keep(cfg, r, ctx)) is not None: done[k] = r
             todo = [k for k in plan if k not in done]
             if done and todo: print(f"resuming {out}: {len(done)} of {len(plan)} measured, {len(todo)} to measure", flush=True)
             for i, k in enumerate(tqdm(todo, desc=self.kind, disable=not getattr(cfg, 'progress', True))):
