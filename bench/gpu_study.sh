@@ -23,10 +23,10 @@ esac
 source bench/_gpu_env.sh || exit 1
 mkdir -p "$outdir" || exit 1
 run=${RUNS:-runs}/gpu-$study
+args=(--preset "${PRESET:-gpu}" "${task[@]}" --out "$run" --max_minutes "${MAX_MINUTES:-6.5}" --no_progress)
 { command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
-  echo "\$ $prog --preset ${PRESET:-gpu} ${task[*]} --out $run --max_minutes ${MAX_MINUTES:-6.5} --no_progress"; } 2>&1 | tee -a "$outdir/log.txt"
-timeout -s INT -k 30 "${STUDY_TIMEOUT:-480}" python3 bench/_command.py "$mod" "$prog" --preset "${PRESET:-gpu}" "${task[@]}" \
-    --out "$run" --max_minutes "${MAX_MINUTES:-6.5}" --no_progress 2>&1 | tee -a "$outdir/log.txt"
+  echo "\$ $prog ${args[*]}"; } 2>&1 | tee -a "$outdir/log.txt"
+timeout -s INT -k 30 "${STUDY_TIMEOUT:-480}" python3 bench/_command.py "$mod" "$prog" "${args[@]}" 2>&1 | tee -a "$outdir/log.txt"
 rc=$?
 if [ -f "$run/results.json" ]; then
     cp "$run/results.json" "$run/study.json" "$outdir"/ 2>/dev/null

@@ -618,10 +618,11 @@ def run(self: Trainer) -> TrainResult:
         self.t_win = time.perf_counter()
         while self.step < cfg.steps:
             self.log(self.train_step()); self.pbar.update(1)
-            if self.out and (self.step == cfg.steps or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0)): self.checkpoint()
+            saved = self.out and (self.step == cfg.steps or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0))
+            if saved: self.checkpoint()
             if self.n_win == 0: self.t_win = time.perf_counter()   # logging, evaluation and saving are not training time
             if self.out and self.n_win == 0 and self.step < cfg.steps and self.out_of_time():   # at a log step: no window lost
-                if not (cfg.ckpt_every and self.step % cfg.ckpt_every == 0): self.checkpoint()      # (written just above)
+                if not saved: self.checkpoint()
                 self.in_step = False   # every rank stops here: teardown may wait for the others
                 raise TimeLimitReached(f"stopped by the time limit after step {self.step} of {cfg.steps}, checkpoint {self.ckpt_path}")
         if self.out and self.main and self.history:
