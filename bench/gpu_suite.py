@@ -17,6 +17,10 @@ plot_suite) and its table is printed:
            are recorded), GB/s of the bytes the path must move (forward: input + codes + int32 indices; forward +
            backward adds grad read, input read, grad written), the ratio to the copy time of the input, and exact
            agreement with the eager path on the same input (index and code mismatches, largest gradient difference).
+  host     the host's time per forward + backward of 1,024 tokens, where the GPU's work is microseconds: median us per
+           call over blocks of back-to-back calls (synchronised at each block's ends) for x*2, an identity autograd function,
+           FSQ's paths, the kernel called through its autograd function and through its operator (chapter 02a's fsq_op), and
+           FSQ(kernel='triton') compiled with fullgraph=True
   tune     the Triton kernel's tile (values per program) and warps per program: float32 channel-last forward and
            forward + backward for each setting of a small grid, against the copy (fsq_lit.kernel.CONFIG is the default),
            and the fastest setting (least forward + forward-and-backward time, the GPU's own where measured: the
@@ -42,7 +46,7 @@ from fsq_lit.runs import atomic_write
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / 'results'
-SECTIONS = ('limits', 'fsq', 'tune', 'vq', 'maskgit')
+SECTIONS = ('limits', 'fsq', 'host', 'tune', 'vq', 'maskgit')
 LEVELS = [8, 5, 5, 5]
 PATHS = ('eager', 'compile', 'triton', 'triton+nan', 'peer')   # the book's kernels (the last with FSQ's default NaN check), the peer
 DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
@@ -294,6 +298,62 @@ def fsq(a) -> dict:
 
 # ---------------------------------------------------------------- tune
 
+# ---------------------------------------------------------------- host time
+
+HOST_TOKENS, HOST_CALLS = 1024, 100   # per call; calls per block (3 in --smoke)
+
+
+class _Identity(torch.autograd.Function):
+    "An autograd function that does nothing: the host time any autograd function costs."
+    @staticmethod
+    def forward(ctx, x): return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g): return g
+
+
+def host_routes(a) -> dict:
+    "name -> a function of x (HOST_TOKENS x 4) whose first output is differentiated, or the reason it is skipped here."
+    from fsq_lit.fsq import FSQ
+    from fsq_lit.kernel import fsq_kernel, kernel_constants
+    from fsq_lit.scalar import make_grid
+    fsq = lambda kernel, nan=False: FSQ(LEVELS, kernel=kernel, nan_check=nan).to(a.device)
+    k = lambda: kernel_constants(make_grid(LEVELS), a.device)
+    makers = {('x*2', ''): lambda: lambda x: x * 2, ('identity autograd function', ''): lambda: _Identity.apply,
+              ('FSQ eager', 'eager'): lambda: fsq('eager'), ('FSQ compile', 'compile'): lambda: fsq('compile'),
+              ('FSQ triton', 'triton'): lambda: fsq('triton'), ('FSQ triton, NaN check', 'triton'): lambda: fsq('triton', nan=True),
+              ('kernel, autograd function', 'triton'): lambda: functools.partial(fsq_kernel, k=k(), op=False),
+              ('kernel, operator', 'triton'): lambda: functools.partial(fsq_kernel, k=k(), op=True),
+              ('FSQ triton, compiled fullgraph', 'compile'): lambda: torch.compile(fsq('triton'), fullgraph=True)}
+    return {name: skip_reason(path, a) or make() for (name, path), make in makers.items()}
+
+
+def host_us(fn, a) -> dict:
+    "Median us per forward + backward of `fn`, over blocks of back-to-back calls synchronised at both ends, after warm-up."
+    x = torch.randn(HOST_TOKENS, len(LEVELS), device=a.device, requires_grad=True)
+    up = torch.randn(HOST_TOKENS, len(LEVELS), device=a.device)
+    def step():
+        y = fn(x)
+        torch.autograd.grad(y[0] if isinstance(y, tuple) else y, x, up)
+    calls = 3 if a.smoke else HOST_CALLS
+    warmup_s = warm(step, a.device, a.warmup)
+    ts = []
+    for _ in range(a.reps if a.smoke else 20):
+        sync(a.device); t = time.perf_counter()
+        for _ in range(calls): step()
+        sync(a.device); ts.append(1e6 * (time.perf_counter() - t) / calls)
+    return dict(us=round(statistics.median(ts), 1), warmup_s=round(warmup_s, 2))
+
+
+def host(a) -> dict:
+    "The host section: each route's us per forward + backward at HOST_TOKENS tokens, or why it was skipped."
+    rows = {}
+    for name, fn in host_routes(a).items():
+        rows[name] = dict(skipped=fn) if isinstance(fn, str) else guarded(host_us, fn, a)
+        print(f"  {name:32} {rows[name].get('us', note(rows[name]))}", flush=True)
+    return dict(tokens=HOST_TOKENS, calls=3 if a.smoke else HOST_CALLS, rows=rows)
+
+
 def tune_grid(a) -> list[tuple[int, int]]:
     "(values per program, warps) settings to try; two with --smoke."
     return [(2048, 4), (4096, 4)] if a.smoke else [(e, w) for e in (1024, 2048, 4096, 8192, 16384) for w in (4, 8)]
@@ -409,6 +469,13 @@ def tune_table(r: dict) -> list[str]:
                    'fwd+bwd GPU ms', 'fwd+bwd GPU/copy', 'note'), rows))
 
 
+def host_table(r: dict) -> list[str]:
+    floor = r['rows'].get('x*2', {}).get('us')
+    rows = [(k, x['us'], round(x['us'] / floor, 2) if floor else '', '') if 'us' in x else (k, '', '', note(x)) for k, x in r['rows'].items()]
+    return ([f"forward + backward of {r['tokens']} tokens, median us per call over blocks of {r['calls']} calls (host time: the GPU's work is microseconds)"] +
+            table(('route', 'us per call', 'over x*2', 'note'), rows))
+
+
 def vq_table(r: dict) -> list[str]:
     return ([f"{r['tokens']} tokens, VQ dimension {r['vq_dim']}"] +
             table(('codes', 'FSQ ms', 'VQ ms', 'VQ / FSQ'), [(x['codes'], x['fsq_ms'], x['vq_ms'], x['vq_over_fsq']) for x in r['rows']]))
@@ -424,7 +491,7 @@ def maskgit_table(r: dict) -> list[str]:
             table(('run', 'ms/step', 'tokens/s', 'TFLOP/s', 'MFU (measured peak)', 'MFU (spec sheet)', 'images/s'), rows))
 
 
-TABLES = dict(limits=limits_table, fsq=fsq_table, tune=tune_table, vq=vq_table, maskgit=maskgit_table)
+TABLES = dict(limits=limits_table, fsq=fsq_table, host=host_table, tune=tune_table, vq=vq_table, maskgit=maskgit_table)
 
 
 def section_md(name: str, r: dict) -> list[str]:
@@ -587,7 +654,7 @@ def main(argv=None) -> int:
     out, res = Path(a.out), header(a)
     print(f"bench/gpu_suite.py on {res['gpu'] or res['machine'].get('cpu')}, torch {res['versions']['torch']}, "
           f"CUDA {res['versions']['cuda']}, Triton {res['versions']['triton']}, sections {','.join(a.only)}", flush=True)
-    fns = dict(limits=limits, fsq=fsq, tune=tune, vq=vq, maskgit=maskgit)
+    fns = dict(limits=limits, fsq=fsq, host=host, tune=tune, vq=vq, maskgit=maskgit)
     for name in a.only:
         t = time.perf_counter()
         print(f'# {name} ({time.strftime("%H:%M:%S")})', flush=True)

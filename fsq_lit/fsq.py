@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from .scalar import make_grid, check_int, bound
 from .ste import FSQFunction, fsq_forward, fsq_ste, fsq_digits
 from .indices import index_dtype, _horner, codes_to_indices, indices_to_codes, implicit_codebook, basis, index_offset
-from .kernel import kernel_constants, fsq_kernel, pow2_scales, unavailable as kernel_unavailable
+from .kernel import kernel_constants, fsq_kernel, pow2_scales, unavailable as kernel_unavailable, NAN_MESSAGE as _NAN_MSG
 
 # %% auto #0
 __all__ = ['KERNELS', 'random_rotation', 'FSQ']
@@ -114,6 +114,7 @@ class FSQ(nn.Module):
             self.register_buffer('_' + name, None if t is None else t.repeat(tile), persistent=False)
         self._add = index_offset(self.levels)      # turns centred digits into level indices
         self._views = {}  # constant slices per layout, dtype and device; emptied whenever buffers move
+        self.register_buffer('_nan_token', torch.empty(0), persistent=False)   # see _nan_error_op
         self.register_buffer('grid_levels', torch.tensor(self.levels), persistent=True)   # saved: a state_dict names its grid
 
     def _apply(self, fn, *args, **kwargs):
@@ -133,8 +134,6 @@ class FSQ(nn.Module):
         return (out.movedim(-1, 1) if self.channel_first else out), idx
 
 # %% ../nbs/03_fsq.ipynb #9b151ff1
-_NAN_MSG = "FSQ input contains NaN: NaN has no code (infinite values are fine, they saturate)"
-
 @patch
 def _check_layout(self: FSQ, t, n: int, what: str):
     "`ValueError` unless tensor `t` has `n` channels along the module's channel dimension; `what` names `t`."
@@ -154,10 +153,24 @@ def _check_input(self: FSQ, z):
 
 @patch
 def _check_nan(self: FSQ, xf):
-    "`ValueError` on NaN (one reduction; a second only if the sum is NaN); an assertion in the graph under `torch.export`."
+    "`ValueError` on NaN: an operator under `torch.compile`, an assertion in the graph under `torch.export`."
     if not self.nan_check or not xf.numel(): return
     if torch.compiler.is_exporting(): torch._assert_async(~torch.isnan(xf).any(), _NAN_MSG)
-    elif bool(torch.isnan(xf.sum())) and bool(torch.isnan(xf).any()): raise ValueError(_NAN_MSG)
+    elif torch.compiler.is_compiling(): _nan_error_op(xf, self._nan_token)
+    else: _nan_error(xf)
+
+def _nan_error(x):
+    "`ValueError` if `x` holds a NaN: one reduction, a second only if the sum is NaN."
+    if bool(torch.isnan(x.sum())) and bool(torch.isnan(x).any()): raise ValueError(_NAN_MSG)
+
+@torch.library.custom_op("fsq_lit::nan_error", mutates_args=("token",))
+def _nan_error_op(x: torch.Tensor, token: torch.Tensor) -> None:
+    """FSQ's `ValueError` if `x` holds a NaN, as one operator, so that a compiled graph keeps the check without a break.
+    `token`, an empty buffer, is declared written only so that the compiler keeps a call whose result nothing uses."""
+    _nan_error(x)
+
+@_nan_error_op.register_fake
+def _(x, token): return None
 
 # %% ../nbs/03_fsq.ipynb #60cd7399
 @patch
@@ -254,8 +267,9 @@ def _index_shape(self: FSQ, idx, shape, channel_first: bool):
 
 @patch
 def _path(self: FSQ, x) -> str:
-    "The implementation that quantizes `x`: `kernel`, with 'auto' (and 'triton' while compiling) resolved."
-    if torch.compiler.is_compiling() and self.kernel in ('auto', 'triton'): return 'eager'   # the compiler fuses it
+    "The implementation that quantizes `x`: `kernel`, 'auto' resolved; compiling, 'auto' (and 'triton' when exporting) is 'eager'."
+    if torch.compiler.is_compiling() and (self.kernel == 'auto' or self.kernel == 'triton' and torch.compiler.is_exporting()):
+        return 'eager'                                   # the compiler fuses it with its neighbours
     if self.kernel != 'auto': return self.kernel
     fits = x.is_cuda and x.dtype in (torch.float32, torch.bfloat16, torch.float16) and kernel_unavailable(x.device) is None
     return 'triton' if fits else 'eager'
@@ -265,8 +279,7 @@ def _triton(self: FSQ, x, channel_first: bool):
     "Codes and indices by chapter 02a's kernel: one pass over memory, the NaN check fused (one host sync when on)."
     key = ('kernel', x.device)
     if key not in self._views: self._views[key] = kernel_constants(self.grid, x.device)
-    codes, idx, nan = fsq_kernel(x.contiguous(), self._views[key], channel_first, self.nan_check)
-    if nan is not None and bool(nan): raise ValueError(_NAN_MSG)
+    codes, idx = fsq_kernel(x.contiguous(), self._views[key], channel_first, self.nan_check)
     if channel_first: idx = idx.view(x.shape[0], self.num_codebooks, math.prod(x.shape[2:]))
     return codes.view(x.shape), self._index_shape(idx, x.shape, channel_first)
 

@@ -20,8 +20,8 @@ try: from triton.runtime import interpreter   # the kernel on the CPU
 except ImportError: interpreter = None
 
 # %% auto #0
-__all__ = ['CONFIG', 'bytes_moved', 'KernelConstants', 'pow2_scales', 'kernel_constants', 'FSQKernel', 'unavailable',
-           'fsq_kernel', 'gpu_suites', 'suite_lines', 'over_copy', 'plot_suite']
+__all__ = ['CONFIG', 'NAN_MESSAGE', 'bytes_moved', 'KernelConstants', 'pow2_scales', 'kernel_constants', 'FSQKernel', 'fsq_op',
+           'fsq_backward_op', 'unavailable', 'fsq_kernel', 'gpu_suites', 'suite_lines', 'over_copy', 'plot_suite']
 
 # %% ../nbs/02a_kernel.ipynb #fb30d015
 def bytes_moved(levels, dtype=torch.float32, backward: bool = False) -> int:
@@ -141,30 +141,74 @@ def _launch(x, out, k: KernelConstants, channel_first: bool, g=None, idx=None, f
         _COMPILED[grid](*args, **meta, num_warps=CONFIG['num_warps'], enable_fp_fusion=False, enable_reflect_ftz=False)
 
 # %% ../nbs/02a_kernel.ipynb #7b15eefd
+NAN_MESSAGE = "FSQ input contains NaN: NaN has no code (infinite values are fine, they saturate)"
+
+def _forward(x, k: KernelConstants, channel_first: bool, nan_check: bool):
+    "Codes (in x's dtype) and indices of contiguous `x` by one launch; with `nan_check`, `ValueError` on NaN (one host sync)."
+    codes, idx = _buffer(x), torch.empty(x.numel() // k.d, dtype=k.places.dtype, device=x.device)
+    flag = torch.zeros(1, dtype=torch.int32, device=x.device) if nan_check else None
+    _launch(x, codes, k, channel_first, idx=idx, flag=flag)
+    if flag is not None and bool(flag): raise ValueError(NAN_MESSAGE)
+    return codes.to(x.dtype), idx
+
+def _backward(x, g, k: KernelConstants, channel_first: bool):
+    "The straight-through gradient of the codes of `x`, given the codes' gradient `g`, by one launch."
+    grad = _buffer(x)
+    _launch(x, grad, k, channel_first, g=g.contiguous())
+    return grad.to(x.dtype)
+
+def _buffer(x):
+    "An output like `x`; float32 on the CPU, where the interpreter's bf16/fp16 rounding is not to nearest even."
+    return torch.empty_like(x, dtype=x.dtype if x.is_cuda else torch.float32)
+
 class FSQKernel(torch.autograd.Function):
     "Codes and indices of contiguous `x` by the kernel; the straight-through gradient by the backward kernel."
     @staticmethod
-    def forward(ctx, x, k: KernelConstants, channel_first: bool, flag):
-        codes = _buffer(x)
-        idx = torch.empty(x.numel() // k.d, dtype=k.places.dtype, device=x.device)
-        _launch(x, codes, k, channel_first, idx=idx, flag=flag)
+    def forward(ctx, x, k: KernelConstants, channel_first: bool, nan_check: bool):
+        codes, idx = _forward(x, k, channel_first, nan_check)
         if ctx.needs_input_grad[0]: ctx.save_for_backward(x)
         ctx.k, ctx.channel_first = k, channel_first
         ctx.mark_non_differentiable(idx)
         ctx.set_materialize_grads(False)
-        return codes.to(x.dtype), idx
+        return codes, idx
 
     @staticmethod
     def backward(ctx, grad_codes, grad_idx):
         if grad_codes is None: return None, None, None, None
         x, = ctx.saved_tensors
-        grad = _buffer(x)
-        _launch(x, grad, ctx.k, ctx.channel_first, g=grad_codes.contiguous())
-        return grad.to(x.dtype), None, None, None
+        return _backward(x, grad_codes, ctx.k, ctx.channel_first), None, None, None
 
-def _buffer(x):
-    "An output like `x`; float32 on the CPU, where the interpreter's bf16/fp16 rounding is not to nearest even."
-    return torch.empty_like(x, dtype=x.dtype if x.is_cuda else torch.float32)
+
+# %% ../nbs/02a_kernel.ipynb #638b03bd
+@torch.library.custom_op("fsq_lit::fsq", mutates_args=())
+def fsq_op(x: torch.Tensor, consts: torch.Tensor, places: torch.Tensor, add: int, d: int, pow2: bool, shift: bool,
+           center: bool, channel_first: bool, nan_check: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    "`FSQKernel`'s forward as an operator: `(codes, indices)`; the arguments after `x` are `KernelConstants`' fields."
+    return _forward(x, KernelConstants(consts, places, add, d, pow2, shift, center), channel_first, nan_check)
+
+@fsq_op.register_fake
+def _(x, consts, places, add, d, pow2, shift, center, channel_first, nan_check):
+    return torch.empty_like(x), x.new_empty(x.numel() // d, dtype=places.dtype)
+
+@torch.library.custom_op("fsq_lit::fsq_backward", mutates_args=())
+def fsq_backward_op(x: torch.Tensor, grad: torch.Tensor, consts: torch.Tensor, places: torch.Tensor, add: int, d: int,
+                    pow2: bool, shift: bool, center: bool, channel_first: bool) -> torch.Tensor:
+    "`FSQKernel`'s backward as an operator: the gradient of `x` given the codes' gradient `grad`."
+    return _backward(x, grad, KernelConstants(consts, places, add, d, pow2, shift, center), channel_first)
+
+@fsq_backward_op.register_fake
+def _(x, grad, *constants): return torch.empty_like(x)
+
+def _save(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0])
+    ctx.constants = inputs[1:9]                         # consts, places, add, d, pow2, shift, center, channel_first
+
+def _gradient(ctx, grad_codes, grad_idx):
+    x, = ctx.saved_tensors
+    return (fsq_backward_op(x, grad_codes, *ctx.constants),) + (None,) * 9
+
+fsq_op.register_autograd(_gradient, setup_context=_save)
+
 
 # %% ../nbs/02a_kernel.ipynb #d677bd33
 def _cannot_launch(device) -> str | None:
@@ -191,7 +235,7 @@ def _compare_with_eager(device) -> str | None:
     x, up = (torch.randn(4096, 4, generator=g) * 2).to(device), torch.randn(4096, 4, generator=g).to(device)
     xk, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
     try:
-        codes, idx, _ = fsq_kernel(xk, kernel_constants(grid, device))
+        codes, idx = fsq_kernel(xk, kernel_constants(grid, device))
         (gk,) = torch.autograd.grad(codes, xk, up)
     except Exception as e: return f"the Triton kernel failed on {device} ({type(e).__name__}: {e})"
     ref, r = FSQFunction.apply(xe, *grid.tensors(device=device, skip_zero=True))
@@ -209,15 +253,18 @@ def unavailable(device) -> str | None:
         return "the kernel's self-test cannot run while a CUDA graph is captured (call FSQ once before capturing)"
     return _self_test(device)
 
-def fsq_kernel(x: torch.Tensor, k: KernelConstants, channel_first: bool = False, nan_check: bool = False):
-    "`(codes, indices, nan)` of contiguous float32/bf16/fp16 `x` (channel-last `(..., G*d)` or `(B, G*d, ...)`); `nan` a flag tensor or None."
+def fsq_kernel(x: torch.Tensor, k: KernelConstants, channel_first: bool = False, nan_check: bool = False,
+               op: bool | None = None):
+    """`(codes, indices)` of contiguous float32/bf16/fp16 `x` (channel-last `(..., G*d)` or `(B, G*d, ...)`); with `nan_check`,
+    `ValueError` on NaN. `op`: through the operator `fsq_op` (default: while compiling) rather than `FSQKernel`."""
     if (why := _cannot_launch(x.device)): raise RuntimeError(why)
     if x.dtype not in (torch.float32, torch.bfloat16, torch.float16) or not x.is_contiguous():
         raise ValueError(f"the kernel takes contiguous float32, bfloat16 or float16 input, got {x.dtype}"
                          f"{'' if x.is_contiguous() else ', not contiguous'}")
-    flag = torch.zeros(1, dtype=torch.int32, device=x.device) if nan_check else None
-    codes, idx = FSQKernel.apply(x, k, channel_first, flag)
-    return codes, idx, flag
+    if torch.compiler.is_compiling() if op is None else op:
+        return fsq_op(x, k.consts, k.places, k.add, k.d, k.pow2, k.shift, k.center, channel_first, nan_check)
+    return FSQKernel.apply(x, k, channel_first, nan_check)
+
 
 # %% ../nbs/02a_kernel.ipynb #db7e87ad
 def gpu_suites(folder) -> list[dict]:

@@ -1,4 +1,5 @@
-"""The torch.compile path (`kernel="compile"`) agrees with the eager path. Compiles once (about half a minute on CPU)."""
+"""FSQ under torch.compile: the `kernel="compile"` path agrees with the eager path, and a model holding FSQ compiles as one graph."""
+import pytest
 import torch
 from fsq_lit import FSQ
 
@@ -29,3 +30,37 @@ def test_module_inside_torch_compile():
     g, = torch.autograd.grad(c.sum(), z)
     ge, = torch.autograd.grad(ce.sum(), z)
     torch.testing.assert_close(g, ge, rtol=1e-5, atol=1e-6)
+
+
+class _Model(torch.nn.Module):
+    "A linear layer, FSQ, another linear layer: what a tokenizer's bottleneck looks like."
+    def __init__(self, kernel):
+        super().__init__()
+        self.inp, self.q, self.out = torch.nn.Linear(8, 16), FSQ([8, 5, 5, 5], dim=16, kernel=kernel), torch.nn.Linear(16, 8)
+
+    def forward(self, x):
+        codes, idx = self.q(self.inp(x))
+        return self.out(codes), idx
+
+
+def test_fullgraph_with_nan_check():
+    """A model holding FSQ with its default NaN check compiles as one graph (fullgraph=True) for 'auto' (the eager
+    operations, fused) and 'triton' (chapter 02a's operator, here interpreted): the indices equal eager's, 'triton's
+    codes and gradients bit for bit, and a NaN raises FSQ's error from the compiled model, with and without autograd."""
+    for kernel in ("auto", "triton"):
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        m = _Model(kernel)
+        x = torch.randn(4, 6, 8)
+        (y, i), (ye, ie) = torch.compile(m, fullgraph=True)(x), m(x)
+        assert torch.equal(i, ie)
+        g = torch.autograd.grad(y.square().sum(), m.inp.weight)[0]
+        ge = torch.autograd.grad(ye.square().sum(), m.inp.weight)[0]
+        torch.testing.assert_close(y, ye, rtol=0, atol=1e-6); torch.testing.assert_close(g, ge, rtol=1e-5, atol=1e-6)
+        if kernel == "triton":                   # FSQ alone: the operator's codes and gradient are the kernel's, exactly
+            z = torch.randn(4, 6, 16, requires_grad=True)
+            (c, _), (ce, _) = torch.compile(m.q, fullgraph=True)(z), m.q(z)
+            assert torch.equal(c, ce) and torch.equal(*(torch.autograd.grad(t.square().sum(), z)[0] for t in (c, ce)))
+        bad = x.clone(); bad[1, 2, 3] = float("nan")
+        for grad in (True, False):
+            with torch.set_grad_enabled(grad), pytest.raises(ValueError, match="contains NaN"): torch.compile(m, fullgraph=True)(bad)

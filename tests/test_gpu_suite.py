@@ -67,12 +67,15 @@ def test_gpu_suite_smoke(tmp_path):
     res = suite("--smoke", "--out", str(tmp_path))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     r = json.loads((tmp_path / "cpu-smoke.json").read_text())
-    assert r["smoke"] and r["device"] == "cpu" and r["gpu"] is None and r["sections"] == ["limits", "fsq", "tune", "vq", "maskgit"]
+    assert r["smoke"] and r["device"] == "cpu" and r["gpu"] is None and r["sections"] == ["limits", "fsq", "host", "tune", "vq", "maskgit"]
     assert r["versions"]["torch"] and isinstance(r["versions"]["modified"], list) and r["date"] and {"cpu", "cores"} <= set(r["machine"])
     lim = r["limits"]
     assert lim["copy_float32"]["bytes"] == 2 * lim["copy_bfloat16"]["bytes"] == 2 * 4096 * 4 * 4   # read + write, float32
     assert lim["matmul"]["tflops"] > 0 and lim["matmul"]["n"] == 256
     check_fsq(r["fsq"])
+    ho = r["host"]["rows"]                                             # host time per call: every route measured or skipped
+    assert all(ho[k]["us"] > 0 for k in ("x*2", "identity autograd function", "FSQ eager", "FSQ triton", "kernel, operator"))
+    assert "inductor" in ho["FSQ triton, compiled fullgraph"]["skipped"] and not any("error" in x for x in ho.values())
     tu = r["tune"]                                                      # the kernel's tile sweep (interpreted here)
     assert [(x["elements"], x["num_warps"]) for x in tu["rows"]] == [(2048, 4), (4096, 4)] and tu["default"]["elements"] > 0
     assert all(x["forward"]["ms"] > 0 and x["forward_backward"]["ratio_to_copy"] > 0 for x in tu["rows"])
@@ -81,7 +84,7 @@ def test_gpu_suite_smoke(tmp_path):
     assert [x["codes"] for x in r["vq"]["rows"]] == [2**10, 2**11] and all(x["vq_ms"] > 0 for x in r["vq"]["rows"])
     assert r["maskgit"]["config"]["n_layer"] == 2 and r["maskgit"]["sampling"]["images_per_s"] > 0   # maskgit_mfu's --tiny
     md = (tmp_path / "cpu-smoke.md").read_text()
-    for s in ("## limits", "## fsq", "## tune", "## vq", "## maskgit", "| path | dtype | layout |", "| eager | float32 | channel_last |"):
+    for s in ("## limits", "## fsq", "## host", "## tune", "## vq", "## maskgit", "| path | dtype | layout |", "| eager | float32 | channel_last |"):
         assert s in md and s in res.stdout, s
     assert r["fsq"]["self_test"] == "not run on the CPU" and r["fsq"]["nan_check"] is False
     check_rendering(r, tmp_path)
@@ -97,7 +100,7 @@ def test_gpu_suite_usage_error(tmp_path):
     res = suite("--smoke", "--only", "fsq,nope", "--out", str(tmp_path), timeout=60)
     assert res.returncode == 2 and res.stdout == ""
     errors = [l for l in res.stderr.splitlines() if "error:" in l]
-    assert len(errors) == 1 and "nope" in errors[0] and "limits, fsq, tune, vq, maskgit" in errors[0]
+    assert len(errors) == 1 and "nope" in errors[0] and "limits, fsq, host, tune, vq, maskgit" in errors[0]
     assert not list(tmp_path.iterdir())
 
 
