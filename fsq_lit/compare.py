@@ -15,9 +15,9 @@ from .indices import levels_for
 from .quantizer import get_variant, uniform_usage
 from .data import as_images
 from .runs import write_json, read_json, split_list
-from .study import Study, SeededStudyConfig, Rule, each, mean, spread, pm, read_derived, write_derived, weights_checksum
+from .study import Study, SeededStudyConfig, Rule, each, mean, spread, pm, read_derived, write_derived, weights_checksum, phase
 from .sources import image_data
-from .tokenizer import TokenizerConfig, train_tokenizer
+from .tokenizer import TokenizerConfig, train_tokenizer, tokenizers_work
 from .vq import time_quantizers, plot_timing
 from .lfq import lfq_bits
 
@@ -165,11 +165,23 @@ def keep(self: CompareStudy, cfg, r, ctx):
 
 # %% ../nbs/08_compare.ipynb #dd7a1f0f
 @patch
+def tokenizer_of(self: CompareStudy, cfg, key) -> TokenizerConfig:
+    "The tokenizer `key` = (quantizer, variant, size, seed[, objective]) trains: its seed's config of it."
+    (q, v, s, seed), o = key[:4], (key[4:] or [None])[0]
+    return cfg.at_seed(seed).tokenizer_config(q, v, s, o)
+
+@patch
+def work(self: CompareStudy, cfg) -> dict:
+    "The phases of the study's estimate (05b): its scenes rendered, and every tokenizer of the plan trained (06's `tokenizers_work`)."
+    return {'scenes': phase('render', (cfg.n_train + cfg.n_test) * cfg.image_size ** 2),
+            'tokenizers': tokenizers_work([self.tokenizer_of(cfg, k) for k in self.plan(cfg)])}
+
+@patch
 def measure(self: CompareStudy, cfg, key, ctx) -> dict:
     "Train the tokenizer of `key` on the study's scenes (its seed: the initial weights and the data order), store its reconstructions in `recon/`, return its record."
     (q, v, s, seed), o, data = key[:4], (key[4:] or [None])[0], ctx['data']
     perceptual = perceptual_net() if o and OBJECTIVES[o]['perceptual_weight'] else None
-    tok, summary = train_tokenizer(cfg.at_seed(seed).tokenizer_config(q, v, s, o), data=data, perceptual=perceptual)
+    tok, summary = train_tokenizer(self.tokenizer_of(cfg, key), data=data, perceptual=perceptual)
     with torch.no_grad():
         y = tok(as_images(data[1][:N_RECON]).to(next(tok.parameters()).device))[0].float().clamp(0, 1).cpu()
     write_derived(recon_path(ctx['out'], key), y.mul(255).round().to(torch.uint8))

@@ -18,14 +18,14 @@ from .data import as_images, check_images
 from .sources import DataError, image_data, parse_source, source_fingerprint
 from .runs import RunError, atomic_write, write_json, read_json, state_digest
 from .train import TrainConfig, fit, hardware, pick_device
-from .study import weights_checksum
+from .study import weights_checksum, step_flops, phase
 
 # %% auto #0
 __all__ = ['FEATURES_VERSION', 'INCEPTION_URL', 'INCEPTION_SPACE', 'SceneNet', 'embed', 'class_accuracy', 'FeatureNetConfig',
-           'config_record', 'feature_net_key', 'feature_net_paths', 'degrade', 'train_feature_net', 'feature_net',
-           'SceneFeatures', 'fid', 'frechet_distance', 'knn_radii', 'inside', 'precision_recall', 'generation_metrics',
-           'inception_weights', 'inception_available', 'InceptionFeatures', 'MetricSpace', 'metric_space',
-           'space_metrics']
+           'config_record', 'feature_net_key', 'feature_net_paths', 'degrade', 'train_feature_net', 'feature_net_work',
+           'feature_net', 'SceneFeatures', 'fid', 'frechet_distance', 'knn_radii', 'inside', 'precision_recall',
+           'generation_metrics', 'inception_weights', 'inception_available', 'InceptionFeatures', 'MetricSpace',
+           'metric_space', 'space_metrics']
 
 # %% ../nbs/10a_features.ipynb #766bad07
 def _conv(cin: int, cout: int) -> list:
@@ -185,6 +185,14 @@ def train_feature_net(cfg: FeatureNetConfig, cache_dir=None, progress: bool = Tr
                 data_s=round(t1 - t0, 1), train_s=round(t2 - t1, 1), train_images_per_s=round(res.samples_per_s, 1),
                 device=str(dev), hardware=hardware(dev), date=time.strftime("%Y-%m-%d"), format=FEATURES_VERSION)
     return net, info
+
+# %% ../nbs/10a_features.ipynb #765e6209
+def feature_net_work(cfg: FeatureNetConfig, num_classes: int = len(SCENE_LABELS)) -> dict:
+    "The phases (05b's `phase`) of training `cfg`'s network on a bare machine: rendering its scenes and its steps."
+    net, x = SceneNet(cfg.width, num_classes, cfg.feature_dim, cfg.image_size), torch.randint(0, 256, (2, cfg.image_size, cfg.image_size, 3), dtype=torch.uint8)
+    per = step_flops(net, functools.partial(_loss, p_degrade=cfg.degrade), {'image': x, 'label': torch.tensor([0, 1])})
+    return {'feature network': phase('conv', per * cfg.steps * cfg.batch_size, cfg.steps),
+            'feature scenes': phase('render', (cfg.n_train + cfg.n_test) * cfg.image_size ** 2)}
 
 # %% ../nbs/10a_features.ipynb #f3d06f86
 def _manifest(weights: Path) -> Path: return weights.with_suffix(".manifest.json")

@@ -14,23 +14,23 @@ from .scalar import check_int
 from .scenes import SCENE_LABELS
 from .runs import RunError, split_list
 from .train import TrainConfig, fit
-from .study import Study, SeededStudyConfig, Rule, all_of, mean, spread, pm, read_derived, write_derived, once
-from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer, reconstruct
+from .study import Study, SeededStudyConfig, Rule, all_of, mean, spread, pm, read_derived, write_derived, once, phase
+from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer, reconstruct, tokenizer_flops
 from .sources import image_data
 from .quantizer import get_variant, uniform_usage
 from .indices import levels_for
 from .transformer import TransformerConfig
 from .tokens import tokenizer_checksum, make_tokens, token_tensors, data_tokens_key
-from .features import FeatureNetConfig, fid, class_accuracy, metric_space, space_metrics, inception_weights, INCEPTION_SPACE
+from .features import FeatureNetConfig, feature_net_work, fid, class_accuracy, metric_space, space_metrics, inception_weights, INCEPTION_SPACE
 from .maskgit import MaskGITConfig, MaskGIT, maskgit_loss, generate, decoding, condition_labels, plot_samples, plot_decoding
 
 # %% auto #0
 __all__ = ['STAGE_ONE', 'MODELS', 'FULL_HEAD_MAX', 'SIZES', 'PRESETS', 'MASKGIT', 'SAMPLES_PER_CLASS', 'LABELS', 'FID_TOLERANCE',
            'PR_TOLERANCE', 'SEEDS', 'WAS_TWO_SIDED', 'SATURATES', 'sized', 'stage_one_of', 'model_of',
-           'GenerationConfig', 'sized_models', 'MaskGITStudy', 'load_given', 'real_set', 'num_classes', 'unconditional',
-           'stage_one', 'stage_two', 'samples_path', 'at_setting', 'main_records', 'values', 'best_guidance',
-           'best_records', 'label_of', 'series', 'plot_sweeps', 'sized_values', 'size_series', 'plot_sizes',
-           'maskgit_rules', 'main']
+           'GenerationConfig', 'sized_models', 'MaskGITStudy', 'codebook_size_of', 'load_given', 'real_set',
+           'num_classes', 'unconditional', 'stage_one', 'stage_two', 'samples_path', 'at_setting', 'main_records',
+           'values', 'best_guidance', 'best_records', 'label_of', 'series', 'plot_sweeps', 'sized_values',
+           'size_series', 'plot_sizes', 'maskgit_rules', 'main']
 
 # %% ../nbs/11a_generation.ipynb #baf77801
 STAGE_ONE = {   # the tokenizers of the study, each a TokenizerConfig's quantizer settings
@@ -179,6 +179,27 @@ class MaskGITStudy(Study):
 def _num(v, spec: str, none: str = '—') -> str: return none if v is None else format(v, spec)
 
 MASKGIT = MaskGITStudy()
+
+# %% ../nbs/11a_generation.ipynb #e453e39e
+def codebook_size_of(key: str) -> int:
+    "The codes of stage-I tokenizer `key` (`stage_one_of`): the product of FSQ's levels, or VQ's codebook size."
+    q = stage_one_of(key)
+    return math.prod(q['levels']) if q['quantizer'] == 'fsq' else q['codebook_size']
+
+@patch
+def work(self: MaskGITStudy, cfg: GenerationConfig) -> dict:
+    """The phases of the study's estimate (05b): the scenes, the feature network (10a's `feature_net_work`), each seed's
+    tokenizers and MaskGITs trained, and every measurement's sampling (a guided pass twice) and decoding of its samples."""
+    n, toks = len(cfg.seeds), list(dict.fromkeys(model_of(m)[0] for m in cfg.models))
+    tok = {k: tokenizer_flops(cfg.stage_one(k)) for k in toks}
+    net = {m: MaskGIT(cfg.stage_two(m, codebook_size_of(model_of(m)[0]), len(SCENE_LABELS))) for m in cfg.models}
+    passes = [(m, t * (2 if g else 1)) for m, _, t, g in self.plan(cfg)]     # transformer passes per sample, per record
+    return feature_net_work(cfg.feature_config()) | {
+        'scenes': phase('render', (cfg.n_train + cfg.n_test) * cfg.image_size ** 2),
+        'stage I': phase('conv', n * cfg.tok_steps * cfg.tok_batch * sum(f['train'] for f in tok.values()), n * len(toks) * cfg.tok_steps),
+        'stage II': phase('transformer', n * cfg.steps * cfg.batch_size * sum(m.flops_per_sample() for m in net.values()), n * len(net) * cfg.steps),
+        'sampling': phase('transformer', cfg.n_samples * sum(p * net[m].flops_per_sample(training=False) for m, p in passes)),
+        'decoding': phase('conv', cfg.n_samples * sum(tok[model_of(m)[0]]['decode'] for m, _ in passes))}
 
 # %% ../nbs/11a_generation.ipynb #cf13a38c
 def load_given(cfg: GenerationConfig, key: str, path):

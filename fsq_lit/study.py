@@ -15,10 +15,12 @@ from .runs import (RunDir, RunError, flatten_config, write_json, read_json, atom
 from .train import TrainConfig, pick_device, hardware, time_limit, past_deadline, TimeLimitReached
 
 # %% auto #0
-__all__ = ['NOISE', 'VERDICT', 'PLUMBING', 'SIDES', 'GPU_PRESETS', 'headed', 'verdict_word', 'verdict_lines', 'all_of', 'each',
-           'stamp', 'weights_checksum', 'read_derived', 'write_derived', 'once', 'time_at_speed_of', 'mean', 'spread',
-           'pm', 'Rule', 'rules_table', 'Study', 'StudyConfig', 'SceneStudyConfig', 'TokenizerStudyConfig',
-           'check_seeds', 'SeededStudyConfig', 'named_preset', 'asked_device', 'check_gpu_preset']
+__all__ = ['NOISE', 'VERDICT', 'PLUMBING', 'SIDES', 'GPU_PRESETS', 'GPU_MINUTES', 'RATES', 'STEP_S', 'SETUP_S', 'headed',
+           'verdict_word', 'verdict_lines', 'all_of', 'each', 'stamp', 'weights_checksum', 'read_derived',
+           'write_derived', 'once', 'time_at_speed_of', 'mean', 'spread', 'pm', 'Rule', 'rules_table', 'Study',
+           'StudyConfig', 'SceneStudyConfig', 'TokenizerStudyConfig', 'check_seeds', 'SeededStudyConfig',
+           'named_preset', 'asked_device', 'check_gpu_preset', 'flops_of', 'step_flops', 'phase', 'estimate',
+           'estimate_line']
 
 # %% ../nbs/05b_study.ipynb #e948f854
 NOISE = 'within noise'   # a verdict: the two arms' means differ by less than their seed-to-seed spread (`Rule.holds`)
@@ -194,6 +196,7 @@ class Study:
     def table(self, records, cfg) -> str: return ''
     def line(self, record: dict) -> str: return self.says.format(**record) if self.says else ' '.join(map(str, self.key(record)))
     def draw(self, st: dict, out: Path) -> list: return []
+    def work(self, cfg) -> dict: return {}   # {phase: `phase(...)`}: what `estimate` prices; {} = no estimate
 
 # %% ../nbs/05b_study.ipynb #77e81e0b
 @dataclass
@@ -290,6 +293,53 @@ def check_gpu_preset(cfg, presets: dict, cuda: bool | None = None):
     raise ValueError(f"preset {name!r} is sized for a GPU and CUDA is not available here: use --preset {smaller}, "
                      f"or add --device cpu to run it on this CPU anyway")
 
+# %% ../nbs/05b_study.ipynb #129dff9c
+GPU_MINUTES = 7.0         # one command on a lent GPU: a gpu preset's whole run, setup included, must fit
+RATES = {                 # what one GPU of the H100 class (and its host) does per second, by kind of work; see above
+    'conv': 21.3e12,      # FLOP/s training small convolutional tokenizers (chapter 08's gpu preset, H100)
+    'transformer': 319e12,   # FLOP/s training a transformer (bench/gpu_suite.py's MaskGIT at the paper's size, H200, eager)
+    'render': 13e6,       # pixels/s of chapter 04's scenes rendered by the GPU machine's CPU (chapter 08's gpu preset)
+}
+STEP_S = 4e-3             # seconds an optimizer step of a small model costs beyond its FLOPs: a guess until measured
+SETUP_S = 90.0            # a bare GPU machine's setup: wheels, CUDA's start, first calls: a guess until measured
+
+def flops_of(fn, *args) -> float:
+    "FLOPs of calling `fn(*args)` (matrix products and convolutions, forward and any backward it runs), counted by torch's `FlopCounterMode`."
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as fc: fn(*args)
+    return float(fc.get_total_flops())
+
+def step_flops(model: torch.nn.Module, loss_fn, batch) -> float:
+    "FLOPs per sample of one training step: forward and backward of `loss_fn(model, batch)` (fit's loss) in training mode."
+    def step():
+        out = loss_fn(model.train(), batch)
+        (out[0] if isinstance(out, tuple) else out).backward()
+    first = next(iter(batch.values())) if isinstance(batch, dict) else batch
+    return flops_of(step) / len(first)
+
+def phase(kind: str, amount: float, steps: int = 0) -> dict:
+    "One phase of a study's work: `amount` of `kind` (FLOPs, or pixels to render) and the optimizer `steps` it takes."
+    if kind not in RATES: raise ValueError(f"unknown kind of work {kind!r}; the kinds are {', '.join(RATES)}")
+    return dict(kind=kind, amount=float(amount), steps=int(steps))
+
+def estimate(phases: dict) -> dict:
+    "Seconds on one H100-class GPU of each phase of `phases` ({name: `phase`}) and of the whole run, setup included."
+    s = {k: p['amount'] / RATES[p['kind']] + p['steps'] * STEP_S for k, p in phases.items()}
+    return dict(phases={k: p | {'seconds': round(s[k], 1)} for k, p in phases.items()}, seconds=round(SETUP_S + sum(s.values()), 1))
+
+def estimate_line(est: dict) -> str:
+    "The estimate as `run` prints it before it starts."
+    flops = sum(p['amount'] for p in est['phases'].values() if p['kind'] != 'render')
+    parts = ', '.join(f"{k} {p['seconds']:.0f} s" for k, p in est['phases'].items())
+    return f"estimated on one H100: {est['seconds'] / 60:.1f} min ({flops / 1e15:.3g} PFLOP; {parts}; setup {SETUP_S:.0f} s)"
+
+@patch
+def estimate(self: Study, cfg) -> dict | None:
+    "`estimate` of the study's `work(cfg)`, with the minutes it allows (`GPU_MINUTES`); None for a study that lists no work."
+    phases = self.work(cfg)
+    return estimate(phases) | {'budget_s': 60 * GPU_MINUTES} if phases else None
+
+
 # %% ../nbs/05b_study.ipynb #259295d6
 def _unflatten(flat: dict) -> dict:
     out = {}
@@ -344,6 +394,7 @@ def run(self: Study, cfg, out, plumbing: bool = False, **given) -> dict:
         out, t0, st = Path(out), time.perf_counter(), self.load(out)
         plan = self.plan(cfg)
         meta = {k: v for k, v in st['meta'].items() if k != 'verdicts'} | {'config': asdict(cfg)}
+        if (est := self.estimate(cfg)) is not None: print(estimate_line(est), flush=True); meta['estimate'] = est
         ctx, done, want = dict(given, out=out, device=self.device(cfg), meta=meta, measured=0), {}, set(plan)
         try:
             self.prepare(cfg, ctx)

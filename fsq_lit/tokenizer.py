@@ -21,12 +21,13 @@ from .runs import (RunDir, RunError, atomic_write, state_digest, write_json, rea
                           preset_config as _preset_config)
 from .train import TrainConfig, fit, get_rank_world, hardware, pick_device
 from .layers import Encoder, Decoder, PatchDiscriminator
-from .study import check_gpu_preset, named_preset
+from .study import check_gpu_preset, named_preset, flops_of, step_flops, phase
 
 # %% auto #0
 __all__ = ['STUDY_SHARED', 'STUDY_RUN', 'RUN_IGNORE', 'RUN_MAY_CHANGE', 'PRESETS', 'TokenizerConfig', 'Tokenizer',
-           'TokenizerLoss', 'evaluate_tokenizer', 'reconstruct', 'save_tokenizer', 'load_tokenizer', 'model_card',
-           'scene_images', 'show_reconstructions', 'open_run', 'train_tokenizer', 'preset_config', 'main']
+           'TokenizerLoss', 'evaluate_tokenizer', 'reconstruct', 'tokenizer_flops', 'tokenizers_work', 'save_tokenizer',
+           'load_tokenizer', 'model_card', 'scene_images', 'show_reconstructions', 'open_run', 'train_tokenizer',
+           'preset_config', 'main']
 
 # %% ../nbs/06_tokenizer.ipynb #49082504
 _VQ_ONLY, _FSQ_ONLY = ('codebook_size', 'vq_dim', 'vq'), ('levels',)
@@ -230,6 +231,24 @@ def reconstruct(tokenizer: Tokenizer, images: torch.Tensor, batch_size: int = 25
     out = [to_uint8(tokenizer(as_images(images[i:i + batch_size]).to(dev))[0].float()) for i in range(0, len(images), batch_size)]
     tokenizer.train(was_training)
     return torch.cat(out)
+
+# %% ../nbs/06_tokenizer.ipynb #1d73b581
+def tokenizer_flops(cfg: TokenizerConfig) -> dict:
+    """FLOPs per image of `cfg`'s tokenizer: one training step (`train`: 05b's `step_flops` of `TokenizerLoss`; a perceptual
+    network's are not counted, since none is given here) and one `detokenize` (`decode`), counted on two random images."""
+    tok, x = Tokenizer(cfg), torch.rand(2, 3, cfg.image_size, cfg.image_size)
+    train = step_flops(tok, TokenizerLoss(replace(cfg, perceptual_weight=0.0)), x)
+    idx = tok.eval().tokenize(x)
+    return dict(train=train, decode=flops_of(tok.detokenize, idx) / 2)
+
+def tokenizers_work(cfgs) -> dict:
+    "The phase (05b's `phase`) of training every tokenizer of `cfgs`: its steps times its batch times `tokenizer_flops`, counted once per model."
+    per, flops, steps = {}, 0.0, 0
+    for c in cfgs:
+        k = repr(replace(c, train=TrainConfig()))                       # the training's settings do not change a step's FLOPs
+        if k not in per: per[k] = tokenizer_flops(c)['train']
+        flops, steps = flops + per[k] * c.train.steps * c.train.batch_size, steps + c.train.steps
+    return phase('conv', flops, steps)
 
 # %% ../nbs/06_tokenizer.ipynb #40b75c6b
 @patch

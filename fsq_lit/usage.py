@@ -14,9 +14,9 @@ from .quantizer import code_stats, uniform_usage
 from .data import as_images, png_bits_per_pixel
 from .runs import write_json, read_json
 from .train import pick_device
-from .tokenizer import train_tokenizer
+from .tokenizer import TokenizerConfig, train_tokenizer, tokenizers_work
 from .sources import image_data, parse_source
-from .study import Study, StudyConfig, Rule, headed, once
+from .study import Study, StudyConfig, Rule, headed, once, phase
 from .compare import CompareConfig, PRESETS as COMPARE_PRESETS
 
 # %% auto #0
@@ -124,10 +124,23 @@ def _images(cfg: UsageConfig, complexity: int, ctx: dict):
     return d['train_x'], d['test_x']
 
 @patch
+def tokenizer_of(self: UsageStudy, cfg, key) -> TokenizerConfig:
+    "The tokenizer `key` trains: the base's, with the key's quantizer, size, levels, width and steps."
+    q, v, s, levels, _, ch, steps = key
+    return replace(replace(cfg.compare, channels=ch, steps=steps).tokenizer_config(q, v, s), **({'levels': levels} if levels else {}))
+
+@patch
+def work(self: UsageStudy, cfg) -> dict:
+    "The phases of the study's estimate (05b): each complexity's scenes rendered, and every tokenizer of the plan trained (06's `tokenizers_work`)."
+    b, plan = cfg.compare, self.plan(cfg)
+    return {'scenes': phase('render', len({k[4] for k in plan}) * (b.n_train + max(cfg.eval_images)) * b.image_size ** 2),
+            'tokenizers': tokenizers_work([self.tokenizer_of(cfg, k) for k in plan])}
+
+@patch
 def measure(self: UsageStudy, cfg, key, ctx) -> dict:
     "Train the tokenizer of `key` and return its record: the compare study's metrics on the first `compare.n_test` held-out images, usage counted on `eval_images` of them, and for FSQ `channel_stats`."
     q, v, s, levels, c, ch, steps = key
-    tc = replace(replace(cfg.compare, channels=ch, steps=steps).tokenizer_config(q, v, s), **({'levels': levels} if levels else {}))
+    tc = self.tokenizer_of(cfg, key)
     train, test = _images(cfg, c, ctx)
     tok, summary = train_tokenizer(tc, data=(train, test[:cfg.compare.n_test]))
     dev, K = next(tok.parameters()).device, tok.quantizer.codebook_size

@@ -15,7 +15,9 @@ from .train import TrainConfig, fit
 from .quantizer import code_stats, uniform_usage
 from .sources import parse_source
 from .labels import label_data, check_settings
-from .study import Study, SceneStudyConfig, check_seeds, Rule, NOISE, all_of, mean, spread, pm, weights_checksum, read_derived, write_derived, once
+from .features import FeatureNetConfig, feature_net_work
+from .study import (Study, SceneStudyConfig, check_seeds, Rule, NOISE, all_of, mean, spread, pm, weights_checksum, read_derived, write_derived,
+                           once, phase, step_flops)
 from .uvim_tasks import get_task, scene_batch
 from .uvim import (UViMConfig, UViMStageOne, stage_one_loss, LMConfig, UViMLanguageModel, oracle_codes,
                           stage_two_loss, prior_code, codes_and_maps)
@@ -410,3 +412,18 @@ def main(task: str = 'depth',          # a registered task: depth, panoptic or c
                                      lm_steps=lm_steps, device=device, data=data,
                                      labels=_label_flags(task, bins=depth_bins, min_depth=min_depth, max_depth=max_depth,
                                                          depth_scale=depth_scale, max_instances=max_instances), progress=False if no_progress else None), out, plumbing=preset == 'smoke', max_minutes=max_minutes)
+
+# %% ../nbs/12b_uvim_study.ipynb #bd737de9
+@patch
+def work(self: UViMStudy, cfg) -> dict:
+    """The phases of the study's estimate (05b): the scenes, each arm's two stages trained once per seed (`step_flops` on two
+    items of the study's data), and for colourization on the scenes the FID network (10a's `feature_net_work`)."""
+    batch = scene_batch(range(2), cfg.image_size, cfg.data_seed) if cfg.data == 'scenes' else held_out(cfg, 2)
+    n, s1 = len(cfg.seeds), [UViMStageOne(cfg.uvim_config(a, task_params(cfg))) for a in cfg.arms]
+    lm = lambda m: UViMLanguageModel(cfg.lm_config(), m.cfg.code_len, m.quantizer.codebook_size)
+    codes = lambda m: {'image': batch['image'], 'code': torch.randint(0, m.quantizer.codebook_size, (2, m.cfg.code_len))}
+    one, two = sum(step_flops(m, stage_one_loss, batch) for m in s1), sum(step_flops(lm(m), stage_two_loss, codes(m)) for m in s1)
+    fid = feature_net_work(FeatureNetConfig()) if cfg.task == 'colorization' and cfg.data == 'scenes' else {}   # fid_net's
+    return fid | {'scenes': phase('render', (cfg.n_train + cfg.n_test) * cfg.image_size ** 2),
+                  'stage I': phase('transformer', n * one * cfg.steps * cfg.batch_size, n * len(s1) * cfg.steps),
+                  'stage II': phase('transformer', n * two * cfg.lm_steps * cfg.lm_batch_size, n * len(s1) * cfg.lm_steps)}
