@@ -145,9 +145,12 @@ PRESETS = {
     'cpu': dict(models=('fsq', 'vq'), seeds=(0, 1, 2), tok_steps=900, steps=1500, batch_size=16, n_samples=300),
     'cpu-sizes': dict(models=sized_models(SIZES, SIZES[:3]), sweep_models=(), sweep_guidance=(), tok_steps=600, steps=1500, batch_size=16,
                       n_samples=300),
-    'gpu': dict(image_size=64, n_train=60000, n_test=5000, channels=64, ch_mult=(1, 2, 2), num_res_blocks=2, vq_dim=32,
-                tok_steps=3000, tok_batch=128, tok_lr=1e-3, n_layer=8, n_head=8, d_model=512, steps=3000, batch_size=256,
-                lr=4e-4, warmup=200, n_samples=5000, compile=True, feature=dict(width=64, steps=2000)),
+    'gpu': dict(models=('fsq', 'vq'), image_size=64, n_train=20000, n_test=2000, channels=32, ch_mult=(1, 2, 2), vq_dim=32,
+                tok_steps=1500, tok_batch=128, tok_lr=1e-3, n_layer=8, n_head=8, d_model=512, steps=1200, batch_size=256,
+                lr=4e-4, warmup=100, n_samples=2000, feature=dict(width=64, steps=1000)),    # one command on a lent GPU (below)
+    'gpu-full': dict(image_size=64, n_train=60000, n_test=5000, channels=64, ch_mult=(1, 2, 2), num_res_blocks=2, vq_dim=32,
+                     tok_steps=3000, tok_batch=128, tok_lr=1e-3, n_layer=8, n_head=8, d_model=512, steps=3000, batch_size=256,
+                     lr=4e-4, warmup=200, n_samples=5000, compile=True, feature=dict(width=64, steps=2000)),
 }
 PRESETS['gpu-sizes'] = PRESETS['gpu'] | dict(models=sized_models(SIZES, SIZES), sweep_models=(), sweep_guidance=())
 
@@ -536,7 +539,7 @@ def _tokenizer_paths(spec: str | None, cfg: GenerationConfig) -> dict:
     return out
 
 @call_parse
-def main(preset: str = 'cpu',             # smoke, cpu, cpu-sizes, gpu or gpu-sizes
+def main(preset: str = 'cpu',             # smoke, cpu, cpu-sizes, gpu, gpu-full or gpu-sizes
          out: str = 'runs/maskgit',       # output directory (a study there with the same settings resumes)
          data: str = None,                # scenes (default), folder:PATH or hub:NAME[@SPLIT] (chapter 04b); without classes: unconditional
          tokenizers: str = None,          # reuse saved tokenizers instead of training them: fsq=PATH,vq=PATH,...

@@ -271,7 +271,7 @@ def preset(self: Study, name: str, **overrides):
     return named_preset(_preset_config(self.presets, name, self.config, **overrides), name)
 
 # %% ../nbs/05b_study.ipynb #b64e7c9e
-GPU_PRESETS = ('gpu', 'gpu-sizes')   # presets sized for a GPU: refused without one, unless a device is named
+GPU_PRESETS = ('gpu', 'gpu-full', 'gpu-sizes')   # presets sized for a GPU: refused without one, unless a device is named
 
 def named_preset(cfg, name: str):
     "`cfg` marked as built from preset `name` (an attribute, not a setting: results and run.json do not record it)."

@@ -76,9 +76,11 @@ PRESETS = {
                   level_sets=((3, 3), (4, 4, 4)), vq_eval=('plain',), vq_data=('ema+reseed',), capacity_size=2**6,
                   compare=dict(COMPARE_PRESETS['smoke'], progress=False)),
     'cpu': dict(),
-    'gpu': dict(eval_images=(2048, 8192, 32768), complexities=(0, 2, 3), widths=(32, 64), step_counts=(800, 3200),
-                vq_eval=('ema+reseed',), vq_data=(), compare=dict(COMPARE_PRESETS['gpu'], progress=False)),   # chapter 08's gpu tokenizer as the base
+    'gpu': dict(eval_images=(2048, 8192, 32768), complexities=(0, 3), widths=(32, 64), step_counts=(800,),
+                level_sets=((4,) * 7, (4,) * 8), vq_eval=('ema+reseed',), vq_data=(),
+                compare=dict(COMPARE_PRESETS['gpu'], progress=False)),   # chapter 08's gpu tokenizer as the base; one command on a lent GPU
 }
+PRESETS['gpu-full'] = PRESETS['gpu'] | dict(complexities=(0, 2, 3), step_counts=(800, 3200), level_sets=LEVEL_SETS)
 
 # %% ../nbs/08a_usage.ipynb #d102a7c5
 def _key(cfg: UsageConfig, quantizer, size, variant='fsq', levels=None, complexity=0, channels=None, steps=None) -> tuple:
@@ -289,7 +291,7 @@ def table(self: UsageStudy, records, cfg, factor: str | None = None) -> str:
 
 # %% ../nbs/08a_usage.ipynb #9bf2b236
 @call_parse
-def main(preset: str = 'cpu',            # smoke, cpu or gpu
+def main(preset: str = 'cpu',            # smoke, cpu, gpu or gpu-full
          out: str = 'runs/usage',        # output directory (a study there with the same settings resumes)
          data: str = None,               # scenes (default), folder:PATH or hub:NAME[@SPLIT] (chapter 04b); the data factor needs the scenes
          device: str = None,             # auto, cpu, cuda, ...

@@ -104,10 +104,11 @@ PRESETS = {
                   batch_size=8, lm_width=32, lm_enc_layers=1, lm_dec_layers=1, lm_steps=4, lm_batch_size=8, n_show=4,
                   feature=dict(n_train=64, n_test=16, steps=4, batch_size=16, width=4, feature_dim=16)),
     'cpu': dict(seeds=(0, 1, 2), n_train=8000, levels=(5, 5, 5), codebook_size=128, lm_width=64, lm_aligned=True),
-    'gpu': dict(n_train=20000, n_test=1000, width=256, enc_layers=4, dec_layers=4, n_head=8, steps=2500, batch_size=128,
-                lr=5e-4, lm_width=256, lm_enc_layers=4, lm_dec_layers=4, lm_steps=2500, lm_batch_size=128, lm_lr=5e-4, momentum=0.99,
-                seeds=(0, 1, 2)),
+    'gpu': dict(n_train=20000, n_test=1000, width=256, enc_layers=4, dec_layers=4, n_head=8, steps=1200, batch_size=128,
+                lr=5e-4, lm_width=256, lm_enc_layers=4, lm_dec_layers=4, lm_steps=1200, lm_batch_size=128, lm_lr=5e-4, momentum=0.99,
+                seeds=(0, 1, 2)),                        # one command on a lent GPU (see Presets below)
 }
+PRESETS['gpu-full'] = PRESETS['gpu'] | dict(steps=2500, lm_steps=2500)
 
 TASK_SETTINGS = {'cpu': {'depth': dict(labels=dict(bins=64), lm_steps=700), 'panoptic': dict(steps=700, lm_steps=700)}}   # a preset's settings for one task (see Presets below)
 
@@ -392,7 +393,7 @@ def _label_flags(task: str, **given) -> dict | None:
 
 @call_parse
 def main(task: str = 'depth',          # a registered task: depth, panoptic or colorization
-         preset: str = 'cpu',          # smoke, cpu or gpu
+         preset: str = 'cpu',          # smoke, cpu, gpu or gpu-full
          out: str = 'runs/uvim',       # output directory (a study there with the same settings resumes)
          arms: str = None,             # override the arms: comma-separated names of ARMS
          seeds: str = None,            # override the seeds: comma-separated integers
