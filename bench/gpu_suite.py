@@ -484,7 +484,7 @@ def vq_table(r: dict) -> list[str]:
 def maskgit_table(r: dict) -> list[str]:
     c, s = r['config'], r['sampling']
     rows = [(k, x['step_ms'], x['tokens_per_s'], x['achieved_tflops'], x['mfu_measured_peak'], x['mfu_spec_peak'], '')
-            for k, x in r['runs'].items()]
+            if 'step_ms' in x else (k, '', '', '', '', '', note(x)) for k, x in r['runs'].items()]
     rows.append((f"sampling, {s['steps']} steps", '', '', s['achieved_tflops'], s['mfu_measured_peak'], '',
                  f"{s['images_per_s']} images/s ({s['guided_images_per_s']} guided)"))
     return ([f"{c['n_layer']} layers x {c['d_model']}, batch {c['batch']} x {c['positions']} positions, {r['dtype']}"] +

@@ -9,8 +9,10 @@ The model is fsq_lit.maskgit.MaskGIT with the paper's stage-II shape: a codebook
 classes (+ the null class), 256 = 16 x 16 image tokens and a class token (257 positions), a bidirectional 24 x 768
 transformer with 16 heads, and a full head to 1024 logits per image token. A training step is AdamW (fused on CUDA)
 on fsq_lit.maskgit.maskgit_loss (random masks from the cosine schedule, class dropout, label-smoothed cross-entropy
-on the masked tokens) of a random token batch under bf16 autocast (CUDA only), first eager, then with the model under
-torch.compile (not with --no-compile; never on the CPU, where inductor's C++ build would dominate a smoke run).
+on the masked tokens) of a random token batch under bf16 autocast (CUDA only), first eager, then with the model and
+the loss compiled as one graph (torch.compile, fullgraph=True: the step has no host sync, so nothing breaks it), then
+the same replayed from CUDA graphs (mode='reduce-overhead'); not with --no-compile, and never on the CPU, where
+inductor's C++ build would dominate a smoke run (tests/test_fused.py compiles the loss on the CPU, with fullgraph=True).
 
 MFU = model FLOPs per step / step time / peak. Model FLOPs are MaskGIT.flops_per_sample(): matmul FLOPs only,
 flops_per_token (6N + 12*L*d*T, chapter 09) for each of the 257 positions plus 6*d*1024 per image token for the head
@@ -65,15 +67,20 @@ def synthetic_batch(batch: int, tokens: int, device, seed: int = 0) -> dict:
     return {k: v.to(device) for k, v in b.items()}
 
 
-def make_step(model, opt, batch, device):
-    "One optimizer step on maskgit_loss; returns the loss tensor."
+def make_step(model, opt, batch, device, loss_fn=None, graphs: bool = False):
+    "One optimizer step on maskgit_loss (or `loss_fn(batch)`, the same loss compiled; `graphs`: replayed from CUDA graphs); returns the loss tensor."
+    loss_fn = loss_fn or (lambda b: maskgit_loss(model, b))
     def step():
+        if graphs: torch.compiler.cudagraph_mark_step_begin()      # the graphs' outputs of the last step may be overwritten
         opt.zero_grad(set_to_none=True)
-        with autocast(device): loss, _ = maskgit_loss(model, batch)
+        with autocast(device): loss, _ = loss_fn(batch)
         loss.backward()
         opt.step()
-        return loss.detach()
+        return loss.detach().clone()
     return step
+
+
+COMPILED = {'compiled': {}, 'compiled, CUDA graphs': dict(mode='reduce-overhead')}   # torch.compile's options of each compiled run
 
 
 def time_steps(step, device, warmup: int, steps: int) -> dict:
@@ -180,9 +187,11 @@ def train_runs(a, model, opt, peak: float, spec: float | None) -> tuple[dict, bo
     batch = synthetic_batch(a.batch, a.tokens, dev)
     runs = {"eager": summarize(time_steps(make_step(model, opt, batch, dev), dev, a.warmup, a.steps), fps, a.batch, P, peak, spec)}
     compiled = not a.no_compile and dev.type == "cuda"
-    if compiled:
-        step = make_step(torch.compile(model), opt, batch, dev)
-        runs["compiled"] = summarize(time_steps(step, dev, a.warmup + 2, a.steps), fps, a.batch, P, peak, spec)
+    for name, opts in COMPILED.items() if compiled else ():
+        loss_fn = torch.compile(lambda b: maskgit_loss(model, b), fullgraph=True, **opts)   # model and loss, one graph: no host sync
+        try: runs[name] = summarize(time_steps(make_step(model, opt, batch, dev, loss_fn, 'mode' in opts), dev, a.warmup + 2, a.steps),
+                                    fps, a.batch, P, peak, spec)
+        except Exception as e: runs[name] = dict(error=f"{type(e).__name__}: {e}"[:300])
     return runs, compiled
 
 
@@ -216,10 +225,11 @@ def report(res: dict):
     print(f"  model FLOPs per sample {res['flops_per_sample'] / 1e9:.2f} G; peak: measured {p['matmul_dtype']} matmul "
           f"(n={p['matmul_n']}) {p['measured_flops'] / 1e12:.3f} TFLOP/s{spec}")
     for k, r in res["runs"].items():
+        if "error" in r: print(f"  {k:<8} {r['error']}"); continue
         mfu = f"MFU {100 * r['mfu_measured_peak']:.1f} % of measured peak"
         if r["mfu_spec_peak"] is not None: mfu += f", {100 * r['mfu_spec_peak']:.1f} % of spec sheet"
         print(f"  {k:<8} {r['step_ms']:10.1f} ms/step  {r['tokens_per_s']:12,.0f} tokens/s  {r['achieved_tflops']:8.3f} TFLOP/s  {mfu}")
-    if "compiled" in res["runs"]:
+    if "step_ms" in res["runs"].get("compiled", {}):
         print(f"  compiled / eager speed-up: {res['runs']['eager']['step_ms'] / res['runs']['compiled']['step_ms']:.2f}x")
     else: print(f"  compile: {res['compile']}")
     print(f"  sampling ({s['model']}, {s['steps']} steps, batch {s['batch']}): {s['images_per_s']:,.1f} images/s "

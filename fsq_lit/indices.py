@@ -54,7 +54,7 @@ def check_indices(indices: torch.Tensor, codebook_size: int):
     if not isinstance(indices, torch.Tensor): raise TypeError(f"indices must be a torch.Tensor, got {type(indices).__name__}")
     if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
         raise TypeError(f"indices must be an integer tensor, got {indices.dtype}")
-    if indices.numel():
+    if indices.numel() and not torch.compiler.is_compiling():   # compiled: no host sync, no graph break
         lo, hi = int(indices.min()), int(indices.max())
         if lo < 0: raise IndexError(f"indices must be >= 0, got {lo}")
         if hi >= codebook_size: raise IndexError(f"index {hi} is out of range for a codebook of {codebook_size} codes")

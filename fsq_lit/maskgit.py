@@ -20,8 +20,9 @@ from .transformer import Transformer, TransformerConfig, flops_per_token
 
 # %% auto #0
 __all__ = ['MASK_SCHEDULES', 'mask_schedule', 'masked_count', 'num_masked_per_step', 'gumbel_noise', 'remask', 'MaskGITConfig',
-           'MaskGIT', 'max_ratio', 'mask_tokens', 'drop_labels', 'token_loss', 'maskgit_loss', 'draw_tokens',
-           'guided_logits', 'sample', 'generate', 'decoding', 'plot_samples', 'plot_decoding', 'condition_labels']
+           'MaskGIT', 'max_ratio', 'mask_tokens', 'drop_labels', 'masked_mean', 'token_loss', 'maskgit_loss',
+           'draw_tokens', 'guided_logits', 'sample', 'generate', 'decoding', 'plot_samples', 'plot_decoding',
+           'condition_labels']
 
 # %% ../nbs/11_maskgit.ipynb #e980afee
 MASK_SCHEDULES = ('cosine', 'linear', 'square', 'cubic', 'log', 'exp')
@@ -34,13 +35,16 @@ def mask_schedule(r, kind: str = 'cosine', num_tokens: int | None = None):
         check_int(num_tokens, 'num_tokens', 2)
     t = (r if r.is_floating_point() else r.float()) if isinstance(r, torch.Tensor) else torch.tensor(float(r), dtype=torch.float32)
     if t.numel() and not bool(((t >= 0) & (t <= 1)).all()): raise ValueError(f"r must lie in [0, 1], got {r}")
+    g = _gamma(t, kind, num_tokens)
+    return g if isinstance(r, torch.Tensor) else float(g)
+
+def _gamma(t: torch.Tensor, kind: str, num_tokens: int | None) -> torch.Tensor:
+    "`mask_schedule` of a float tensor `t` known to lie in [0, 1], unchecked: no host sync (training draws its own `t`)."
     if kind == 'cosine': g = torch.cos(math.pi / 2 * t)
     elif kind == 'log': g = -torch.log2(t) / math.log2(num_tokens)
     elif kind == 'exp': g = 1 - torch.exp2(-math.log2(num_tokens) * (1 - t))
     else: g = 1 - t ** {'linear': 1, 'square': 2, 'cubic': 3}[kind]
-    g = g.clamp(1e-6, 1.0)
-    if not isinstance(r, torch.Tensor): return float(g)
-    return g
+    return g.clamp(1e-6, 1.0)
 
 def masked_count(num_tokens: int, ratio: float, kind: str = 'cosine') -> int:
     "floor(num_tokens * gamma(ratio)) in float32, the official decoder's precision (JAX's default): cos(pi/3) is 0.49999997 there, so 256 tokens at ratio 2/3 give 127, not 128."
@@ -192,7 +196,7 @@ def mask_tokens(tokens: torch.Tensor, cfg: MaskGITConfig, generator: torch.Gener
     if tokens.ndim != 2 or tokens.shape[1] != cfg.num_tokens: raise ValueError(f"tokens must be (B, {cfg.num_tokens}), got {tuple(tokens.shape)}")
     (B, N), dev = tokens.shape, tokens.device
     r = _rand((B,), generator, dev) * max_ratio(cfg)
-    k = torch.ceil(mask_schedule(r.double(), cfg.schedule, N) * N).long().clamp(1, N)
+    k = torch.ceil(_gamma(r.double(), cfg.schedule, N) * N).long().clamp(1, N)         # r in [0, r_max): unchecked, no sync
     mask = _rand((B, N), generator, dev).argsort(-1).argsort(-1) < k[:, None]      # k uniformly drawn positions per row
     return tokens.masked_fill(mask, cfg.codebook_size), mask
 
@@ -201,14 +205,23 @@ def drop_labels(labels: torch.Tensor, cfg: MaskGITConfig, generator: torch.Gener
     "Each label replaced by the null class `num_classes` with probability `class_dropout` (trains the unconditional model of guidance)."
     return labels.masked_fill(_rand(labels.shape, generator, labels.device) < cfg.class_dropout, cfg.num_classes)
 
-def token_loss(logits: torch.Tensor, targets: torch.Tensor, cfg: MaskGITConfig):
-    "Label-smoothed CE of logits (M, K) against token ids (M,): one softmax (full) or the sum of one per channel (factorized); and which argmaxes are right."
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    "The mean of `x` over the positions where `mask` is True (over all without one): a weighted sum, not an index, so no host sync."
+    return x.mean() if mask is None else (x * mask).sum() / mask.sum()
+
+def _ce(logits, targets, ls: float):
+    "Label-smoothed cross-entropy of logits (..., K) against targets (...), per position."
+    return F.cross_entropy(logits.flatten(0, -2), targets.flatten(), label_smoothing=ls, reduction='none').view(targets.shape)
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor, cfg: MaskGITConfig, mask: torch.Tensor | None = None):
+    """Label-smoothed CE of logits (..., K) against token ids (...), averaged over the positions where `mask` is True (`masked_mean`):
+    one softmax (full) or the sum of one per channel (factorized); and which argmaxes are right, at every position."""
     ls, logits = cfg.label_smoothing, logits.float()
-    if cfg.head == 'full': return F.cross_entropy(logits, targets, label_smoothing=ls), logits.argmax(-1) == targets
+    if cfg.head == 'full': return masked_mean(_ce(logits, targets, ls), mask), logits.argmax(-1) == targets
     digits, parts = indices_to_level_indices(targets, cfg.levels).long(), logits.split(cfg.levels, -1)
     ls_c = 1 - (1 - ls) ** (1 / len(cfg.levels))   # per channel, so that the code keeps 1 - ls (see above)
-    loss = sum(F.cross_entropy(p, digits[:, i], label_smoothing=ls_c) for i, p in enumerate(parts))
-    return loss, torch.stack([p.argmax(-1) == digits[:, i] for i, p in enumerate(parts)], -1).all(-1)
+    loss = sum(_ce(p, digits[..., i], ls_c) for i, p in enumerate(parts))
+    return masked_mean(loss, mask), torch.stack([p.argmax(-1) == digits[..., i] for i, p in enumerate(parts)], -1).all(-1)
 
 def maskgit_loss(model: nn.Module, batch: dict, generator: torch.Generator | None = None):
     "fit's loss_fn: mask tokens, drop labels to null, smoothed cross-entropy on the masked tokens. Returns (loss, {'acc', 'mask_frac'})."
@@ -219,9 +232,8 @@ def maskgit_loss(model: nn.Module, batch: dict, generator: torch.Generator | Non
     tokens = tokens.reshape(tokens.shape[0], -1)
     _check_ids(tokens, cfg.codebook_size, f"batch['tokens'] (codebook of {cfg.codebook_size})")
     masked, mask = mask_tokens(tokens, cfg, generator)
-    logits = model(masked, drop_labels(labels, cfg, generator))
-    loss, correct = token_loss(logits[mask], tokens[mask], cfg)
-    return loss, {'acc': correct.float().mean(), 'mask_frac': mask.float().mean()}
+    loss, correct = token_loss(model(masked, drop_labels(labels, cfg, generator)), tokens, cfg, mask)
+    return loss, {'acc': masked_mean(correct.float(), mask), 'mask_frac': mask.float().mean()}
 
 # %% ../nbs/11_maskgit.ipynb #57474219
 def draw_tokens(logits: torch.Tensor, cfg: MaskGITConfig, generator: torch.Generator | None = None):
