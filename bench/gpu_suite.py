@@ -21,10 +21,10 @@ plot_suite) and its table is printed:
            call over blocks of back-to-back calls (synchronised at each block's ends) for x*2, an identity autograd function,
            FSQ's paths, the kernel called through its autograd function and through its operator (chapter 02a's fsq_op), and
            FSQ(kernel='triton') compiled with fullgraph=True
-  tune     the Triton kernel's tile (values per program) and warps per program: float32 channel-last forward and
-           forward + backward for each setting of a small grid, against the copy (fsq_lit.kernel.CONFIG is the default),
-           and the fastest setting (least forward + forward-and-backward time, the GPU's own where measured: the
-           candidate for CONFIG)
+  tune     the Triton kernel's tile (values per program) and warps per program: forward and forward + backward for
+           each setting of a small grid, against the copy (fsq_lit.kernel.CONFIG is the default), in float32 and bf16,
+           channel-last and channel-first; the fastest setting of each case, and over all four (least sum of forward and
+           forward-and-backward time over each case's copy, the GPU's own where measured: the candidate for CONFIG)
   vq       fsq_lit.vq.time_quantizers at 2^10 ... 2^16 codes (chapter 08's timing figure), the tokens of chapter 08's gpu preset
   maskgit  bench/maskgit_mfu.py at the paper's size (--tiny with --smoke): training MFU, sampling images/s
 A run of some sections (--only) into a folder that holds this GPU's results keeps the other sections there; each
@@ -371,23 +371,50 @@ def tune_one(q, x, ref, a, copy, elements: int, warps: int) -> dict:
     return dict(elements=elements, num_warps=warps, forward=fwd, forward_backward=train)
 
 
+def tune_case(a, dtype: str, layout: str) -> dict:
+    "The tile sweep on one dtype and layout: each setting's times against the copy of the same input, and the fastest."
+    x, g = (fsq_input(a, DTYPES[dtype], layout, seed) for seed in (0, 1))
+    copy, ref = copy_case(x, a), reference(x, g, a.device)
+    q = make_quantizer('triton', layout == 'channel_first', a.device)
+    rows = [guarded(tune_one, q, x, ref, a, copy, e, w) for e, w in tune_grid(a)]
+    return dict(dtype=dtype, layout=layout, copy=copy, rows=rows, best=best_setting(rows))
+
+
 def tune(a) -> dict:
-    "The Triton kernel's tile sweep on float32 channel-last input; skipped where the kernel cannot run."
+    "The Triton kernel's tile sweep on both dtypes and both layouts; skipped where the kernel cannot run."
     if why := skip_reason('triton', a): return dict(skipped=why)
     from fsq_lit import kernel
-    x, g = (fsq_input(a, torch.float32, 'channel_last', seed) for seed in (0, 1))
-    copy, ref, q = copy_case(x, a), reference(x, g, a.device), make_quantizer('triton', False, a.device)
-    rows = [guarded(tune_one, q, x, ref, a, copy, e, w) for e, w in tune_grid(a)]
-    return dict(default=dict(kernel.CONFIG), copy=copy, rows=rows, best=best_setting(rows))
+    cases = [guarded(tune_case, a, d, l) for d in DTYPES for l in LAYOUTS]
+    return dict(default=dict(kernel.CONFIG), cases=cases, best=best_overall(cases))
+
+
+def _key(rows: list[dict]) -> str:
+    "'gpu_ms' where every timed row has the GPU's own time, else 'ms' (as called)."
+    timed = [x for x in rows if 'forward' in x]
+    return 'gpu_ms' if all('gpu_ms' in x['forward'] and 'gpu_ms' in x['forward_backward'] for x in timed) else 'ms'
 
 
 def best_setting(rows: list[dict]) -> dict | None:
-    "The setting with the least forward + (forward + backward) time (GPU alone where measured): the candidate for kernel.CONFIG."
-    timed = [x for x in rows if 'forward' in x]
+    "The setting with the least forward + (forward + backward) time (GPU alone where measured): one case's candidate."
+    timed, key = [x for x in rows if 'forward' in x], _key(rows)
     if not timed: return None
-    key = 'gpu_ms' if all('gpu_ms' in x['forward'] and 'gpu_ms' in x['forward_backward'] for x in timed) else 'ms'
     b = min(timed, key=lambda x: x['forward'][key] + x['forward_backward'][key])
     return dict(elements=b['elements'], num_warps=b['num_warps'])
+
+
+def best_overall(cases: list[dict]) -> dict | None:
+    """The setting timed in every case with the least sum over the cases of its forward and forward + backward times, each
+    over that case's copy time (so that no dtype or layout weighs more for moving more bytes): the candidate for CONFIG."""
+    cases = [c for c in cases if 'rows' in c]
+    per = {}
+    for c in cases:
+        key = _key(c['rows']); cp = c['copy'].get(key) or c['copy']['ms']
+        for x in (x for x in c['rows'] if 'forward' in x):
+            per.setdefault((x['elements'], x['num_warps']), []).append((x['forward'][key] + x['forward_backward'][key]) / cp)
+    full = {k: sum(v) for k, v in per.items() if len(v) == len(cases)}
+    if not full: return None
+    (e, w), total = min(full.items(), key=lambda kv: kv[1])
+    return dict(elements=e, num_warps=w, sum_over_copy=round(total, 3))
 
 
 # ---------------------------------------------------------------- vq, maskgit
@@ -460,13 +487,19 @@ TIMES = ("'ms': as called from Python, 10 calls back to back between CUDA events
 
 
 def tune_table(r: dict) -> list[str]:
-    rows = [(x['elements'], x['num_warps']) + times(x['forward']) + times(x['forward_backward']) + ('',)
-            if 'forward' in x else ('',) * 10 + (note(x),) for x in r['rows']]
     d, b = r['default'], r.get('best')
-    best = f"; fastest (forward + forward-and-backward time, GPU's own where measured): {b['elements']} values, {b['num_warps']} warps" if b else ''
-    return ([f"float32 channel-last, copy {r['copy']['ms']} ms; the library's default: {d['elements']} values, {d['num_warps']} warps{best}. {TIMES}"] +
-            table(('values per program', 'warps', 'fwd ms', 'fwd/copy', 'fwd GPU ms', 'fwd GPU/copy', 'fwd+bwd ms', 'fwd+bwd/copy',
-                   'fwd+bwd GPU ms', 'fwd+bwd GPU/copy', 'note'), rows))
+    best = (f"; fastest over all four cases (forward + forward-and-backward time over the copy, summed): {b['elements']} values, "
+            f"{b['num_warps']} warps" if b else '')
+    rows = []
+    for c in r['cases']:
+        if 'rows' not in c: rows.append(('', '') + ('',) * 10 + (note(c),)); continue
+        for x in c['rows']:
+            case = (c['dtype'], c['layout'])
+            rows.append(case + ((x['elements'], x['num_warps']) + times(x['forward']) + times(x['forward_backward']) + ('',)
+                                if 'forward' in x else ('',) * 10 + (note(x),)))
+    return ([f"the library's default: {d['elements']} values, {d['num_warps']} warps{best}. {TIMES}"] +
+            table(('dtype', 'layout', 'values per program', 'warps', 'fwd ms', 'fwd/copy', 'fwd GPU ms', 'fwd GPU/copy', 'fwd+bwd ms',
+                   'fwd+bwd/copy', 'fwd+bwd GPU ms', 'fwd+bwd GPU/copy', 'note'), rows))
 
 
 def host_table(r: dict) -> list[str]:

@@ -76,11 +76,17 @@ def test_gpu_suite_smoke(tmp_path):
     ho = r["host"]["rows"]                                             # host time per call: every route measured or skipped
     assert all(ho[k]["us"] > 0 for k in ("x*2", "identity autograd function", "FSQ eager", "FSQ triton", "kernel, operator"))
     assert "inductor" in ho["FSQ triton, compiled fullgraph"]["skipped"] and not any("error" in x for x in ho.values())
-    tu = r["tune"]                                                      # the kernel's tile sweep (interpreted here)
-    assert [(x["elements"], x["num_warps"]) for x in tu["rows"]] == [(2048, 4), (4096, 4)] and tu["default"]["elements"] > 0
-    assert all(x["forward"]["ms"] > 0 and x["forward_backward"]["ratio_to_copy"] > 0 for x in tu["rows"])
-    best = min(tu["rows"], key=lambda x: x["forward"]["ms"] + x["forward_backward"]["ms"])
-    assert tu["best"] == {"elements": best["elements"], "num_warps": best["num_warps"]}
+    tu = r["tune"]                                                      # the kernel's tile sweep (interpreted here), four cases
+    assert [(c["dtype"], c["layout"]) for c in tu["cases"]] == [(d, l) for d in ("float32", "bfloat16") for l in ("channel_last", "channel_first")]
+    for c in tu["cases"]:
+        assert [(x["elements"], x["num_warps"]) for x in c["rows"]] == [(2048, 4), (4096, 4)] and tu["default"]["elements"] > 0
+        assert all(x["forward"]["ms"] > 0 and x["forward_backward"]["ratio_to_copy"] > 0 for x in c["rows"])
+        best = min(c["rows"], key=lambda x: x["forward"]["ms"] + x["forward_backward"]["ms"])
+        assert c["best"] == {"elements": best["elements"], "num_warps": best["num_warps"]}
+    score = lambda e, w: sum((x["forward"]["ms"] + x["forward_backward"]["ms"]) / c["copy"]["ms"]
+                             for c in tu["cases"] for x in c["rows"] if (x["elements"], x["num_warps"]) == (e, w))
+    best = min([(2048, 4), (4096, 4)], key=lambda s: score(*s))
+    assert (tu["best"]["elements"], tu["best"]["num_warps"]) == best and abs(tu["best"]["sum_over_copy"] - score(*best)) < 1e-3
     assert [x["codes"] for x in r["vq"]["rows"]] == [2**10, 2**11] and all(x["vq_ms"] > 0 for x in r["vq"]["rows"])
     assert r["maskgit"]["config"]["n_layer"] == 2 and r["maskgit"]["sampling"]["images_per_s"] > 0   # maskgit_mfu's --tiny
     md = (tmp_path / "cpu-smoke.md").read_text()
