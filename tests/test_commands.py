@@ -69,6 +69,8 @@ def check_smoke(prog: str, out, stdout: str):
     progress = [l for l in lines if re.match(r"(\[plumbing\] )?\[\d+/\d+\] ", l)]
     assert progress and all(l.startswith("[plumbing] [") for l in progress), progress
     assert "[plumbing] a smoke run: the table below checks the code, not the paper" in lines
+    from fsq_lit.study import estimate_line                     # the estimate of its GPU time, printed before it started, kept
+    assert estimate_line(st["meta"]["estimate"]) in lines and st["meta"]["estimate"] == study.estimate(cfg)
     assert all("PLUMBING CHECK" in " ".join(t.get_text() for t in f.texts) for f in study.plot(out, save=False))
 
 
