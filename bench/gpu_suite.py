@@ -408,7 +408,8 @@ def best_overall(cases: list[dict]) -> dict | None:
     cases = [c for c in cases if 'rows' in c]
     per = {}
     for c in cases:
-        key = _key(c['rows']); cp = c['copy'].get(key) or c['copy']['ms']
+        key = _key(c['rows']) if _key(c['rows']) in c['copy'] else 'ms'         # like for like: the GPU's own, or both as called
+        cp = c['copy'][key]
         for x in (x for x in c['rows'] if 'forward' in x):
             per.setdefault((x['elements'], x['num_warps']), []).append((x['forward'][key] + x['forward_backward'][key]) / cp)
     full = {k: sum(v) for k, v in per.items() if len(v) == len(cases)}
@@ -472,7 +473,8 @@ def fsq_row(c: dict) -> tuple:
 
 def fsq_table(r: dict) -> list[str]:
     rows = []
-    for c in r['cases']:
+    cases = r.get('cases') or [dict(dtype='float32', layout='channel_last', **r)]    # a suite run before the sweep had cases
+    for c in cases:
         cp = r['copy'].get(f"{c['dtype']}/{c['layout']}")
         if c['path'] == PATHS[0] and cp: rows.append(('copy', c['dtype'], c['layout']) + times(cp) + ('',) * 8)
         rows.append(fsq_row(c))
@@ -488,10 +490,11 @@ TIMES = ("'ms': as called from Python, 10 calls back to back between CUDA events
 
 def tune_table(r: dict) -> list[str]:
     d, b = r['default'], r.get('best')
-    best = (f"; fastest over all four cases (forward + forward-and-backward time over the copy, summed): {b['elements']} values, "
-            f"{b['num_warps']} warps" if b else '')
+    over = 'over all four cases (forward + forward-and-backward time over the copy, summed)' if 'cases' in r else '(float32 channel-last)'
+    best = f"; fastest {over}: {b['elements']} values, {b['num_warps']} warps" if b else ''
     rows = []
-    for c in r['cases']:
+    cases = r.get('cases') or [dict(dtype='float32', layout='channel_last', **r)]    # a suite run before the sweep had cases
+    for c in cases:
         if 'rows' not in c: rows.append(('', '') + ('',) * 10 + (note(c),)); continue
         for x in c['rows']:
             case = (c['dtype'], c['layout'])

@@ -11,7 +11,8 @@ from fastcore.basics import patch
 from .scalar import make_grid, check_int, bound
 from .ste import FSQFunction, fsq_forward, fsq_ste, fsq_digits
 from .indices import index_dtype, _horner, codes_to_indices, indices_to_codes, implicit_codebook, basis, index_offset
-from .kernel import kernel_constants, fsq_kernel, pow2_scales, unavailable as kernel_unavailable, NAN_MESSAGE as _NAN_MSG
+from .kernel import (kernel_constants, fsq_kernel, pow2_scales, unavailable as kernel_unavailable, NAN_MESSAGE as _NAN_MSG,
+                            nan_error, nan_error_op)
 
 # %% auto #0
 __all__ = ['KERNELS', 'random_rotation', 'FSQ']
@@ -114,7 +115,7 @@ class FSQ(nn.Module):
             self.register_buffer('_' + name, None if t is None else t.repeat(tile), persistent=False)
         self._add = index_offset(self.levels)      # turns centred digits into level indices
         self._views = {}  # constant slices per layout, dtype and device; emptied whenever buffers move
-        self.register_buffer('_nan_token', torch.empty(0), persistent=False)   # see _nan_error_op
+        self.register_buffer('_nan_token', torch.empty(0), persistent=False)   # what the NaN check's operator writes (02a)
         self.register_buffer('grid_levels', torch.tensor(self.levels), persistent=True)   # saved: a state_dict names its grid
 
     def _apply(self, fn, *args, **kwargs):
@@ -156,21 +157,8 @@ def _check_nan(self: FSQ, xf):
     "`ValueError` on NaN: an operator under `torch.compile`, an assertion in the graph under `torch.export`."
     if not self.nan_check or not xf.numel(): return
     if torch.compiler.is_exporting(): torch._assert_async(~torch.isnan(xf).any(), _NAN_MSG)
-    elif torch.compiler.is_compiling(): _nan_error_op(xf, self._nan_token)
-    else: _nan_error(xf)
-
-def _nan_error(x):
-    "`ValueError` if `x` holds a NaN: one reduction, a second only if the sum is NaN."
-    if bool(torch.isnan(x.sum())) and bool(torch.isnan(x).any()): raise ValueError(_NAN_MSG)
-
-@torch.library.custom_op("fsq_lit::nan_error", mutates_args=("token",))
-def _nan_error_op(x: torch.Tensor, token: torch.Tensor) -> None:
-    """FSQ's `ValueError` if `x` holds a NaN, as one operator, so that a compiled graph keeps the check without a break.
-    `token`, an empty buffer, is declared written only so that the compiler keeps a call whose result nothing uses."""
-    _nan_error(x)
-
-@_nan_error_op.register_fake
-def _(x, token): return None
+    elif torch.compiler.is_compiling(): nan_error_op(xf, self._nan_token)   # chapter 02a's operator: no break in the graph
+    else: nan_error(xf)
 
 # %% ../nbs/03_fsq.ipynb #60cd7399
 @patch
@@ -276,10 +264,11 @@ def _path(self: FSQ, x) -> str:
 
 @patch
 def _triton(self: FSQ, x, channel_first: bool):
-    "Codes and indices by chapter 02a's kernel: one pass over memory, the NaN check fused (one host sync when on)."
-    key = ('kernel', x.device)
+    "Codes and indices by chapter 02a's kernel: one pass over memory, the NaN check fused (one host sync when on; compiling, its operator first)."
+    key, fused = ('kernel', x.device), self.nan_check and not torch.compiler.is_compiling()
     if key not in self._views: self._views[key] = kernel_constants(self.grid, x.device)
-    codes, idx = fsq_kernel(x.contiguous(), self._views[key], channel_first, self.nan_check)
+    if not fused: self._check_nan(x)                  # compiling: `nan_error_op`, outside the kernel's operator (no-op without nan_check)
+    codes, idx = fsq_kernel(x.contiguous(), self._views[key], channel_first, fused)
     if channel_first: idx = idx.view(x.shape[0], self.num_codebooks, math.prod(x.shape[2:]))
     return codes.view(x.shape), self._index_shape(idx, x.shape, channel_first)
 

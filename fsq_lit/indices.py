@@ -54,10 +54,12 @@ def check_indices(indices: torch.Tensor, codebook_size: int):
     if not isinstance(indices, torch.Tensor): raise TypeError(f"indices must be a torch.Tensor, got {type(indices).__name__}")
     if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
         raise TypeError(f"indices must be an integer tensor, got {indices.dtype}")
-    if indices.numel() and not torch.compiler.is_compiling():   # compiled: no host sync, no graph break
-        lo, hi = int(indices.min()), int(indices.max())
-        if lo < 0: raise IndexError(f"indices must be >= 0, got {lo}")
-        if hi >= codebook_size: raise IndexError(f"index {hi} is out of range for a codebook of {codebook_size} codes")
+    if not indices.numel(): return
+    if torch.compiler.is_compiling():                   # no host sync, no graph break: an assertion in the graph
+        torch._assert_async(((indices >= 0) & (indices < codebook_size)).all(), f"indices must lie in [0, {codebook_size})"); return
+    lo, hi = int(indices.min()), int(indices.max())
+    if lo < 0: raise IndexError(f"indices must be >= 0, got {lo}")
+    if hi >= codebook_size: raise IndexError(f"index {hi} is out of range for a codebook of {codebook_size} codes")
 
 def indices_to_level_indices(indices: torch.Tensor, levels, dim: int = -1) -> torch.Tensor:
     "Per-channel level indices `(index // b_i) % L_i`, stacked along a new channel dimension `dim`."

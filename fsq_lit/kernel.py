@@ -20,8 +20,9 @@ try: from triton.runtime import interpreter   # the kernel on the CPU
 except ImportError: interpreter = None
 
 # %% auto #0
-__all__ = ['CONFIG', 'NAN_MESSAGE', 'bytes_moved', 'KernelConstants', 'pow2_scales', 'kernel_constants', 'FSQKernel', 'fsq_op',
-           'fsq_backward_op', 'unavailable', 'fsq_kernel', 'gpu_suites', 'suite_lines', 'over_copy', 'plot_suite']
+__all__ = ['CONFIG', 'NAN_MESSAGE', 'fsq_op', 'fsq_backward_op', 'nan_error_op', 'bytes_moved', 'KernelConstants', 'pow2_scales',
+           'kernel_constants', 'nan_error', 'FSQKernel', 'unavailable', 'fsq_kernel', 'gpu_suites', 'suite_lines',
+           'over_copy', 'plot_suite']
 
 # %% ../nbs/02a_kernel.ipynb #fb30d015
 def bytes_moved(levels, dtype=torch.float32, backward: bool = False) -> int:
@@ -143,6 +144,10 @@ def _launch(x, out, k: KernelConstants, channel_first: bool, g=None, idx=None, f
 # %% ../nbs/02a_kernel.ipynb #7b15eefd
 NAN_MESSAGE = "FSQ input contains NaN: NaN has no code (infinite values are fine, they saturate)"
 
+def nan_error(x: torch.Tensor):
+    "`ValueError` (`NAN_MESSAGE`) if `x` holds a NaN: one reduction, a second only if the sum is NaN; one host sync."
+    if x.numel() and bool(torch.isnan(x.sum())) and bool(torch.isnan(x).any()): raise ValueError(NAN_MESSAGE)
+
 def _forward(x, k: KernelConstants, channel_first: bool, nan_check: bool):
     "Codes (in x's dtype) and indices of contiguous `x` by one launch; with `nan_check`, `ValueError` on NaN (one host sync)."
     codes, idx = _buffer(x), torch.empty(x.numel() // k.d, dtype=k.places.dtype, device=x.device)
@@ -180,34 +185,46 @@ class FSQKernel(torch.autograd.Function):
 
 
 # %% ../nbs/02a_kernel.ipynb #638b03bd
-@torch.library.custom_op("fsq_lit::fsq", mutates_args=())
-def fsq_op(x: torch.Tensor, consts: torch.Tensor, places: torch.Tensor, add: int, d: int, pow2: bool, shift: bool,
-           center: bool, channel_first: bool, nan_check: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    "`FSQKernel`'s forward as an operator: `(codes, indices)`; the arguments after `x` are `KernelConstants`' fields."
-    return _forward(x, KernelConstants(consts, places, add, d, pow2, shift, center), channel_first, nan_check)
+def _fsq(x: torch.Tensor, consts: torch.Tensor, places: torch.Tensor, add: int, d: int, pow2: bool, shift: bool,
+         center: bool, channel_first: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    "`FSQKernel`'s forward as an operator, without the NaN check: `(codes, indices)`; the arguments after `x` are `KernelConstants`' fields."
+    return _forward(x, KernelConstants(consts, places, add, d, pow2, shift, center), channel_first, False)
+
+fsq_op = torch.library.custom_op("fsq_lit::fsq", _fsq, mutates_args=())
 
 @fsq_op.register_fake
-def _(x, consts, places, add, d, pow2, shift, center, channel_first, nan_check):
+def _(x, consts, places, add, d, pow2, shift, center, channel_first):
     return torch.empty_like(x), x.new_empty(x.numel() // d, dtype=places.dtype)
 
-@torch.library.custom_op("fsq_lit::fsq_backward", mutates_args=())
-def fsq_backward_op(x: torch.Tensor, grad: torch.Tensor, consts: torch.Tensor, places: torch.Tensor, add: int, d: int,
-                    pow2: bool, shift: bool, center: bool, channel_first: bool) -> torch.Tensor:
+def _fsq_backward(x: torch.Tensor, grad: torch.Tensor, consts: torch.Tensor, places: torch.Tensor, add: int, d: int,
+                  pow2: bool, shift: bool, center: bool, channel_first: bool) -> torch.Tensor:
     "`FSQKernel`'s backward as an operator: the gradient of `x` given the codes' gradient `grad`."
     return _backward(x, grad, KernelConstants(consts, places, add, d, pow2, shift, center), channel_first)
+
+fsq_backward_op = torch.library.custom_op("fsq_lit::fsq_backward", _fsq_backward, mutates_args=())
 
 @fsq_backward_op.register_fake
 def _(x, grad, *constants): return torch.empty_like(x)
 
 def _save(ctx, inputs, output):
-    ctx.save_for_backward(inputs[0])
-    ctx.constants = inputs[1:9]                         # consts, places, add, d, pow2, shift, center, channel_first
+    ctx.save_for_backward(*inputs[:3])                  # x, consts, places
+    ctx.constants = inputs[3:]                          # add, d, pow2, shift, center, channel_first
 
 def _gradient(ctx, grad_codes, grad_idx):
-    x, = ctx.saved_tensors
-    return (fsq_backward_op(x, grad_codes, *ctx.constants),) + (None,) * 9
+    x, consts, places = ctx.saved_tensors
+    return (fsq_backward_op(x, grad_codes, consts, places, *ctx.constants),) + (None,) * 8
 
 fsq_op.register_autograd(_gradient, setup_context=_save)
+
+def _nan_error(x: torch.Tensor, token: torch.Tensor) -> None:
+    """`nan_error` as an operator, for compiled graphs. `token`, an empty buffer of the caller's, is declared written
+    only so that the compiler keeps a call whose result nothing uses; reading back to the host, it stays out of CUDA graphs."""
+    nan_error(x)
+
+nan_error_op = torch.library.custom_op("fsq_lit::nan_error", _nan_error, mutates_args=("token",), tags=(torch.Tag.cudagraph_unsafe,))
+
+@nan_error_op.register_fake
+def _(x, token): return None
 
 
 # %% ../nbs/02a_kernel.ipynb #d677bd33
@@ -262,7 +279,8 @@ def fsq_kernel(x: torch.Tensor, k: KernelConstants, channel_first: bool = False,
         raise ValueError(f"the kernel takes contiguous float32, bfloat16 or float16 input, got {x.dtype}"
                          f"{'' if x.is_contiguous() else ', not contiguous'}")
     if torch.compiler.is_compiling() if op is None else op:
-        return fsq_op(x, k.consts, k.places, k.add, k.d, k.pow2, k.shift, k.center, channel_first, nan_check)
+        if nan_check: nan_error(x)          # a host sync: compiling, a break in the graph (FSQ checks with `nan_error_op`)
+        return fsq_op(x, k.consts, k.places, k.add, k.d, k.pow2, k.shift, k.center, channel_first)
     return FSQKernel.apply(x, k, channel_first, nan_check)
 
 

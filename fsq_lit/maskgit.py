@@ -140,9 +140,11 @@ class MaskGIT(nn.Module):
 def _check_ids(t, n: int, what: str):
     if not isinstance(t, torch.Tensor) or t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise TypeError(f"{what} must be an integer tensor, got {t.dtype if isinstance(t, torch.Tensor) else type(t).__name__}")
-    if t.numel() and not torch.compiler.is_compiling():   # compiled: no host sync, no graph break (the embedding still fails on a bad id)
-        lo, hi = (int(v) for v in torch.aminmax(t))
-        if lo < 0 or hi >= n: raise IndexError(f"{what} must lie in [0, {n - 1}], got values from {lo} to {hi}")
+    if not t.numel(): return
+    if torch.compiler.is_compiling():                   # no host sync, no graph break: an assertion in the graph
+        torch._assert_async(((t >= 0) & (t < n)).all(), f"{what} must lie in [0, {n - 1}]"); return
+    lo, hi = (int(v) for v in torch.aminmax(t))
+    if lo < 0 or hi >= n: raise IndexError(f"{what} must lie in [0, {n - 1}], got values from {lo} to {hi}")
 
 @patch
 def check_inputs(self: MaskGIT, tokens: torch.Tensor, labels: torch.Tensor):
@@ -206,8 +208,8 @@ def drop_labels(labels: torch.Tensor, cfg: MaskGITConfig, generator: torch.Gener
     return labels.masked_fill(_rand(labels.shape, generator, labels.device) < cfg.class_dropout, cfg.num_classes)
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    "The mean of `x` over the positions where `mask` is True (over all without one): a weighted sum, not an index, so no host sync."
-    return x.mean() if mask is None else (x * mask).sum() / mask.sum()
+    "The mean of `x` over the positions where `mask` is True (over all without one): a masked sum, not an index, so no host sync."
+    return x.mean() if mask is None else torch.where(mask, x, 0).sum() / mask.sum()   # where, not *: an inf left out stays out
 
 def _ce(logits, targets, ls: float):
     "Label-smoothed cross-entropy of logits (..., K) against targets (...), per position."

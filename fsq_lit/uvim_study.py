@@ -4,7 +4,7 @@
 
 # %% ../nbs/12b_uvim_study.ipynb #7aa23cbd
 from __future__ import annotations
-import hashlib, time
+import hashlib, math, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -17,10 +17,10 @@ from .sources import parse_source
 from .labels import label_data, check_settings
 from .features import FeatureNetConfig, feature_net_work
 from .study import (Study, SceneStudyConfig, check_seeds, Rule, NOISE, all_of, mean, spread, pm, weights_checksum, read_derived, write_derived,
-                           once, phase, step_flops)
+                           once, phase, step_flops, flops_of)
 from .uvim_tasks import get_task, scene_batch
 from .uvim import (UViMConfig, UViMStageOne, stage_one_loss, LMConfig, UViMLanguageModel, oracle_codes,
-                          stage_two_loss, prior_code, codes_and_maps)
+                          stage_two_loss, prior_code, codes_and_maps, greedy_decode)
 
 # %% auto #0
 __all__ = ['ARMS', 'STAGES', 'TASKS_OF_DATA', 'SCENE_LABELS', 'PRESETS', 'TASK_SETTINGS', 'UVIM', 'TOLERANCE', 'SEEDS',
@@ -418,13 +418,23 @@ def main(task: str = 'depth',          # a registered task: depth, panoptic or c
 @patch
 def work(self: UViMStudy, cfg) -> dict:
     """The phases of the study's estimate (05b): the scenes, each arm's two stages trained once per seed (`step_flops` on two
-    items of the study's data), and for colourization on the scenes the FID network (10a's `feature_net_work`)."""
+    items of the study's data), its language model's greedy codes of the held-out and shown items (each step of a chunk
+    of 64 priced as a training step: an upper bound), and colourization's FID network (10a's `feature_net_work`)."""
     batch = scene_batch(range(2), cfg.image_size, cfg.data_seed) if cfg.data == 'scenes' else held_out(cfg, 2)
     n, s1 = len(cfg.seeds), [UViMStageOne(cfg.uvim_config(a, task_params(cfg))) for a in cfg.arms]
     lm = lambda m: UViMLanguageModel(cfg.lm_config(), m.cfg.code_len, m.quantizer.codebook_size)
     codes = lambda m: {'image': batch['image'], 'code': torch.randint(0, m.quantizer.codebook_size, (2, m.cfg.code_len))}
     one, two = sum(step_flops(m, stage_one_loss, batch) for m in s1), sum(step_flops(lm(m), stage_two_loss, codes(m)) for m in s1)
-    fid = feature_net_work(FeatureNetConfig()) if cfg.task == 'colorization' and cfg.data == 'scenes' else {}   # fid_net's
-    return fid | {'scenes': phase('render', (cfg.n_train + cfg.n_test) * cfg.image_size ** 2),
-                  'stage I': phase('transformer', n * one * cfg.steps * cfg.batch_size, n * len(s1) * cfg.steps),
-                  'stage II': phase('transformer', n * two * cfg.lm_steps * cfg.lm_batch_size, n * len(s1) * cfg.lm_steps)}
+    decode = sum(flops_of(greedy_decode, lm(m), batch['image']) / 2 for m in s1)          # one item's code, per arm
+    calls = n * len(s1) * s1[0].cfg.code_len * (math.ceil(cfg.n_test / 64) + math.ceil(cfg.n_show / 64))   # codes_and_maps' chunks
+    return self._fid_work(cfg) | {'scenes': phase('render', (cfg.n_train + cfg.n_test) * cfg.image_size ** 2),
+            'stage I': phase('transformer', n * one * cfg.steps * cfg.batch_size, n * len(s1) * cfg.steps),
+            'stage II': phase('transformer', n * two * cfg.lm_steps * cfg.lm_batch_size, n * len(s1) * cfg.lm_steps),
+            'decoding': phase('transformer', n * decode * (cfg.n_test + cfg.n_show), calls)}
+
+@patch
+def _fid_work(self: UViMStudy, cfg) -> dict:
+    "Colourization's FID network (`task_params`): the scenes' `fid_net`, or one trained on other data's classes; none for other tasks."
+    if cfg.task != 'colorization': return {}
+    fid = FeatureNetConfig() if cfg.data == 'scenes' else (task_params(cfg) or {}).get('fid')
+    return {} if fid is None else feature_net_work(fid if isinstance(fid, FeatureNetConfig) else FeatureNetConfig(**fid))

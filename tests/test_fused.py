@@ -82,3 +82,15 @@ def test_maskgit_loss_is_one_graph():
         loss.backward()
         assert torch.isfinite(loss) and 0 < metrics["mask_frac"] <= 1
         assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
+
+
+def test_compiled_decoders_check_their_indices():
+    "Compiled, the index range check is an assertion in the graph (no host sync): an index out of range raises, not garbage."
+    from fsq_lit.indices import indices_to_codes
+    from fsq_lit.scalar import make_grid
+    torch._dynamo.reset()
+    grid = make_grid([8, 5, 5, 5])
+    decode = torch.compile(lambda i: indices_to_codes(i, grid), fullgraph=True)
+    torch.testing.assert_close(decode(torch.tensor([0, 999])), indices_to_codes(torch.tensor([0, 999]), grid))
+    for bad in (1000, -1):
+        with pytest.raises(RuntimeError, match=r"indices must lie in \[0, 1000\)"): decode(torch.tensor([0, bad]))

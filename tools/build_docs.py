@@ -224,7 +224,8 @@ def api_page(chs: dict, site_url: str) -> str:
             members = [obj] + ([v for k, v in vars(obj).items() if inspect.isfunction(v) and not k.startswith('_') and v.__doc__]
                                if inspect.isclass(obj) else [])
             for o in members:     # a method under its class's name (a decorator such as `torch.no_grad` hides it from show_doc)
-                md = show_doc(o, name=None if o is obj else f"{obj.__name__}.{o.__name__}")._repr_markdown_()
+                if type(o).__name__ == 'CustomOpDef': md = show_doc(o._init_fn, name=name)._repr_markdown_()   # an operator: its function
+                else: md = show_doc(o, name=None if o is obj else f"{obj.__name__}.{o.__name__}")._repr_markdown_()
                 try: line = inspect.getsourcelines(o)[1]
                 except (OSError, TypeError): line = None
                 md = md.replace('#LNone', f'#L{line}' if line else '')
