@@ -522,7 +522,8 @@ def maskgit_table(r: dict) -> list[str]:
     rows = [(k, x['step_ms'], x['tokens_per_s'], x['achieved_tflops'], x['mfu_measured_peak'], x['mfu_spec_peak'], '')
             if 'step_ms' in x else (k, '', '', '', '', '', note(x)) for k, x in r['runs'].items()]
     rows.append((f"sampling, {s['steps']} steps", '', '', s['achieved_tflops'], s['mfu_measured_peak'], '',
-                 f"{s['images_per_s']} images/s ({s['guided_images_per_s']} guided)"))
+                 f"{s['images_per_s']} images/s ({s['guided_images_per_s']} guided)"
+                 + (f"; the decoder {100 * s['decoder_share']:.1f}% of it ({100 * s['guided_decoder_share']:.1f}% guided)" if 'decoder' in s else '')))
     return ([f"{c['n_layer']} layers x {c['d_model']}, batch {c['batch']} x {c['positions']} positions, {r['dtype']}"] +
             table(('run', 'ms/step', 'tokens/s', 'TFLOP/s', 'MFU (measured peak)', 'MFU (spec sheet)', 'images/s'), rows))
 

@@ -25,14 +25,18 @@ Sampling: images/s of fsq_lit.maskgit.sample (the official decoder, 12 steps) on
 the same autocast, for a batch of 256 class labels, without guidance and with classifier-free guidance (which runs
 the conditional and the null rows in one doubled batch); one untimed warm-up call, then synchronised timing (CUDA
 events on CUDA). Its speed does not depend on the weights (the number of steps is fixed), so random weights serve.
+The images come from the tokens through a tokenizer's decoder, timed alone on the same batch (MaskGIT's VQGAN
+size: 256 px from 16 x 16 tokens, base width 128, ch_mult 1,1,2,2,4, two residual blocks; random weights), and the
+result splits an image's sampling time between the transformer's steps and the decoder.
 Speed is printed and written to JSON (--out), never asserted.
 """
-import argparse, datetime, json, os, platform, statistics, time
+import argparse, datetime, json, math, os, platform, statistics, time
 from pathlib import Path
 import torch
 from fsq_lit.transformer import TransformerConfig, n_params, flops_per_token
 from fsq_lit.maskgit import MaskGITConfig, MaskGIT, maskgit_loss, sample
 from fsq_lit.train import peak_flops
+from fsq_lit.tokenizer import TokenizerConfig, Tokenizer
 
 VOCAB, CLASSES = 1024, 1000      # MaskGIT on ImageNet 256x256: codes of a 1024-code tokenizer, 1000 classes
 
@@ -121,16 +125,41 @@ def images_per_s(model, labels, steps: int, guidance: float, device, reps: int) 
     return labels.shape[0] / timed(call, device, reps)[0]
 
 
+def decoder_config(a) -> TokenizerConfig:
+    "The tokenizer whose decoder turns the sampled tokens into images: MaskGIT's at the paper's size (256 px from 16 x 16 tokens, base width 128, ch_mult 1,1,2,2,4, two residual blocks); --tiny: 16 px from 4 x 4, width 8."
+    side = math.isqrt(a.tokens)
+    if side * side != a.tokens: raise ValueError(f"--tokens {a.tokens} is not a square grid: no decoder to time")
+    if a.tiny: return TokenizerConfig(image_size=4 * side, channels=8, ch_mult=(1, 2, 2), levels=(8, 5, 5, 5))
+    return TokenizerConfig(image_size=16 * side, channels=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, levels=(8, 5, 5, 5))
+
+
+def decoding(a) -> dict:
+    "Images/s of the tokenizer's decoder (chapter 06's `detokenize`) on a batch of random tokens, eval mode, under autocast."
+    cfg = decoder_config(a)
+    tok, side = Tokenizer(cfg).to(a.device).eval(), math.isqrt(a.tokens)
+    idx = torch.randint(0, tok.quantizer.codebook_size, (a.sample_batch, side, side), generator=torch.Generator().manual_seed(2)).to(a.device)
+    def call():
+        with autocast(a.device): return tok.detokenize(idx)
+    call()
+    sync(a.device)
+    return dict(image_size=cfg.image_size, channels=cfg.channels, ch_mult=list(cfg.ch_mult), num_res_blocks=cfg.num_res_blocks,
+                images_per_s=round(a.sample_batch / timed(call, a.device, a.sample_reps)[0], 3))
+
+
 def sampling(a, model, peak: float) -> dict:
-    "Decoder throughput without and with guidance, and the forward FLOP/s it reaches (guidance doubles the forward batch)."
+    """Sampling throughput without and with guidance, the forward FLOP/s the transformer reaches (guidance doubles the
+    forward batch), and the time split between the transformer's steps and the tokenizer's decoder (`decoding`)."""
     labels = torch.randint(0, CLASSES, (a.sample_batch,), generator=torch.Generator().manual_seed(1)).to(a.device)
     ips = images_per_s(model, labels, a.sample_steps, 0.0, a.device, a.sample_reps)
     gips = images_per_s(model, labels, a.sample_steps, a.guidance, a.device, a.sample_reps)
     fpi = a.sample_steps * model.flops_per_sample(training=False)     # forward FLOPs per image, unguided
+    dec = decoding(a)
+    share = lambda t_ips: round((1 / dec['images_per_s']) / (1 / t_ips + 1 / dec['images_per_s']), 4)   # the decoder's part of an image
     return dict(steps=a.sample_steps, batch=a.sample_batch, reps=a.sample_reps, guidance=a.guidance, model="eager",
                 images_per_s=round(ips, 3), guided_images_per_s=round(gips, 3), forward_flops_per_image=fpi,
                 achieved_tflops=round(fpi * ips / 1e12, 4), guided_achieved_tflops=round(2 * fpi * gips / 1e12, 4),
-                mfu_measured_peak=round(fpi * ips / peak, 4), guided_mfu_measured_peak=round(2 * fpi * gips / peak, 4))
+                mfu_measured_peak=round(fpi * ips / peak, 4), guided_mfu_measured_peak=round(2 * fpi * gips / peak, 4),
+                decoder=dec, decoder_share=share(ips), guided_decoder_share=share(gips))
 
 
 def machine(device) -> dict:
@@ -235,6 +264,9 @@ def report(res: dict):
     print(f"  sampling ({s['model']}, {s['steps']} steps, batch {s['batch']}): {s['images_per_s']:,.1f} images/s "
           f"({s['achieved_tflops']:.3f} TFLOP/s), guidance {s['guidance']:g}: {s['guided_images_per_s']:,.1f} images/s "
           f"({s['guided_achieved_tflops']:.3f} TFLOP/s)")
+    d = s['decoder']
+    print(f"  decoding {d['image_size']} px images (tokenizer width {d['channels']}): {d['images_per_s']:,.1f} images/s; of an image's "
+          f"sampling time the decoder takes {100 * s['decoder_share']:.1f} % ({100 * s['guided_decoder_share']:.1f} % with guidance)")
 
 
 def main(argv=None):

@@ -26,5 +26,9 @@ def test_maskgit_mfu_tiny(tmp_path):
     s = r["sampling"]
     assert (s["steps"], s["batch"], s["reps"], s["model"]) == (4, 4, 1, "eager") and s["guidance"] > 0
     assert s["images_per_s"] > 0 and s["guided_images_per_s"] > 0 and s["achieved_tflops"] >= 0
+    d = s["decoder"]                                               # the tokenizer's decoder: 16 px from 4 x 4 tokens in --tiny
+    assert (d["image_size"], d["channels"]) == (16, 8) and d["images_per_s"] > 0 and 0 < s["guided_decoder_share"] < s["decoder_share"] < 1
+    assert math.isclose(s["decoder_share"], (1 / d["images_per_s"]) / (1 / s["images_per_s"] + 1 / d["images_per_s"]), rel_tol=1e-3)
+    assert "decoding 16 px images" in res.stdout
     assert math.isclose(s["forward_flops_per_image"], 4 * (r["flops_per_token"] * 17 / 3 + 2 * 64 * 1024 * 16))   # forward: 1/3 of training
     assert {"platform", "cpu", "threads"} <= set(r["machine"]) and r["torch"] and r["date"]
