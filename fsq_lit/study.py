@@ -19,7 +19,7 @@ __all__ = ['NOISE', 'VERDICT', 'PLUMBING', 'SIDES', 'GPU_PRESETS', 'GPU_MINUTES'
            'verdict_word', 'verdict_lines', 'all_of', 'each', 'stamp', 'weights_checksum', 'read_derived',
            'write_derived', 'once', 'time_at_speed_of', 'mean', 'spread', 'pm', 'Rule', 'rules_table', 'Study',
            'StudyConfig', 'SceneStudyConfig', 'TokenizerStudyConfig', 'check_seeds', 'SeededStudyConfig',
-           'named_preset', 'asked_device', 'check_gpu_preset', 'flops_of', 'step_flops', 'phase', 'estimate',
+           'named_preset', 'asked_device', 'check_gpu_preset', 'flops_of', 'step_flops', 'phase', 'gpu_seconds',
            'estimate_line']
 
 # %% ../nbs/05b_study.ipynb #e948f854
@@ -196,7 +196,7 @@ class Study:
     def table(self, records, cfg) -> str: return ''
     def line(self, record: dict) -> str: return self.says.format(**record) if self.says else ' '.join(map(str, self.key(record)))
     def draw(self, st: dict, out: Path) -> list: return []
-    def work(self, cfg) -> dict: return {}   # {phase: `phase(...)`}: what `estimate` prices; {} = no estimate
+    def work(self, cfg) -> dict: return {}   # {phase: `phase(...)`}: what `Study.estimate` prices; {} = no estimate
 
 # %% ../nbs/05b_study.ipynb #77e81e0b
 @dataclass
@@ -322,7 +322,7 @@ def phase(kind: str, amount: float, steps: int = 0) -> dict:
     if kind not in RATES: raise ValueError(f"unknown kind of work {kind!r}; the kinds are {', '.join(RATES)}")
     return dict(kind=kind, amount=float(amount), steps=int(steps))
 
-def estimate(phases: dict) -> dict:
+def gpu_seconds(phases: dict) -> dict:
     "Seconds on one H100-class GPU of each phase of `phases` ({name: `phase`}) and of the whole run, setup included."
     s = {k: p['amount'] / RATES[p['kind']] + p['steps'] * STEP_S for k, p in phases.items()}
     return dict(phases={k: p | {'seconds': round(s[k], 1)} for k, p in phases.items()}, seconds=round(SETUP_S + sum(s.values()), 1))
@@ -335,9 +335,9 @@ def estimate_line(est: dict) -> str:
 
 @patch
 def estimate(self: Study, cfg) -> dict | None:
-    "`estimate` of the study's `work(cfg)`, with the minutes it allows (`GPU_MINUTES`); None for a study that lists no work."
+    "`gpu_seconds` of the study's `work(cfg)`, with the minutes it allows (`GPU_MINUTES`); None for a study that lists no work."
     phases = self.work(cfg)
-    return estimate(phases) | {'budget_s': 60 * GPU_MINUTES} if phases else None
+    return gpu_seconds(phases) | {'budget_s': 60 * GPU_MINUTES} if phases else None
 
 
 # %% ../nbs/05b_study.ipynb #259295d6
