@@ -15,7 +15,7 @@ from .indices import levels_for
 from .quantizer import get_variant, uniform_usage
 from .data import as_images
 from .runs import write_json, read_json, split_list
-from .study import Study, SeededStudyConfig, Rule, each, mean, spread, pm, read_derived, write_derived, weights_checksum, phase
+from .study import Study, SeededStudyConfig, Rule, each, mean, spread, pm, read_derived, write_derived, weights_checksum, rendering
 from .sources import image_data
 from .tokenizer import TokenizerConfig, train_tokenizer, tokenizers_work
 from .vq import time_quantizers, plot_timing
@@ -173,7 +173,7 @@ def tokenizer_of(self: CompareStudy, cfg, key) -> TokenizerConfig:
 @patch
 def work(self: CompareStudy, cfg) -> dict:
     "The phases of the study's estimate (05b): its scenes rendered, and every tokenizer of the plan trained (06's `tokenizers_work`)."
-    return {'scenes': phase('render', (cfg.n_train + cfg.n_test) * cfg.image_size ** 2),
+    return {'scenes': rendering(cfg.n_train + cfg.n_test, cfg.image_size),
             'tokenizers': tokenizers_work([self.tokenizer_of(cfg, k) for k in self.plan(cfg)])}
 
 @patch

@@ -18,7 +18,7 @@ from .data import as_images, check_images
 from .sources import DataError, image_data, parse_source, source_fingerprint
 from .runs import RunError, atomic_write, write_json, read_json, state_digest
 from .train import TrainConfig, fit, hardware, pick_device
-from .study import weights_checksum, step_flops, phase
+from .study import weights_checksum, step_flops, phase, rendering
 
 # %% auto #0
 __all__ = ['FEATURES_VERSION', 'INCEPTION_URL', 'INCEPTION_SPACE', 'SceneNet', 'embed', 'class_accuracy', 'FeatureNetConfig',
@@ -192,7 +192,7 @@ def feature_net_work(cfg: FeatureNetConfig, num_classes: int = len(SCENE_LABELS)
     net, x = SceneNet(cfg.width, num_classes, cfg.feature_dim, cfg.image_size), torch.randint(0, 256, (2, cfg.image_size, cfg.image_size, 3), dtype=torch.uint8)
     per = step_flops(net, functools.partial(_loss, p_degrade=cfg.degrade), {'image': x, 'label': torch.tensor([0, 1])})
     return {'feature network': phase('conv', per * cfg.steps * cfg.batch_size, cfg.steps),
-            'feature scenes': phase('render', (cfg.n_train + cfg.n_test) * cfg.image_size ** 2)}
+            'feature scenes': rendering(cfg.n_train + cfg.n_test, cfg.image_size)}
 
 # %% ../nbs/10a_features.ipynb #f3d06f86
 def _manifest(weights: Path) -> Path: return weights.with_suffix(".manifest.json")

@@ -14,7 +14,7 @@ from .scalar import check_int
 from .scenes import SCENE_LABELS
 from .runs import RunError, split_list
 from .train import TrainConfig, fit
-from .study import Study, SeededStudyConfig, Rule, all_of, mean, spread, pm, read_derived, write_derived, once, phase
+from .study import Study, SeededStudyConfig, Rule, all_of, mean, spread, pm, read_derived, write_derived, once, phase, rendering
 from .tokenizer import TokenizerConfig, train_tokenizer, load_tokenizer, evaluate_tokenizer, reconstruct, tokenizer_flops
 from .sources import image_data
 from .quantizer import get_variant, uniform_usage
@@ -198,7 +198,7 @@ def work(self: MaskGITStudy, cfg: GenerationConfig) -> dict:
     net = {m: MaskGIT(cfg.stage_two(m, codebook_size_of(model_of(m)[0]), len(SCENE_LABELS))) for m in cfg.models}
     passes = [(m, t * (2 if g else 1)) for m, _, t, g in self.plan(cfg)]     # transformer passes per sample, per record
     return feature_net_work(cfg.feature_config()) | {
-        'scenes': phase('render', (cfg.n_train + cfg.n_test) * cfg.image_size ** 2),
+        'scenes': rendering(cfg.n_train + cfg.n_test, cfg.image_size),
         'stage I': phase('conv', n * cfg.tok_steps * cfg.tok_batch * sum(f['train'] for f in tok.values()), n * len(toks) * cfg.tok_steps),
         'stage II': phase('transformer', n * cfg.steps * cfg.batch_size * sum(m.flops_per_sample() for m in net.values()), n * len(net) * cfg.steps),
         'sampling': phase('transformer', cfg.n_samples * sum(p * net[m].flops_per_sample(training=False) for m, p in passes)),

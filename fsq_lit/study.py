@@ -19,8 +19,8 @@ __all__ = ['NOISE', 'VERDICT', 'PLUMBING', 'SIDES', 'GPU_PRESETS', 'GPU_MINUTES'
            'verdict_word', 'verdict_lines', 'all_of', 'each', 'stamp', 'weights_checksum', 'read_derived',
            'write_derived', 'once', 'time_at_speed_of', 'mean', 'spread', 'pm', 'Rule', 'rules_table', 'Study',
            'StudyConfig', 'SceneStudyConfig', 'TokenizerStudyConfig', 'check_seeds', 'SeededStudyConfig',
-           'named_preset', 'asked_device', 'check_gpu_preset', 'flops_of', 'step_flops', 'phase', 'gpu_seconds',
-           'estimate_line']
+           'named_preset', 'asked_device', 'check_gpu_preset', 'flops_of', 'step_flops', 'phase', 'rendering',
+           'gpu_seconds', 'estimate_line']
 
 # %% ../nbs/05b_study.ipynb #e948f854
 NOISE = 'within noise'   # a verdict: the two arms' means differ by less than their seed-to-seed spread (`Rule.holds`)
@@ -321,6 +321,10 @@ def phase(kind: str, amount: float, steps: int = 0) -> dict:
     "One phase of a study's work: `amount` of `kind` (FLOPs, or pixels to render) and the optimizer `steps` it takes."
     if kind not in RATES: raise ValueError(f"unknown kind of work {kind!r}; the kinds are {', '.join(RATES)}")
     return dict(kind=kind, amount=float(amount), steps=int(steps))
+
+def rendering(n: int, size: int) -> dict:
+    "The phase of rendering `n` scenes of `size` x `size` pixels (chapter 04's, or images read and resized)."
+    return phase('render', n * size ** 2)
 
 def gpu_seconds(phases: dict) -> dict:
     "Seconds on one H100-class GPU of each phase of `phases` ({name: `phase`}) and of the whole run, setup included."

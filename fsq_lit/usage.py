@@ -16,7 +16,7 @@ from .runs import write_json, read_json
 from .train import pick_device
 from .tokenizer import TokenizerConfig, train_tokenizer, tokenizers_work
 from .sources import image_data, parse_source
-from .study import Study, StudyConfig, Rule, headed, once, phase
+from .study import Study, StudyConfig, Rule, headed, once, rendering
 from .compare import CompareConfig, PRESETS as COMPARE_PRESETS
 
 # %% auto #0
@@ -135,7 +135,7 @@ def tokenizer_of(self: UsageStudy, cfg, key) -> TokenizerConfig:
 def work(self: UsageStudy, cfg) -> dict:
     "The phases of the study's estimate (05b): each complexity's scenes rendered, and every tokenizer of the plan trained (06's `tokenizers_work`)."
     b, plan = cfg.compare, self.plan(cfg)
-    return {'scenes': phase('render', len({k[4] for k in plan}) * (b.n_train + max(cfg.eval_images)) * b.image_size ** 2),
+    return {'scenes': rendering(len({k[4] for k in plan}) * (b.n_train + max(cfg.eval_images)), b.image_size),
             'tokenizers': tokenizers_work([self.tokenizer_of(cfg, k) for k in plan])}
 
 @patch

@@ -17,7 +17,7 @@ from .sources import parse_source
 from .labels import label_data, check_settings
 from .features import FeatureNetConfig, feature_net_work
 from .study import (Study, SceneStudyConfig, check_seeds, Rule, NOISE, all_of, mean, spread, pm, weights_checksum, read_derived, write_derived,
-                           once, phase, step_flops, flops_of)
+                           once, phase, rendering, step_flops, flops_of)
 from .uvim_tasks import get_task, scene_batch
 from .uvim import (UViMConfig, UViMStageOne, stage_one_loss, LMConfig, UViMLanguageModel, oracle_codes,
                           stage_two_loss, prior_code, codes_and_maps, greedy_decode)
@@ -427,7 +427,7 @@ def work(self: UViMStudy, cfg) -> dict:
     one, two = sum(step_flops(m, stage_one_loss, batch) for m in s1), sum(step_flops(lm(m), stage_two_loss, codes(m)) for m in s1)
     decode = sum(flops_of(greedy_decode, lm(m), batch['image']) / 2 for m in s1)          # one item's code, per arm
     calls = n * len(s1) * s1[0].cfg.code_len * (math.ceil(cfg.n_test / 64) + math.ceil(cfg.n_show / 64))   # codes_and_maps' chunks
-    return self._fid_work(cfg) | {'scenes': phase('render', (cfg.n_train + cfg.n_test) * cfg.image_size ** 2),
+    return self._fid_work(cfg) | {'scenes': rendering(cfg.n_train + cfg.n_test, cfg.image_size),
             'stage I': phase('transformer', n * one * cfg.steps * cfg.batch_size, n * len(s1) * cfg.steps),
             'stage II': phase('transformer', n * two * cfg.lm_steps * cfg.lm_batch_size, n * len(s1) * cfg.lm_steps),
             'decoding': phase('transformer', n * decode * (cfg.n_test + cfg.n_show), calls)}
