@@ -408,7 +408,8 @@ def best_overall(cases: list[dict]) -> dict | None:
     cases = [c for c in cases if 'rows' in c]
     per = {}
     for c in cases:
-        key = _key(c['rows']) if _key(c['rows']) in c['copy'] else 'ms'         # like for like: the GPU's own, or both as called
+        key = _key(c['rows'])
+        key = key if key in c['copy'] else 'ms'                                  # like for like: the GPU's own, or both as called
         cp = c['copy'][key]
         for x in (x for x in c['rows'] if 'forward' in x):
             per.setdefault((x['elements'], x['num_warps']), []).append((x['forward'][key] + x['forward_backward'][key]) / cp)

@@ -20,9 +20,9 @@ from .uvim_tasks import get_task, patchify, label_input, label_output, label_los
 
 
 # %% auto #0
-__all__ = ['STAGE_ONE_QUANTIZERS', 'CODE_DROPOUTS', 'UViMConfig', 'code_mask', 'UViMStageOne', 'image_patches', 'stage_one_loss',
-           'LMConfig', 'code_tokens', 'UViMLanguageModel', 'oracle_codes', 'stage_two_loss', 'greedy_decode',
-           'decode_code', 'predict', 'prior_code', 'codes_and_maps']
+__all__ = ['STAGE_ONE_QUANTIZERS', 'CODE_DROPOUTS', 'CHUNK', 'UViMConfig', 'code_mask', 'UViMStageOne', 'image_patches',
+           'stage_one_loss', 'LMConfig', 'code_tokens', 'UViMLanguageModel', 'oracle_codes', 'stage_two_loss',
+           'greedy_decode', 'decode_code', 'predict', 'prior_code', 'codes_and_maps']
 
 # %% ../nbs/12a_uvim.ipynb #03a1732a
 STAGE_ONE_QUANTIZERS = {"fsq": "fsq", "vq": "uvim-vq", "vq-nosplit": "uvim-vq-nosplit"}   # the paper's arms → variant names
@@ -301,8 +301,10 @@ def prior_code(codes: torch.Tensor) -> torch.Tensor:
     "The code (L,) that is each position's most frequent code among `codes` (N, L): the best guess that ignores the image."
     return codes.mode(0).values
 
+CHUNK = 64   # items per call of codes_and_maps: a language model's greedy code costs code_len calls per chunk
+
 @torch.no_grad()
-def codes_and_maps(stage_one: UViMStageOne, batch: dict, source=None, chunk: int = 64) -> tuple:
+def codes_and_maps(stage_one: UViMStageOne, batch: dict, source=None, chunk: int = CHUNK) -> tuple:
     "Codes (N, L) of a scenes batch and the label maps they decode to, on the CPU; `source`: None for the oracle's code, a language model for its greedy code, or one code (L,) for every scene."
     dev, codes, maps = next(stage_one.parameters()).device, [], []
     for i in range(0, len(batch['image']), check_int(chunk, 'chunk', 1)):

@@ -20,7 +20,7 @@ from .study import (Study, SceneStudyConfig, check_seeds, Rule, NOISE, all_of, m
                            once, phase, rendering, step_flops, flops_of)
 from .uvim_tasks import get_task, scene_batch
 from .uvim import (UViMConfig, UViMStageOne, stage_one_loss, LMConfig, UViMLanguageModel, oracle_codes,
-                          stage_two_loss, prior_code, codes_and_maps, greedy_decode)
+                          stage_two_loss, prior_code, codes_and_maps, greedy_decode, CHUNK)
 
 # %% auto #0
 __all__ = ['ARMS', 'STAGES', 'TASKS_OF_DATA', 'SCENE_LABELS', 'PRESETS', 'TASK_SETTINGS', 'UVIM', 'TOLERANCE', 'SEEDS',
@@ -421,20 +421,21 @@ def work(self: UViMStudy, cfg) -> dict:
     items of the study's data), its language model's greedy codes of the held-out and shown items (each step of a chunk
     of 64 priced as a training step: an upper bound), and colourization's FID network (10a's `feature_net_work`)."""
     batch = scene_batch(range(2), cfg.image_size, cfg.data_seed) if cfg.data == 'scenes' else held_out(cfg, 2)
-    n, s1 = len(cfg.seeds), [UViMStageOne(cfg.uvim_config(a, task_params(cfg))) for a in cfg.arms]
-    lm = lambda m: UViMLanguageModel(cfg.lm_config(), m.cfg.code_len, m.quantizer.codebook_size)
+    params = task_params(cfg)                                                     # read once: on other data, from its cache
+    n, s1 = len(cfg.seeds), [UViMStageOne(cfg.uvim_config(a, params)) for a in cfg.arms]
+    lms = [UViMLanguageModel(cfg.lm_config(), m.cfg.code_len, m.quantizer.codebook_size) for m in s1]
     codes = lambda m: {'image': batch['image'], 'code': torch.randint(0, m.quantizer.codebook_size, (2, m.cfg.code_len))}
-    one, two = sum(step_flops(m, stage_one_loss, batch) for m in s1), sum(step_flops(lm(m), stage_two_loss, codes(m)) for m in s1)
-    decode = sum(flops_of(greedy_decode, lm(m), batch['image']) / 2 for m in s1)          # one item's code, per arm
-    calls = n * len(s1) * s1[0].cfg.code_len * (math.ceil(cfg.n_test / 64) + math.ceil(cfg.n_show / 64))   # codes_and_maps' chunks
-    return self._fid_work(cfg) | {'scenes': rendering(cfg.n_train + cfg.n_test, cfg.image_size),
+    one, two = sum(step_flops(m, stage_one_loss, batch) for m in s1), sum(step_flops(lm, stage_two_loss, codes(m)) for m, lm in zip(s1, lms))
+    decode = sum(flops_of(greedy_decode, lm, batch['image']) / 2 for lm in lms)       # one item's code, per arm
+    calls = n * len(s1) * s1[0].cfg.code_len * (math.ceil(cfg.n_test / CHUNK) + math.ceil(cfg.n_show / CHUNK))   # codes_and_maps' chunks
+    return _fid_work(cfg, params) | {'scenes': rendering(cfg.n_train + cfg.n_test, cfg.image_size),
             'stage I': phase('transformer', n * one * cfg.steps * cfg.batch_size, n * len(s1) * cfg.steps),
             'stage II': phase('transformer', n * two * cfg.lm_steps * cfg.lm_batch_size, n * len(s1) * cfg.lm_steps),
             'decoding': phase('transformer', n * decode * (cfg.n_test + cfg.n_show), calls)}
 
-@patch
-def _fid_work(self: UViMStudy, cfg) -> dict:
-    "Colourization's FID network (`task_params`): the scenes' `fid_net`, or one trained on other data's classes; none for other tasks."
+def _fid_work(cfg: UViMStudyConfig, params: dict | None) -> dict:
+    "Colourization's FID network (`params`, `task_params(cfg)`): the scenes' `fid_net`, or one trained on other data's classes; none for other tasks."
     if cfg.task != 'colorization': return {}
-    fid = FeatureNetConfig() if cfg.data == 'scenes' else (task_params(cfg) or {}).get('fid')
-    return {} if fid is None else feature_net_work(fid if isinstance(fid, FeatureNetConfig) else FeatureNetConfig(**fid))
+    if cfg.data == 'scenes': return feature_net_work(FeatureNetConfig())
+    fid = (params or {}).get('fid')
+    return {} if fid is None else feature_net_work(FeatureNetConfig(**fid))
